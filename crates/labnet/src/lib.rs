@@ -1,0 +1,27 @@
+//! `labnet` — what two or more netlab programs share.
+//!
+//! Every lab binary is a thin `main.rs` over its own library; whatever a second binary also needs
+//! lives here:
+//!
+//! - [`error`]: one [`Error`] type, `.context(..)` on fallible calls, and [`report`], which turns a
+//!   result into the exit code of the kit's convention (0 success, 1 runtime failure, 2 usage).
+//! - [`log`]: the one printer of `[time] [LEVEL] message` lines (or JSON objects with `--json`),
+//!   safe to call from any thread without interleaving lines.
+//! - [`args`]: small helpers around `pico-args` so every program rejects bad input the same way.
+//! - [`sock`]: one socket builder per teaching idea (broadcast, multicast, reuse-address and
+//!   dual-stack listeners), each option commented with what the kernel does with it.
+//! - [`wire`]: pure parsers and encoders of the labs' wire formats.
+//! - [`topo`]: the addresses of the three lab topologies, shared by compose files, `cargo xtask
+//!   lab` and the tests.
+//! - [`testkit`]: the network-namespace testbed that builds a topology for real and removes it on
+//!   drop, plus helpers for tests.
+
+pub mod args;
+pub mod error;
+pub mod log;
+pub mod sock;
+pub mod testkit;
+pub mod topo;
+pub mod wire;
+
+pub use error::{Context, Error, Result, report};

@@ -1,0 +1,270 @@
+//! The one printer of the kit's events.
+//!
+//! Every program prints what a student observes as one line per event,
+//! `[2026-11-23 13:20:31.123] [RECV] 12 bytes from 172.20.0.100:50123 'HELLO_BCAST #0'`,
+//! or with `--json` one JSON object per line (`{"time": …, "level": "RECV", "msg": …, "src": …}`)
+//! for scripts and graders. Each line is formatted completely first and then written with a single
+//! call under the stdout lock, so lines from different threads never interleave mid-line.
+//!
+//! Times are UTC: lab containers and namespaces rarely agree on a time zone, and a capture in
+//! Wireshark can be set to UTC to line up with these logs.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// What kind of event a line reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Progress: bound, connected, joined, closed.
+    Info,
+    /// Something this program sent.
+    Send,
+    /// Something this program received.
+    Recv,
+    /// Statistics and summaries.
+    Stat,
+    /// A problem the program survives (a bad client, a dropped datagram).
+    Warn,
+    /// A failure the program reports as an event (servers keep running after it).
+    Error,
+    /// Detail useful when something goes wrong.
+    Debug,
+}
+
+impl Level {
+    /// The upper-case name printed between brackets.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Send => "SEND",
+            Level::Recv => "RECV",
+            Level::Stat => "STAT",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+            Level::Debug => "DEBUG",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+static JSON: AtomicBool = AtomicBool::new(false);
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Switches the process-wide printer to JSON lines (`--json`).
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// True when `--json` is in force.
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// True once a write to stdout failed (the reader of a pipe went away). Long-running loops may
+/// check it and end quietly.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Flushes stdout (before an error line goes to stderr, so the order on a terminal is right).
+pub fn flush() {
+    let _ = io::stdout().lock().flush();
+}
+
+/// One event: a level, a human message, and optional named fields for `--json`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    level: Level,
+    msg: String,
+    fields: Map<String, Value>,
+}
+
+impl Event {
+    /// An event with its human-readable message.
+    pub fn new(level: Level, msg: impl Into<String>) -> Self {
+        Event { level, msg: msg.into(), fields: Map::new() }
+    }
+
+    /// Adds a field shown only in JSON output (the text line already says it in words).
+    pub fn field(mut self, key: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.fields.insert(key.to_owned(), value);
+        self
+    }
+
+    /// Prints the event on stdout in the process-wide format.
+    pub fn emit(self) {
+        let line = self.format(is_json(), SystemTime::now());
+        let mut out = io::stdout().lock();
+        if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the event to another printer (a log file).
+    pub fn emit_to(self, printer: &Printer) {
+        printer.write(self);
+    }
+
+    /// The complete line, newline included.
+    pub fn format(&self, json: bool, at: SystemTime) -> String {
+        let time = timestamp(at);
+        if json {
+            let mut obj = Map::new();
+            obj.insert("time".into(), Value::String(time));
+            obj.insert("level".into(), Value::String(self.level.as_str().into()));
+            obj.insert("msg".into(), Value::String(self.msg.clone()));
+            for (k, v) in &self.fields {
+                obj.insert(k.clone(), v.clone());
+            }
+            let mut line = Value::Object(obj).to_string();
+            line.push('\n');
+            line
+        } else {
+            format!("[{time}] [{}] {}\n", self.level, self.msg)
+        }
+    }
+}
+
+/// A printer writing to a file of its own (the tunnel's `--log`), same format as stdout.
+pub struct Printer {
+    sink: Mutex<File>,
+    json: bool,
+}
+
+impl Printer {
+    /// Opens (appends to) `path`.
+    pub fn append(path: &Path, json: bool) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Printer { sink: Mutex::new(file), json })
+    }
+
+    /// Writes one event as one `write` call: with `O_APPEND` the kernel never splits it.
+    pub fn write(&self, event: Event) {
+        let line = event.format(self.json, SystemTime::now());
+        let mut file = match self.sink.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// Prints an INFO event.
+pub fn info(msg: impl Into<String>) {
+    Event::new(Level::Info, msg).emit();
+}
+/// Prints a SEND event.
+pub fn send(msg: impl Into<String>) {
+    Event::new(Level::Send, msg).emit();
+}
+/// Prints a RECV event.
+pub fn recv(msg: impl Into<String>) {
+    Event::new(Level::Recv, msg).emit();
+}
+/// Prints a STAT event.
+pub fn stat(msg: impl Into<String>) {
+    Event::new(Level::Stat, msg).emit();
+}
+/// Prints a WARN event.
+pub fn warn(msg: impl Into<String>) {
+    Event::new(Level::Warn, msg).emit();
+}
+/// Prints an ERROR event (for servers that go on after it; fatal errors go through `report`).
+pub fn error(msg: impl Into<String>) {
+    Event::new(Level::Error, msg).emit();
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` in UTC.
+pub fn timestamp(at: SystemTime) -> String {
+    let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Shows a payload the way the labs print it: as text when it is UTF-8, with control characters
+/// escaped so one datagram stays on one line; otherwise as hex.
+pub fn printable(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.escape_debug().to_string(),
+        Err(_) => {
+            let mut hex = String::from("0x");
+            for b in bytes {
+                hex.push_str(&format!("{b:02x}"));
+            }
+            hex
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn text_line_has_time_level_message() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_440_031_123);
+        let line = Event::new(Level::Recv, "12 bytes").format(false, at);
+        assert_eq!(line, "[2026-11-23 13:20:31.123] [RECV] 12 bytes\n");
+    }
+
+    #[test]
+    fn json_line_is_one_object_with_fields() {
+        let at = UNIX_EPOCH;
+        let line = Event::new(Level::Send, "x").field("bytes", 5).format(true, at);
+        assert!(line.ends_with('\n'));
+        let v: Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["time"], "1970-01-01 00:00:00.000");
+        assert_eq!(v["level"], "SEND");
+        assert_eq!(v["msg"], "x");
+        assert_eq!(v["bytes"], 5);
+    }
+
+    #[test]
+    fn leap_day_and_year_end_dates() {
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(20_088), (2024, 12, 31));
+    }
+
+    #[test]
+    fn printable_escapes_and_hexes() {
+        assert_eq!(printable(b"a\nb"), "a\\nb");
+        assert_eq!(printable(&[0xff, 0x00]), "0xff00");
+    }
+}

@@ -1,0 +1,471 @@
+//! The network-namespace testbed, and helpers for tests.
+//!
+//! [`Testbed::up`] builds a [`Topology`] for real with `ip netns`, veth pairs and Linux bridges:
+//! one namespace per host, plus one "switch" namespace holding a bridge per segment (with the
+//! gateway address on it, as Docker puts it on its bridge). Nothing is created in the machine's
+//! own namespace, so lab traffic, broadcast included, never reaches a real network.
+//!
+//! Every host gets `lo` up, its addresses (IPv6 without duplicate-address detection, so they are
+//! usable at once), a default route via the gateway, a route for 224.0.0.0/4 so multicast and
+//! 255.255.255.255 leave through `eth0` as in Docker, and IGMP forced to version 2 (RFC 2236, the
+//! handout's reference: reports go to the group address, leaves to 224.0.0.2). Bridges have
+//! multicast snooping turned off on purpose: the segment floods multicast like a hub, so a host
+//! that did not join sees the frames and its kernel drops them, which is what the lab shows.
+//! `/etc/netns/<ns>/hosts` gives every host the lab's names (`ip netns exec` mounts it over
+//! `/etc/hosts`), so `nc server 8080` works as in compose.
+//!
+//! Dropping the testbed ends every process inside its namespaces and removes the namespaces (and
+//! with them every veth and bridge), also when a test panics. Test namespaces carry a per-process
+//! prefix (`nlt<pid>x<n>_`), so parallel tests never collide, and a new testbed first sweeps the
+//! namespaces of test processes that no longer exist (a test killed by a timeout cannot run its
+//! destructors).
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::topo::{Host, Topology};
+
+/// Environment variable: when `1`, a test that cannot create namespaces fails instead of skipping
+/// (set by `.ci/run`).
+pub const REQUIRE_NETNS: &str = "NETLAB_REQUIRE_NETNS";
+
+/// Prefix of every namespace a test process creates.
+pub const TEST_PREFIX: &str = "nlt";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A topology built in network namespaces.
+pub struct Testbed {
+    topo: &'static Topology,
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Mutex<Vec<Child>>,
+    keep: bool,
+}
+
+/// Why a test could not get a testbed (it then skips, unless [`REQUIRE_NETNS`] is set).
+#[derive(Debug)]
+pub struct Skip(pub String);
+
+impl Testbed {
+    /// Builds `topo` with namespace names `<prefix><topology>_<host>`; an empty prefix gives the
+    /// SPEC names (`week3_client`) that `cargo xtask lab` uses.
+    pub fn up(topo: &'static Topology, prefix: &str) -> io::Result<Testbed> {
+        let mut bed = Testbed {
+            topo,
+            prefix: prefix.to_owned(),
+            namespaces: Vec::new(),
+            children: Mutex::new(Vec::new()),
+            keep: false,
+        };
+        bed.build()?;
+        Ok(bed)
+    }
+
+    /// A testbed for a test: unique prefix, stale test namespaces swept first. Returns [`Skip`]
+    /// when this process may not create namespaces, and panics instead when [`REQUIRE_NETNS`] is
+    /// set, so CI cannot pass by skipping.
+    pub fn for_test(topo: &'static Topology) -> Result<Testbed, Skip> {
+        let attempt = netns_available().and_then(|()| {
+            sweep_stale_test_namespaces();
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let prefix = format!("{TEST_PREFIX}{}x{n}_", std::process::id());
+            Testbed::up(topo, &prefix).map_err(|e| format!("building the {} testbed: {e}", topo.name))
+        });
+        match attempt {
+            Ok(bed) => Ok(bed),
+            Err(reason) if std::env::var(REQUIRE_NETNS).as_deref() == Ok("1") => {
+                panic!("{REQUIRE_NETNS}=1 but no namespace testbed: {reason}")
+            }
+            Err(reason) => Err(Skip(reason)),
+        }
+    }
+
+    /// Leaves the namespaces in place when dropped (`cargo xtask lab up`).
+    pub fn keep(mut self) -> Self {
+        self.keep = true;
+        self
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &'static Topology {
+        self.topo
+    }
+
+    /// The namespace name of a host.
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}{}_{}", self.prefix, self.topo.name, host)
+    }
+
+    fn switch_ns(&self) -> String {
+        format!("{}{}_sw", self.prefix, self.topo.name)
+    }
+
+    /// A host of the topology, panicking on a name that is not in it (a bug in the test).
+    pub fn host(&self, name: &str) -> &'static Host {
+        match self.topo.hosts.iter().find(|h| h.name == name) {
+            Some(h) => h,
+            None => panic!("no host {name} in topology {}", self.topo.name),
+        }
+    }
+
+    /// A command that runs `program` inside `host`.
+    pub fn command(&self, host: &str, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.arg("netns").arg("exec").arg(self.ns(host)).arg(program);
+        c
+    }
+
+    /// Runs `program args…` inside `host` to completion and returns its output.
+    pub fn run<S: AsRef<OsStr>>(&self, host: &str, program: impl AsRef<OsStr>, args: &[S]) -> io::Result<Output> {
+        self.command(host, program).args(args).stdin(Stdio::null()).output()
+    }
+
+    /// Starts `program args…` inside `host` with piped stdout and stderr; the process is ended when
+    /// the testbed drops. Returns its PID; use [`Testbed::take`] to get the `Child` itself.
+    pub fn spawn<S: AsRef<OsStr>>(&self, host: &str, program: impl AsRef<OsStr>, args: &[S]) -> io::Result<Child> {
+        self.command(host, program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    /// Hands a child to the testbed, which kills it on drop if it is still running.
+    pub fn track(&self, child: Child) {
+        if let Ok(mut v) = self.children.lock() {
+            v.push(child);
+        }
+    }
+
+    /// Starts `smcrouted` in the `router` host with a static route forwarding `group` from `eth0`
+    /// to `eth1`, each instance with its own config, control socket and PID file, and waits until
+    /// the route is installed.
+    pub fn enable_mroute(&self, group: IpAddr) -> io::Result<()> {
+        let ns = self.ns("router");
+        let dir = runtime_dir(&ns);
+        fs::create_dir_all(&dir)?;
+        let conf = dir.join("smcroute.conf");
+        let sock = dir.join("smcroute.sock");
+        let pid = dir.join("smcroute.pid");
+        fs::write(&conf, format!("phyint eth0 enable\nphyint eth1 enable\nmroute from eth0 group {group} to eth1\n"))?;
+        let which = Command::new("sh").arg("-c").arg("command -v smcrouted").output()?;
+        if !which.status.success() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "smcrouted not found: install it with `apt-get install smcroute`",
+            ));
+        }
+        let child = self
+            .command("router", "smcrouted")
+            .arg("-n")
+            .arg("-N")
+            .args(["-i", &ns, "-l", "notice"])
+            .arg("-f")
+            .arg(&conf)
+            .arg("-u")
+            .arg(&sock)
+            .arg("-P")
+            .arg(&pid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.track(child);
+        // smcroute keeps a group-only route as a (*,G) template and installs kernel (S,G) routes
+        // when traffic arrives, so readiness is the daemon answering with the template.
+        let want = group.to_string();
+        wait_until(Duration::from_secs(10), || {
+            let out = self
+                .command("router", "smcroutectl")
+                .args(["-p", "-i", &ns, "-u"])
+                .arg(&sock)
+                .args(["show", "routes"])
+                .stdin(Stdio::null())
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout).contains(&want).then_some(())
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "smcrouted did not install the multicast route"))
+    }
+
+    fn build(&mut self) -> io::Result<()> {
+        let sw = self.switch_ns();
+        self.add_ns(&sw)?;
+        let mut script = String::from("set -e\nip link set lo up\n");
+        for seg in self.topo.segments {
+            // Snooping off, explicitly: the bridge floods multicast like the hub of a lab bench.
+            let _ = writeln!(script, "ip link add {} type bridge mcast_snooping 0 stp_state 0", seg.bridge);
+            let _ = writeln!(script, "ip addr add {}/{} dev {}", seg.gateway4, seg.prefix4, seg.bridge);
+            if let (Some(gw6), Some((_, len))) = (seg.gateway6, seg.subnet6) {
+                let _ = writeln!(script, "ip -6 addr add {gw6}/{len} dev {} nodad", seg.bridge);
+            }
+            let _ = writeln!(script, "ip link set {} up", seg.bridge);
+        }
+        sh_in(&sw, &script)?;
+
+        for host in self.topo.hosts {
+            let ns = self.ns(host.name);
+            self.add_ns(&ns)?;
+            // Created from inside the switch namespace with the peer placed straight into the
+            // host: no interface ever appears in the machine's own namespace.
+            for link in host.links {
+                let port = port_name(host.name, link.ifname);
+                run_ok(Command::new("ip").args([
+                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", link.ifname, "netns", &ns,
+                ]))?;
+                let bridge = self.topo.segments[link.segment].bridge;
+                run_ok(Command::new("ip").args(["-n", &sw, "link", "set", &port, "master", bridge, "up"]))?;
+            }
+            sh_in(&ns, &host_script(self.topo, host))?;
+            self.write_hosts_file(&ns)?;
+        }
+        Ok(())
+    }
+
+    fn add_ns(&mut self, ns: &str) -> io::Result<()> {
+        // A leftover of a crashed run with the same name would make `add` fail: clear it first.
+        if Path::new("/run/netns").join(ns).exists() {
+            delete_ns(ns);
+        }
+        run_ok(Command::new("ip").args(["netns", "add", ns]))?;
+        self.namespaces.push(ns.to_owned());
+        Ok(())
+    }
+
+    fn write_hosts_file(&self, ns: &str) -> io::Result<()> {
+        let dir = Path::new("/etc/netns").join(ns);
+        fs::create_dir_all(&dir)?;
+        let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        for h in self.topo.hosts {
+            let names = format!("{} {}", h.name, self.topo.container(h.name));
+            for link in h.links {
+                let _ = writeln!(text, "{}\t{names}", link.ipv4);
+                if let Some(v6) = link.ipv6 {
+                    let _ = writeln!(text, "{v6}\t{names}");
+                }
+            }
+        }
+        fs::write(dir.join("hosts"), text)
+    }
+
+    /// Ends every process and removes every namespace (idempotent).
+    pub fn teardown(&mut self) {
+        if let Ok(mut children) = self.children.lock() {
+            for c in children.iter_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            children.clear();
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            delete_ns(&ns);
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        self.teardown();
+    }
+}
+
+fn host_script(topo: &Topology, host: &Host) -> String {
+    let mut s = String::from("set -e\n");
+    // Skip IPv6 duplicate-address detection so addresses are usable the moment the link is up.
+    s.push_str("echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad\necho 0 > /proc/sys/net/ipv6/conf/default/accept_dad\n");
+    s.push_str("echo 2 > /proc/sys/net/ipv4/conf/all/force_igmp_version\n");
+    s.push_str("echo 2 > /proc/sys/net/ipv4/conf/default/force_igmp_version\n");
+    // Answer pings to broadcast addresses, as the handout's troubleshooting section expects.
+    s.push_str("echo 0 > /proc/sys/net/ipv4/icmp_echo_ignore_broadcasts\n");
+    s.push_str("ip link set lo up\n");
+    for link in host.links {
+        let seg = &topo.segments[link.segment];
+        let _ = writeln!(s, "ip addr add {}/{} brd + dev {}", link.ipv4, seg.prefix4, link.ifname);
+        if let (Some(v6), Some((_, len))) = (link.ipv6, seg.subnet6) {
+            let _ = writeln!(s, "ip -6 addr add {v6}/{len} dev {} nodad", link.ifname);
+        }
+        let _ = writeln!(s, "ip link set {} up", link.ifname);
+    }
+    let first = &host.links[0];
+    let _ = writeln!(s, "ip route add default via {} dev {}", host.gateway4, first.ifname);
+    let _ = writeln!(s, "ip route add 224.0.0.0/4 dev {}", first.ifname);
+    if let Some(gw6) = topo.segments[first.segment].gateway6 {
+        let _ = writeln!(s, "ip -6 route add default via {gw6} dev {}", first.ifname);
+    }
+    for r in host.routes {
+        let _ = writeln!(s, "ip route add {} via {}", r.to, r.via);
+    }
+    if host.forwards {
+        s.push_str("echo 1 > /proc/sys/net/ipv4/ip_forward\n");
+        s.push_str("echo 1 > /proc/sys/net/ipv6/conf/all/forwarding\n");
+        // Reverse-path filtering would drop forwarded multicast whose source is on the other side.
+        s.push_str("echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter\n");
+    }
+    s
+}
+
+fn port_name(host: &str, ifname: &str) -> String {
+    let mut name = format!("{host}-{ifname}");
+    name.truncate(15);
+    name
+}
+
+fn runtime_dir(ns: &str) -> PathBuf {
+    Path::new("/run/netlab").join(ns)
+}
+
+fn sh_in(ns: &str, script: &str) -> io::Result<()> {
+    run_ok(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]))
+}
+
+fn run_ok(cmd: &mut Command) -> io::Result<()> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Ends every process inside `ns`, then removes it with its links, hosts file and runtime files.
+pub fn delete_ns(ns: &str) {
+    for _ in 0..50 {
+        let pids = ns_pids(ns);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).stderr(Stdio::null()).status();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+    let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+    let _ = fs::remove_dir_all(runtime_dir(ns));
+}
+
+/// PIDs of the processes living in namespace `ns`.
+pub fn ns_pids(ns: &str) -> Vec<u32> {
+    Command::new("ip")
+        .args(["netns", "pids", ns])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Names of every namespace on the machine.
+pub fn list_namespaces() -> Vec<String> {
+    fs::read_dir("/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Removes namespaces left by test processes that no longer exist.
+pub fn sweep_stale_test_namespaces() {
+    for ns in list_namespaces() {
+        let Some(rest) = ns.strip_prefix(TEST_PREFIX) else { continue };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            delete_ns(&ns);
+        }
+    }
+}
+
+/// Checks that this process may create namespaces (root, `ip` present), by creating one.
+pub fn netns_available() -> Result<(), String> {
+    let probe = format!("{TEST_PREFIX}{}probe{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    match Command::new("ip").args(["netns", "add", &probe]).stdin(Stdio::null()).output() {
+        Err(e) => Err(format!("cannot run `ip` (install iproute2): {e}")),
+        Ok(out) if !out.status.success() => Err(format!(
+            "cannot create network namespaces (run as root): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => {
+            let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+            Ok(())
+        }
+    }
+}
+
+/// Gets a testbed or returns from the calling test with a printed reason.
+#[macro_export]
+macro_rules! testbed_or_skip {
+    ($topo:expr) => {
+        match $crate::testkit::Testbed::for_test($topo) {
+            Ok(bed) => bed,
+            Err($crate::testkit::Skip(reason)) => {
+                eprintln!("SKIPPED: {reason}");
+                return;
+            }
+        }
+    };
+}
+
+/// Polls `f` every 20 ms until it returns `Some` or `timeout` passes (readiness without fixed
+/// sleeps).
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The path of a workspace binary, for tests of one crate that run another crate's program.
+///
+/// A cargo integration test only gets `CARGO_BIN_EXE_<name>` for its own package: this looks next
+/// to the test executable (`target/<profile>/`), and if the binary is not built yet, builds it once
+/// with `cargo build --bin NAME` in the same profile.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let dir = profile_dir();
+    let path = dir.join(name);
+    let _guard = BUILD.lock();
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--bin", name]);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "could not build binary {name} (cargo build --bin {name})"
+        );
+    }
+    path
+}
+
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> → target/<profile>
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    dir
+}
