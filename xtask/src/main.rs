@@ -25,5 +25,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let task = args[0].to_string_lossy().into_owned();
-    labnet::report("xtask", Err(labnet::Error::usage(format!("task '{task}' is not available yet"))))
+    labnet::report(
+        "xtask",
+        Err(labnet::Error::usage(format!(
+            "task '{task}' is not available yet"
+        ))),
+    )
 }

@@ -84,11 +84,15 @@ pub fn opt_port(args: &mut Arguments, key: &'static str, default: u16) -> Result
 
 /// A number of seconds, fractions allowed (`0.2`), non-negative and finite.
 pub fn seconds(value: &str) -> Result<Duration> {
-    let s: f64 = value
-        .parse()
-        .map_err(|_| Error::usage(format!("invalid duration '{value}': expected seconds, e.g. 1 or 0.5")))?;
+    let s: f64 = value.parse().map_err(|_| {
+        Error::usage(format!(
+            "invalid duration '{value}': expected seconds, e.g. 1 or 0.5"
+        ))
+    })?;
     if !s.is_finite() || !(0.0..=1e9).contains(&s) {
-        return Err(Error::usage(format!("invalid duration '{value}': expected 0 or more seconds")));
+        return Err(Error::usage(format!(
+            "invalid duration '{value}': expected 0 or more seconds"
+        )));
     }
     Ok(Duration::from_secs_f64(s))
 }
@@ -96,12 +100,15 @@ pub fn seconds(value: &str) -> Result<Duration> {
 /// An optional duration in seconds.
 pub fn opt_seconds(args: &mut Arguments, key: &'static str) -> Result<Option<Duration>> {
     let raw: Option<String> = args.opt_value_from_str(key)?;
-    raw.map(|s| seconds(&s).map_err(|e| Error::usage(format!("{key}: {e}")))).transpose()
+    raw.map(|s| seconds(&s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+        .transpose()
 }
 
 /// An IP address literal.
 pub fn ip(value: &str) -> Result<IpAddr> {
-    value.parse().map_err(|_| Error::usage(format!("invalid IP address '{value}'")))
+    value
+        .parse()
+        .map_err(|_| Error::usage(format!("invalid IP address '{value}'")))
 }
 
 /// `host:port`, `[v6]:port` or `ip:port`; host names are resolved (first address wins, IPv4
@@ -114,7 +121,11 @@ pub fn socket_addr(value: &str, prefer_v6: bool) -> Result<SocketAddr> {
         .rsplit_once(':')
         .ok_or_else(|| Error::usage(format!("invalid address '{value}': expected HOST:PORT")))?;
     let port = port(port_str, true)?;
-    resolve(host.trim_start_matches('[').trim_end_matches(']'), port, prefer_v6)
+    resolve(
+        host.trim_start_matches('[').trim_end_matches(']'),
+        port,
+        prefer_v6,
+    )
 }
 
 /// Resolves a host name (or literal) to one socket address.
@@ -138,7 +149,10 @@ pub fn resolve_all(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
     }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| Error::Io { context: format!("resolve {host}"), source: e })?
+        .map_err(|e| Error::Io {
+            context: format!("resolve {host}"),
+            source: e,
+        })?
         .collect();
     if addrs.is_empty() {
         return Err(Error::msg(format!("resolve {host}: no address")));
@@ -181,8 +195,14 @@ mod tests {
 
     #[test]
     fn socket_addrs_accept_v6_brackets() {
-        assert_eq!(socket_addr("[::1]:80", false).unwrap(), "[::1]:80".parse().unwrap());
-        assert_eq!(socket_addr("127.0.0.1:80", false).unwrap(), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(
+            socket_addr("[::1]:80", false).unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+        assert_eq!(
+            socket_addr("127.0.0.1:80", false).unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
         assert!(socket_addr("nocolon", false).is_err());
     }
 }

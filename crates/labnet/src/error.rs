@@ -51,13 +51,19 @@ impl Error {
         context: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        Error::Other { context: context.into(), source: source.into() }
+        Error::Other {
+            context: context.into(),
+            source: source.into(),
+        }
     }
 
     /// A runtime failure described by one message (exit 1).
     pub fn msg(context: impl Into<String>) -> Self {
         let context = context.into();
-        Error::Other { source: context.clone().into(), context }
+        Error::Other {
+            source: context.clone().into(),
+            context,
+        }
     }
 
     /// The exit code this error ends the program with.
@@ -91,7 +97,11 @@ impl fmt::Display for Error {
             Error::Wire(msg) => write!(f, "protocol error: {msg}"),
             Error::Other { context, source } => {
                 let why = source.to_string();
-                if why == *context { write!(f, "{context}") } else { write!(f, "{context}: {why}") }
+                if why == *context {
+                    write!(f, "{context}")
+                } else {
+                    write!(f, "{context}: {why}")
+                }
             }
         }
     }
@@ -157,10 +167,16 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, io::Error> {
     fn context(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context.into(), source })
+        self.map_err(|source| Error::Io {
+            context: context.into(),
+            source,
+        })
     }
     fn with_context<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|source| Error::Io { context: f().into(), source })
+        self.map_err(|source| Error::Io {
+            context: f().into(),
+            source,
+        })
     }
 }
 
@@ -188,9 +204,13 @@ mod tests {
 
     #[test]
     fn io_errors_name_operation_and_errno() {
-        let e: Result<()> = Err(io::Error::from_raw_os_error(13)).context("send to 255.255.255.255:5007");
+        let e: Result<()> =
+            Err(io::Error::from_raw_os_error(13)).context("send to 255.255.255.255:5007");
         let text = e.unwrap_err().to_string();
-        assert_eq!(text, "send to 255.255.255.255:5007: permission denied (EACCES)");
+        assert_eq!(
+            text,
+            "send to 255.255.255.255:5007: permission denied (EACCES)"
+        );
     }
 
     #[test]

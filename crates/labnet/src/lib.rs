@@ -11,6 +11,7 @@
 //! - [`sock`]: one socket builder per teaching idea (broadcast, multicast, reuse-address and
 //!   dual-stack listeners), each option commented with what the kernel does with it.
 //! - [`wire`]: pure parsers and encoders of the labs' wire formats.
+//! - [`pmu`]: one PMU session (TP3 parts 2 and 6) over any byte stream.
 //! - [`topo`]: the addresses of the three lab topologies, shared by compose files, `cargo xtask
 //!   lab` and the tests.
 //! - [`testkit`]: the network-namespace testbed that builds a topology for real and removes it on
@@ -19,6 +20,7 @@
 pub mod args;
 pub mod error;
 pub mod log;
+pub mod pmu;
 pub mod sock;
 pub mod testkit;
 pub mod topo;

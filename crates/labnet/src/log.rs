@@ -95,7 +95,11 @@ pub struct Event {
 impl Event {
     /// An event with its human-readable message.
     pub fn new(level: Level, msg: impl Into<String>) -> Self {
-        Event { level, msg: msg.into(), fields: Map::new() }
+        Event {
+            level,
+            msg: msg.into(),
+            fields: Map::new(),
+        }
     }
 
     /// Adds a field shown only in JSON output (the text line already says it in words).
@@ -109,7 +113,11 @@ impl Event {
     pub fn emit(self) {
         let line = self.format(is_json(), SystemTime::now());
         let mut out = io::stdout().lock();
-        if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+        if out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             STDOUT_CLOSED.store(true, Ordering::Relaxed);
         }
     }
@@ -149,7 +157,10 @@ impl Printer {
     /// Opens (appends to) `path`.
     pub fn append(path: &Path, json: bool) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Printer { sink: Mutex::new(file), json })
+        Ok(Printer {
+            sink: Mutex::new(file),
+            json,
+        })
     }
 
     /// Writes one event as one `write` call: with `O_APPEND` the kernel never splits it.
@@ -247,7 +258,9 @@ mod tests {
     #[test]
     fn json_line_is_one_object_with_fields() {
         let at = UNIX_EPOCH;
-        let line = Event::new(Level::Send, "x").field("bytes", 5).format(true, at);
+        let line = Event::new(Level::Send, "x")
+            .field("bytes", 5)
+            .format(true, at);
         assert!(line.ends_with('\n'));
         let v: Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(v["time"], "1970-01-01 00:00:00.000");

@@ -74,14 +74,19 @@ impl FromStr for Iface {
         if let Ok(i) = s.parse::<u32>() {
             return Ok(Iface::Index(i));
         }
-        iface_index(s).map(Iface::Index).map_err(|_| format!("no interface named '{s}'"))
+        iface_index(s)
+            .map(Iface::Index)
+            .map_err(|_| format!("no interface named '{s}'"))
     }
 }
 
 /// The index of a named interface, from sysfs (no `unsafe` `if_nametoindex` needed).
 pub fn iface_index(name: &str) -> io::Result<u32> {
     if name.contains('/') || name.contains("..") {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
     }
     let raw = fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))?;
     raw.trim()
@@ -109,7 +114,9 @@ fn index_of_v6_addr(addr: Ipv6Addr) -> Option<u32> {
         let mut cols = line.split_whitespace();
         let hex = cols.next()?;
         let index = cols.next()?;
-        (hex == want).then(|| u32::from_str_radix(index, 16).ok()).flatten()
+        (hex == want)
+            .then(|| u32::from_str_radix(index, 16).ok())
+            .flatten()
     })
 }
 
@@ -158,7 +165,11 @@ pub struct MulticastOptions {
 
 impl Default for MulticastOptions {
     fn default() -> Self {
-        MulticastOptions { ttl: 1, loopback: true, iface: Iface::Any }
+        MulticastOptions {
+            ttl: 1,
+            loopback: true,
+            iface: Iface::Any,
+        }
     }
 }
 
@@ -243,7 +254,12 @@ impl MulticastReceiver {
                 s
             }
         };
-        Ok(MulticastReceiver { socket: socket.into(), group, iface: iface.clone(), joined: true })
+        Ok(MulticastReceiver {
+            socket: socket.into(),
+            group,
+            iface: iface.clone(),
+            joined: true,
+        })
     }
 
     /// The joined socket, to `recv_from` on.
@@ -351,9 +367,15 @@ mod tests {
         let lo = Iface::V4(Ipv4Addr::LOCALHOST);
         let rx = MulticastReceiver::join(group, 0, &lo).unwrap();
         let port = rx.socket().local_addr().unwrap().port();
-        rx.socket().set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        rx.socket()
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         // TTL 0: the datagram never leaves this host (SPEC safety rule).
-        let opts = MulticastOptions { ttl: 0, loopback: true, iface: lo };
+        let opts = MulticastOptions {
+            ttl: 0,
+            loopback: true,
+            iface: lo,
+        };
         let tx = multicast_sender(group, &opts).unwrap();
         tx.send_to(b"hello group", (group, port)).unwrap();
         let mut buf = [0u8; 64];
@@ -364,7 +386,9 @@ mod tests {
 
     #[test]
     fn joining_a_unicast_address_is_refused() {
-        let e = MulticastReceiver::join("10.0.0.1".parse().unwrap(), 0, &Iface::Any).err().unwrap();
+        let e = MulticastReceiver::join("10.0.0.1".parse().unwrap(), 0, &Iface::Any)
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
@@ -390,7 +414,10 @@ mod tests {
 
     #[test]
     fn iface_parses_addresses_names_and_indexes() {
-        assert_eq!("172.20.0.100".parse::<Iface>().unwrap(), Iface::V4("172.20.0.100".parse().unwrap()));
+        assert_eq!(
+            "172.20.0.100".parse::<Iface>().unwrap(),
+            Iface::V4("172.20.0.100".parse().unwrap())
+        );
         assert_eq!("lo".parse::<Iface>().unwrap(), Iface::Index(1));
         assert_eq!("::1".parse::<Iface>().unwrap(), Iface::Index(1));
         assert_eq!("7".parse::<Iface>().unwrap(), Iface::Index(7));

@@ -78,7 +78,8 @@ impl Testbed {
             sweep_stale_test_namespaces();
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let prefix = format!("{TEST_PREFIX}{}x{n}_", std::process::id());
-            Testbed::up(topo, &prefix).map_err(|e| format!("building the {} testbed: {e}", topo.name))
+            Testbed::up(topo, &prefix)
+                .map_err(|e| format!("building the {} testbed: {e}", topo.name))
         });
         match attempt {
             Ok(bed) => Ok(bed),
@@ -125,13 +126,26 @@ impl Testbed {
     }
 
     /// Runs `program args…` inside `host` to completion and returns its output.
-    pub fn run<S: AsRef<OsStr>>(&self, host: &str, program: impl AsRef<OsStr>, args: &[S]) -> io::Result<Output> {
-        self.command(host, program).args(args).stdin(Stdio::null()).output()
+    pub fn run<S: AsRef<OsStr>>(
+        &self,
+        host: &str,
+        program: impl AsRef<OsStr>,
+        args: &[S],
+    ) -> io::Result<Output> {
+        self.command(host, program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
     }
 
     /// Starts `program args…` inside `host` with piped stdout and stderr; the process is ended when
     /// the testbed drops. Returns its PID; use [`Testbed::take`] to get the `Child` itself.
-    pub fn spawn<S: AsRef<OsStr>>(&self, host: &str, program: impl AsRef<OsStr>, args: &[S]) -> io::Result<Child> {
+    pub fn spawn<S: AsRef<OsStr>>(
+        &self,
+        host: &str,
+        program: impl AsRef<OsStr>,
+        args: &[S],
+    ) -> io::Result<Child> {
         self.command(host, program)
             .args(args)
             .stdin(Stdio::null())
@@ -157,8 +171,16 @@ impl Testbed {
         let conf = dir.join("smcroute.conf");
         let sock = dir.join("smcroute.sock");
         let pid = dir.join("smcroute.pid");
-        fs::write(&conf, format!("phyint eth0 enable\nphyint eth1 enable\nmroute from eth0 group {group} to eth1\n"))?;
-        let which = Command::new("sh").arg("-c").arg("command -v smcrouted").output()?;
+        fs::write(
+            &conf,
+            format!(
+                "phyint eth0 enable\nphyint eth1 enable\nmroute from eth0 group {group} to eth1\n"
+            ),
+        )?;
+        let which = Command::new("sh")
+            .arg("-c")
+            .arg("command -v smcrouted")
+            .output()?;
         if !which.status.success() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -193,9 +215,16 @@ impl Testbed {
                 .stdin(Stdio::null())
                 .output()
                 .ok()?;
-            String::from_utf8_lossy(&out.stdout).contains(&want).then_some(())
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&want)
+                .then_some(())
         })
-        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "smcrouted did not install the multicast route"))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "smcrouted did not install the multicast route",
+            )
+        })
     }
 
     fn build(&mut self) -> io::Result<()> {
@@ -204,10 +233,22 @@ impl Testbed {
         let mut script = String::from("set -e\nip link set lo up\n");
         for seg in self.topo.segments {
             // Snooping off, explicitly: the bridge floods multicast like the hub of a lab bench.
-            let _ = writeln!(script, "ip link add {} type bridge mcast_snooping 0 stp_state 0", seg.bridge);
-            let _ = writeln!(script, "ip addr add {}/{} dev {}", seg.gateway4, seg.prefix4, seg.bridge);
+            let _ = writeln!(
+                script,
+                "ip link add {} type bridge mcast_snooping 0 stp_state 0",
+                seg.bridge
+            );
+            let _ = writeln!(
+                script,
+                "ip addr add {}/{} dev {}",
+                seg.gateway4, seg.prefix4, seg.bridge
+            );
             if let (Some(gw6), Some((_, len))) = (seg.gateway6, seg.subnet6) {
-                let _ = writeln!(script, "ip -6 addr add {gw6}/{len} dev {} nodad", seg.bridge);
+                let _ = writeln!(
+                    script,
+                    "ip -6 addr add {gw6}/{len} dev {} nodad",
+                    seg.bridge
+                );
             }
             let _ = writeln!(script, "ip link set {} up", seg.bridge);
         }
@@ -221,10 +262,24 @@ impl Testbed {
             for link in host.links {
                 let port = port_name(host.name, link.ifname);
                 run_ok(Command::new("ip").args([
-                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", link.ifname, "netns", &ns,
+                    "-n",
+                    &sw,
+                    "link",
+                    "add",
+                    &port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    link.ifname,
+                    "netns",
+                    &ns,
                 ]))?;
                 let bridge = self.topo.segments[link.segment].bridge;
-                run_ok(Command::new("ip").args(["-n", &sw, "link", "set", &port, "master", bridge, "up"]))?;
+                run_ok(
+                    Command::new("ip")
+                        .args(["-n", &sw, "link", "set", &port, "master", bridge, "up"]),
+                )?;
             }
             sh_in(&ns, &host_script(self.topo, host))?;
             self.write_hosts_file(&ns)?;
@@ -245,7 +300,8 @@ impl Testbed {
     fn write_hosts_file(&self, ns: &str) -> io::Result<()> {
         let dir = Path::new("/etc/netns").join(ns);
         fs::create_dir_all(&dir)?;
-        let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        let mut text =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         for h in self.topo.hosts {
             let names = format!("{} {}", h.name, self.topo.container(h.name));
             for link in h.links {
@@ -293,14 +349,22 @@ fn host_script(topo: &Topology, host: &Host) -> String {
     s.push_str("ip link set lo up\n");
     for link in host.links {
         let seg = &topo.segments[link.segment];
-        let _ = writeln!(s, "ip addr add {}/{} brd + dev {}", link.ipv4, seg.prefix4, link.ifname);
+        let _ = writeln!(
+            s,
+            "ip addr add {}/{} brd + dev {}",
+            link.ipv4, seg.prefix4, link.ifname
+        );
         if let (Some(v6), Some((_, len))) = (link.ipv6, seg.subnet6) {
             let _ = writeln!(s, "ip -6 addr add {v6}/{len} dev {} nodad", link.ifname);
         }
         let _ = writeln!(s, "ip link set {} up", link.ifname);
     }
     let first = &host.links[0];
-    let _ = writeln!(s, "ip route add default via {} dev {}", host.gateway4, first.ifname);
+    let _ = writeln!(
+        s,
+        "ip route add default via {} dev {}",
+        host.gateway4, first.ifname
+    );
     let _ = writeln!(s, "ip route add 224.0.0.0/4 dev {}", first.ifname);
     if let Some(gw6) = topo.segments[first.segment].gateway6 {
         let _ = writeln!(s, "ip -6 route add default via {gw6} dev {}", first.ifname);
@@ -352,11 +416,17 @@ pub fn delete_ns(ns: &str) {
             break;
         }
         for pid in pids {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+    let _ = Command::new("ip")
+        .args(["netns", "del", ns])
+        .stderr(Stdio::null())
+        .status();
     let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
     let _ = fs::remove_dir_all(runtime_dir(ns));
 }
@@ -367,22 +437,35 @@ pub fn ns_pids(ns: &str) -> Vec<u32> {
         .args(["netns", "pids", ns])
         .stderr(Stdio::null())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Names of every namespace on the machine.
 pub fn list_namespaces() -> Vec<String> {
     fs::read_dir("/run/netns")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Removes namespaces left by test processes that no longer exist.
 pub fn sweep_stale_test_namespaces() {
     for ns in list_namespaces() {
-        let Some(rest) = ns.strip_prefix(TEST_PREFIX) else { continue };
-        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = ns.strip_prefix(TEST_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if !Path::new("/proc").join(pid.to_string()).exists() {
             delete_ns(&ns);
         }
@@ -391,8 +474,16 @@ pub fn sweep_stale_test_namespaces() {
 
 /// Checks that this process may create namespaces (root, `ip` present), by creating one.
 pub fn netns_available() -> Result<(), String> {
-    let probe = format!("{TEST_PREFIX}{}probe{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    match Command::new("ip").args(["netns", "add", &probe]).stdin(Stdio::null()).output() {
+    let probe = format!(
+        "{TEST_PREFIX}{}probe{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    match Command::new("ip")
+        .args(["netns", "add", &probe])
+        .stdin(Stdio::null())
+        .output()
+    {
         Err(e) => Err(format!("cannot run `ip` (install iproute2): {e}")),
         Ok(out) if !out.status.success() => Err(format!(
             "cannot create network namespaces (run as root): {}",

@@ -158,7 +158,10 @@ pub const WS_PORT: u16 = 5006;
 
 const W3_NET: usize = 0;
 const W3_REMOTE: usize = 1;
-const VIA_ROUTER: &[Route] = &[Route { to: "172.21.0.0/24", via: IpAddr::V4(v4(172, 20, 0, 254)) }];
+const VIA_ROUTER: &[Route] = &[Route {
+    to: "172.21.0.0/24",
+    via: IpAddr::V4(v4(172, 20, 0, 254)),
+}];
 
 /// Week 3: four hosts on 172.20.0.0/24 and `remote` behind the router on 172.21.0.0/24.
 pub static WEEK3: Topology = Topology {
@@ -186,7 +189,12 @@ pub static WEEK3: Topology = Topology {
     hosts: &[
         Host {
             name: "server",
-            links: &[Link { segment: W3_NET, ifname: "eth0", ipv4: v4(172, 20, 0, 10), ipv6: None }],
+            links: &[Link {
+                segment: W3_NET,
+                ifname: "eth0",
+                ipv4: v4(172, 20, 0, 10),
+                ipv6: None,
+            }],
             gateway4: v4(172, 20, 0, 1),
             routes: VIA_ROUTER,
             forwards: false,
@@ -195,8 +203,18 @@ pub static WEEK3: Topology = Topology {
         Host {
             name: "router",
             links: &[
-                Link { segment: W3_NET, ifname: "eth0", ipv4: v4(172, 20, 0, 254), ipv6: None },
-                Link { segment: W3_REMOTE, ifname: "eth1", ipv4: v4(172, 21, 0, 254), ipv6: None },
+                Link {
+                    segment: W3_NET,
+                    ifname: "eth0",
+                    ipv4: v4(172, 20, 0, 254),
+                    ipv6: None,
+                },
+                Link {
+                    segment: W3_REMOTE,
+                    ifname: "eth1",
+                    ipv4: v4(172, 21, 0, 254),
+                    ipv6: None,
+                },
             ],
             gateway4: v4(172, 20, 0, 1),
             routes: &[],
@@ -205,7 +223,12 @@ pub static WEEK3: Topology = Topology {
         },
         Host {
             name: "client",
-            links: &[Link { segment: W3_NET, ifname: "eth0", ipv4: v4(172, 20, 0, 100), ipv6: None }],
+            links: &[Link {
+                segment: W3_NET,
+                ifname: "eth0",
+                ipv4: v4(172, 20, 0, 100),
+                ipv6: None,
+            }],
             gateway4: v4(172, 20, 0, 1),
             routes: VIA_ROUTER,
             forwards: false,
@@ -213,7 +236,12 @@ pub static WEEK3: Topology = Topology {
         },
         Host {
             name: "receiver",
-            links: &[Link { segment: W3_NET, ifname: "eth0", ipv4: v4(172, 20, 0, 101), ipv6: None }],
+            links: &[Link {
+                segment: W3_NET,
+                ifname: "eth0",
+                ipv4: v4(172, 20, 0, 101),
+                ipv6: None,
+            }],
             gateway4: v4(172, 20, 0, 1),
             routes: VIA_ROUTER,
             forwards: false,
@@ -221,9 +249,17 @@ pub static WEEK3: Topology = Topology {
         },
         Host {
             name: "remote",
-            links: &[Link { segment: W3_REMOTE, ifname: "eth0", ipv4: v4(172, 21, 0, 10), ipv6: None }],
+            links: &[Link {
+                segment: W3_REMOTE,
+                ifname: "eth0",
+                ipv4: v4(172, 21, 0, 10),
+                ipv6: None,
+            }],
             gateway4: v4(172, 21, 0, 1),
-            routes: &[Route { to: "172.20.0.0/24", via: IpAddr::V4(v4(172, 21, 0, 254)) }],
+            routes: &[Route {
+                to: "172.20.0.0/24",
+                via: IpAddr::V4(v4(172, 21, 0, 254)),
+            }],
             forwards: false,
             runs: "interactive (second segment)",
         },
@@ -245,7 +281,12 @@ pub static CHAT: Topology = Topology {
     hosts: &[
         Host {
             name: "webserver",
-            links: &[Link { segment: 0, ifname: "eth0", ipv4: v4(10, 20, 30, 3), ipv6: Some(v6(0xfd00, 0, 3)) }],
+            links: &[Link {
+                segment: 0,
+                ifname: "eth0",
+                ipv4: v4(10, 20, 30, 3),
+                ipv6: Some(v6(0xfd00, 0, 3)),
+            }],
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
@@ -253,7 +294,12 @@ pub static CHAT: Topology = Topology {
         },
         Host {
             name: "client1",
-            links: &[Link { segment: 0, ifname: "eth0", ipv4: v4(10, 20, 30, 11), ipv6: Some(v6(0xfd00, 0, 0x11)) }],
+            links: &[Link {
+                segment: 0,
+                ifname: "eth0",
+                ipv4: v4(10, 20, 30, 11),
+                ipv6: Some(v6(0xfd00, 0, 0x11)),
+            }],
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
@@ -261,7 +307,12 @@ pub static CHAT: Topology = Topology {
         },
         Host {
             name: "client2",
-            links: &[Link { segment: 0, ifname: "eth0", ipv4: v4(10, 20, 30, 12), ipv6: Some(v6(0xfd00, 0, 0x12)) }],
+            links: &[Link {
+                segment: 0,
+                ifname: "eth0",
+                ipv4: v4(10, 20, 30, 12),
+                ipv6: Some(v6(0xfd00, 0, 0x12)),
+            }],
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
@@ -269,7 +320,12 @@ pub static CHAT: Topology = Topology {
         },
         Host {
             name: "client3",
-            links: &[Link { segment: 0, ifname: "eth0", ipv4: v4(10, 20, 30, 13), ipv6: Some(v6(0xfd00, 0, 0x13)) }],
+            links: &[Link {
+                segment: 0,
+                ifname: "eth0",
+                ipv4: v4(10, 20, 30, 13),
+                ipv6: Some(v6(0xfd00, 0, 0x13)),
+            }],
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
@@ -293,7 +349,12 @@ pub static TP3: Topology = Topology {
     hosts: &[
         Host {
             name: "tcpip",
-            links: &[Link { segment: 0, ifname: "eth0", ipv4: v4(172, 30, 0, 10), ipv6: Some(v6(0xfd30, 0, 0x10)) }],
+            links: &[Link {
+                segment: 0,
+                ifname: "eth0",
+                ipv4: v4(172, 30, 0, 10),
+                ipv6: Some(v6(0xfd30, 0, 0x10)),
+            }],
             gateway4: v4(172, 30, 0, 1),
             routes: &[],
             forwards: false,
@@ -301,7 +362,12 @@ pub static TP3: Topology = Topology {
         },
         Host {
             name: "student1",
-            links: &[Link { segment: 0, ifname: "eth0", ipv4: v4(172, 30, 0, 101), ipv6: Some(v6(0xfd30, 0, 0x101)) }],
+            links: &[Link {
+                segment: 0,
+                ifname: "eth0",
+                ipv4: v4(172, 30, 0, 101),
+                ipv6: Some(v6(0xfd30, 0, 0x101)),
+            }],
             gateway4: v4(172, 30, 0, 1),
             routes: &[],
             forwards: false,
@@ -309,7 +375,12 @@ pub static TP3: Topology = Topology {
         },
         Host {
             name: "student2",
-            links: &[Link { segment: 0, ifname: "eth0", ipv4: v4(172, 30, 0, 102), ipv6: Some(v6(0xfd30, 0, 0x102)) }],
+            links: &[Link {
+                segment: 0,
+                ifname: "eth0",
+                ipv4: v4(172, 30, 0, 102),
+                ipv6: Some(v6(0xfd30, 0, 0x102)),
+            }],
             gateway4: v4(172, 30, 0, 1),
             routes: &[],
             forwards: false,
@@ -328,10 +399,16 @@ mod tests {
     #[test]
     fn week3_addresses_match_spec() {
         assert_eq!(WEEK3.host("server").unwrap().ipv4(), v4(172, 20, 0, 10));
-        assert_eq!(WEEK3.host("router").unwrap().links[1].ipv4, v4(172, 21, 0, 254));
+        assert_eq!(
+            WEEK3.host("router").unwrap().links[1].ipv4,
+            v4(172, 21, 0, 254)
+        );
         assert_eq!(WEEK3.segments[0].broadcast4(), v4(172, 20, 0, 255));
         assert_eq!(WEEK3.container("client"), "week3_client");
-        assert_eq!(CHAT.host("client3").unwrap().ipv6().unwrap().to_string(), "fd00::13");
+        assert_eq!(
+            CHAT.host("client3").unwrap().ipv6().unwrap().to_string(),
+            "fd00::13"
+        );
     }
 
     #[test]
@@ -341,7 +418,12 @@ mod tests {
                 for link in host.links {
                     let seg = &topo.segments[link.segment];
                     let mask = u32::MAX << (32 - seg.prefix4);
-                    assert_eq!(u32::from(link.ipv4) & mask, u32::from(seg.subnet4), "{}", host.name);
+                    assert_eq!(
+                        u32::from(link.ipv4) & mask,
+                        u32::from(seg.subnet4),
+                        "{}",
+                        host.name
+                    );
                 }
             }
         }

@@ -9,7 +9,10 @@ use labnet::testkit::{Testbed, list_namespaces};
 use labnet::topo::{CHAT, TP3, WEEK3};
 
 fn ping(bed: &Testbed, from: &str, to: &str) -> bool {
-    bed.run(from, "ping", &["-c", "1", "-W", "2", to]).unwrap().status.success()
+    bed.run(from, "ping", &["-c", "1", "-W", "2", to])
+        .unwrap()
+        .status
+        .success()
 }
 
 #[test]
@@ -18,7 +21,10 @@ fn week3_hosts_reach_each_other_and_the_remote_segment_through_the_router() {
     assert!(ping(&bed, "client", "172.20.0.10"), "client -> server");
     assert!(ping(&bed, "receiver", "172.20.0.100"), "receiver -> client");
     // Routed: client -> router -> remote, and the names of the lab resolve inside hosts.
-    assert!(ping(&bed, "client", "172.21.0.10"), "client -> remote via router");
+    assert!(
+        ping(&bed, "client", "172.21.0.10"),
+        "client -> remote via router"
+    );
     assert!(ping(&bed, "remote", "server"), "remote -> server by name");
     let routes = bed.run("client", "ip", &["route"]).unwrap();
     let routes = String::from_utf8_lossy(&routes.stdout);
@@ -39,8 +45,23 @@ fn chat_and_tp3_have_ipv6_on_every_host() {
 #[test]
 fn multicast_route_is_installed_on_the_router() {
     let bed = testbed_or_skip!(&WEEK3);
-    bed.enable_mroute(IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1))).unwrap();
-    let out = bed.run("router", "smcroutectl", &["-p", "-i", &bed.ns("router"), "-u", &format!("/run/netlab/{}/smcroute.sock", bed.ns("router")), "show", "routes"]).unwrap();
+    bed.enable_mroute(IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1)))
+        .unwrap();
+    let out = bed
+        .run(
+            "router",
+            "smcroutectl",
+            &[
+                "-p",
+                "-i",
+                &bed.ns("router"),
+                "-u",
+                &format!("/run/netlab/{}/smcroute.sock", bed.ns("router")),
+                "show",
+                "routes",
+            ],
+        )
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("239.1.1.1"), "{text}");
 }
@@ -62,6 +83,9 @@ fn drop_removes_namespaces_processes_and_hosts_files_even_after_a_panic() {
     let left = list_namespaces();
     for ns in &names {
         assert!(!left.contains(ns), "{ns} still present");
-        assert!(!Path::new("/etc/netns").join(ns).exists(), "hosts file of {ns} left behind");
+        assert!(
+            !Path::new("/etc/netns").join(ns).exists(),
+            "hosts file of {ns} left behind"
+        );
     }
 }

@@ -31,3 +31,7 @@ impl From<WireError> for crate::Error {
         crate::Error::Wire(e.to_string())
     }
 }
+
+pub mod pmu;
+pub mod reset;
+pub mod tv;
