@@ -12,6 +12,7 @@
 //!   dual-stack listeners), each option commented with what the kernel does with it.
 //! - [`wire`]: pure parsers and encoders of the labs' wire formats.
 //! - [`pmu`]: one PMU session (TP3 parts 2 and 6) over any byte stream.
+//! - [`stats`]: a UDP receiver's statistics and its overall/idle timeouts (week 3 homework 1).
 //! - [`topo`]: the addresses of the three lab topologies, shared by compose files, `cargo xtask
 //!   lab` and the tests.
 //! - [`testkit`]: the network-namespace testbed that builds a topology for real and removes it on
@@ -22,6 +23,7 @@ pub mod error;
 pub mod log;
 pub mod pmu;
 pub mod sock;
+pub mod stats;
 pub mod testkit;
 pub mod topo;
 pub mod wire;
