@@ -32,6 +32,7 @@ impl From<WireError> for crate::Error {
     }
 }
 
+pub mod chat;
 pub mod pmu;
 pub mod reset;
 pub mod tv;

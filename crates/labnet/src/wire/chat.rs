@@ -1,0 +1,564 @@
+//! The chat lab's wire format (seed `002`, milestones 1–2 and the extra credit), shared by
+//! `chat-server` and `chat-client` so both speak exactly the handout's protocol.
+//!
+//! Over TCP (port 5000):
+//! - client → server, first message: the name, UTF-8 (`alice`). With authentication on, the
+//!   first message is `name:password` (`alice:correct horse`): names never contain `:`, so the
+//!   first `:` splits them, and the password may hold anything but a newline. The credentials
+//!   cross the network in clear text, as every other chat byte does.
+//! - client → server, then: chat text. A `\n` ends a message when the client sends one; a client
+//!   that never sends `\n` (the handout's) has each read taken as one message.
+//! - server → clients: `!` + a JSON object `{name: ip}` after every join and leave, room messages
+//!   as `<name>: <msg> ` (the handout's trailing space), refusals as `ERROR: <why>`. Our server
+//!   ends each with `\n` and writes it in one call; the handout's server ends nothing, so a reader
+//!   must also split a `!{json}` glued to other text ([`ServerStream`]).
+//!
+//! Over UDP (port 5000): one datagram = one peer-to-peer message, the text alone; the receiver
+//! names the sender by looking its source IP up in the user list.
+
+use std::collections::VecDeque;
+
+use super::WireError;
+
+/// Longest name, in characters.
+pub const MAX_NAME_CHARS: usize = 20;
+/// Default longest message a server accepts, in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// What starts a user-list message.
+pub const USERS_PREFIX: u8 = b'!';
+/// What starts a refusal.
+pub const ERROR_PREFIX: &str = "ERROR: ";
+/// What a receiver calls a peer whose IP is not in the user list (the handout's word).
+pub const NON_REGISTERED: &str = "Non-registered";
+
+/// Checks a name against the lab's rules; the error says why, ready for `ERROR: <why>`.
+///
+/// Beyond non-empty, short, unique (checked by the server), no whitespace and no control
+/// characters: a leading `!` would make relayed lines look like user-list updates, and a `:`
+/// would let `a: b` forge the sender of a room message (and would split credentials).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty name".into());
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(format!(
+            "name longer than {MAX_NAME_CHARS} characters ({chars})"
+        ));
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Err("name contains whitespace".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name contains a control character".into());
+    }
+    if name.starts_with('!') {
+        return Err("name starts with '!'".into());
+    }
+    if name.contains(':') {
+        return Err("name contains ':'".into());
+    }
+    Ok(())
+}
+
+/// Splits a first message into name and password at the first `:` (`alice:pw` → `("alice",
+/// Some("pw"))`; `alice` → `("alice", None)`).
+pub fn split_credentials(first: &str) -> (&str, Option<&str>) {
+    match first.split_once(':') {
+        Some((name, password)) => (name, Some(password)),
+        None => (first, None),
+    }
+}
+
+/// The first message a client sends: `name` or `name:password` (no newline: the handout's
+/// server takes one read as the name).
+pub fn encode_credentials(name: &str, password: Option<&str>) -> String {
+    match password {
+        Some(p) => format!("{name}:{p}"),
+        None => name.to_owned(),
+    }
+}
+
+/// `!{"alice": "10.20.30.11", "bob": "10.20.30.12"}\n`, in join order, spaced like Python's
+/// `json.dumps` so a capture looks like the handout's server.
+pub fn encode_users<'a>(users: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut s = String::from("!{");
+    for (i, (name, ip)) in users.into_iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        // serde_json escapes quotes, backslashes and control characters: the list always parses.
+        s.push_str(&json_string(name));
+        s.push_str(": ");
+        s.push_str(&json_string(ip));
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// A room message as relayed: `<name>: <msg> \n` (the handout's trailing space kept).
+pub fn encode_room(name: &str, text: &str) -> String {
+    format!("{name}: {text} \n")
+}
+
+/// A refusal: `ERROR: <why>\n`.
+pub fn encode_error(why: &str) -> String {
+    format!("{ERROR_PREFIX}{why}\n")
+}
+
+/// Parses the JSON object of a user list (without the `!`), keeping the server's order.
+pub fn parse_users(json: &str) -> Result<Vec<(String, String)>, WireError> {
+    let bad = |why: &str| WireError::Malformed(format!("user list: {why}"));
+    let value: serde_json::Value =
+        serde_json::from_str(json.trim_end()).map_err(|e| bad(&e.to_string()))?;
+    let obj = value.as_object().ok_or_else(|| bad("not a JSON object"))?;
+    let mut users: Vec<(String, String)> = Vec::with_capacity(obj.len());
+    for (name, ip) in obj {
+        let ip = ip
+            .as_str()
+            .ok_or_else(|| bad(&format!("address of '{name}' is not a string")))?;
+        users.push((name.clone(), ip.to_owned()));
+    }
+    // serde_json's map is sorted by key; the order on the wire was the join order. Recover it.
+    let order = key_order(json);
+    users.sort_by_key(|(name, _)| order.iter().position(|k| k == name).unwrap_or(usize::MAX));
+    Ok(users)
+}
+
+/// The top-level keys of a JSON object in the order they appear.
+fn key_order(json: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(json.trim_end());
+    // A map visitor that records keys in order.
+    struct Keys<'a>(&'a mut Vec<String>);
+    impl<'de> serde::de::Visitor<'de> for Keys<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                self.0.push(k);
+            }
+            Ok(())
+        }
+    }
+    let _ = serde::Deserializer::deserialize_map(&mut de, Keys(&mut keys));
+    keys
+}
+
+/// Where the JSON object starting at `bytes[0] == b'{'` ends (index one past its `}`), matching
+/// braces outside strings and honouring `\` escapes inside them.
+pub fn json_object_end(bytes: &[u8]) -> Result<usize, WireError> {
+    if bytes.first() != Some(&b'{') {
+        return Err(WireError::Malformed("expected '{'".into()));
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Ok(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(WireError::Incomplete)
+}
+
+/// One message from a chat server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMsg {
+    /// The active users, `(name, ip)` in the server's order.
+    Users(Vec<(String, String)>),
+    /// A room message: the sender (text before the first `: `) and the text (trailing space and
+    /// newline removed). `from` is `None` when the line has no `: `.
+    Room {
+        /// Who sent it.
+        from: Option<String>,
+        /// What they said.
+        text: String,
+    },
+    /// `ERROR: <why>`.
+    Error(String),
+    /// A `!` line whose JSON does not parse (reported, not fatal).
+    BadUsers(String),
+}
+
+/// Longest unfinished message a reader keeps waiting for, bytes.
+const MAX_PENDING: usize = 1 << 20;
+
+/// Splits the byte stream from a chat server into messages, whether the server ends them with
+/// `\n` (ours) or not (the handout's).
+///
+/// The stream counts as framed once a user list is followed by `\n` (ours sends one right after
+/// a join); then every line is one message. Unframed, each read is one message, except that a
+/// `!{…}` object glued to other text is cut out by brace matching, and an unfinished one at the
+/// end of a read waits for the next read.
+#[derive(Debug, Default)]
+pub struct ServerStream {
+    buf: Vec<u8>,
+    framed: bool,
+}
+
+impl ServerStream {
+    /// A reader that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True once the server has shown that it ends messages with `\n`.
+    pub fn is_framed(&self) -> bool {
+        self.framed
+    }
+
+    /// Adds the bytes of one read and returns the messages they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<ServerMsg> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        if !self.framed {
+            self.split_unframed(&mut out);
+        }
+        if self.framed {
+            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line[..nl]).into_owned();
+                let line = line.strip_suffix('\r').unwrap_or(&line);
+                if !line.is_empty() {
+                    out.push(classify(line));
+                }
+            }
+            if self.buf.len() > MAX_PENDING {
+                let rest = String::from_utf8_lossy(&self.buf).into_owned();
+                self.buf.clear();
+                out.push(classify(&rest));
+            }
+        }
+        out
+    }
+
+    fn split_unframed(&mut self, out: &mut Vec<ServerMsg>) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut text_start = 0;
+        let mut i = 0;
+        while i < buf.len() {
+            if buf[i] == USERS_PREFIX && buf.get(i + 1) == Some(&b'{') {
+                match json_object_end(&buf[i + 1..]) {
+                    Ok(len) => {
+                        let end = i + 1 + len;
+                        let json = String::from_utf8_lossy(&buf[i + 1..end]);
+                        if let Ok(users) = parse_users(&json) {
+                            push_text(&buf[text_start..i], out);
+                            out.push(ServerMsg::Users(users));
+                            i = end;
+                            if buf.get(i) == Some(&b'\n') {
+                                // Our server: from now on, one line = one message.
+                                self.framed = true;
+                                i += 1;
+                                self.buf = buf[i..].to_vec();
+                                return;
+                            }
+                            text_start = i;
+                            continue;
+                        }
+                    }
+                    Err(WireError::Incomplete)
+                        if buf.len() - i < MAX_PENDING
+                            && (i == text_start || buf[i - 1] == b' ') =>
+                    {
+                        // A user list cut by TCP segmentation: keep it for the next read.
+                        push_text(&buf[text_start..i], out);
+                        self.buf = buf[i..].to_vec();
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+            i += 1;
+        }
+        push_text(&buf[text_start..], out);
+    }
+}
+
+fn push_text(bytes: &[u8], out: &mut Vec<ServerMsg>) {
+    let text = String::from_utf8_lossy(bytes);
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !line.trim().is_empty() {
+            out.push(classify(line));
+        }
+    }
+}
+
+fn classify(line: &str) -> ServerMsg {
+    if let Some(json) = line.strip_prefix('!') {
+        return match parse_users(json) {
+            Ok(users) => ServerMsg::Users(users),
+            Err(_) => ServerMsg::BadUsers(line.to_owned()),
+        };
+    }
+    if let Some(why) = line.strip_prefix(ERROR_PREFIX) {
+        return ServerMsg::Error(why.to_owned());
+    }
+    let line = line.strip_suffix(' ').unwrap_or(line);
+    match line.split_once(": ") {
+        Some((from, text)) => ServerMsg::Room {
+            from: Some(from.to_owned()),
+            text: text.to_owned(),
+        },
+        None => ServerMsg::Room {
+            from: None,
+            text: line.to_owned(),
+        },
+    }
+}
+
+/// Why a client's byte stream was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// More than the limit arrived without a `\n`.
+    TooLong(usize),
+    /// The bytes are not UTF-8.
+    NotUtf8,
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooLong(max) => write!(f, "message longer than {max} bytes"),
+            FrameError::NotUtf8 => f.write_str("message is not valid UTF-8"),
+        }
+    }
+}
+
+/// Splits what a client sends into messages: by `\n` once the client has sent one (then a
+/// partial line waits for its end), otherwise one read = one message (the handout's client
+/// never sends `\n`). A UTF-8 character cut at the end of a read waits for the next read.
+#[derive(Debug)]
+pub struct ClientFramer {
+    buf: Vec<u8>,
+    lines: bool,
+    max: usize,
+    ready: VecDeque<String>,
+}
+
+impl ClientFramer {
+    /// A framer refusing messages longer than `max` bytes.
+    pub fn new(max: usize) -> Self {
+        ClientFramer {
+            buf: Vec::new(),
+            lines: false,
+            max,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Adds one read's bytes; complete messages are then available from [`next`](Self::next).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
+        if bytes.contains(&b'\n') {
+            self.lines = true;
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.lines {
+            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                if nl > self.max {
+                    return Err(FrameError::TooLong(self.max));
+                }
+                let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let text = String::from_utf8(line).map_err(|_| FrameError::NotUtf8)?;
+                if !text.is_empty() {
+                    self.ready.push_back(text);
+                }
+            }
+            if self.buf.len() > self.max {
+                return Err(FrameError::TooLong(self.max));
+            }
+            return Ok(());
+        }
+        if self.buf.len() > self.max {
+            return Err(FrameError::TooLong(self.max));
+        }
+        let keep = match std::str::from_utf8(&self.buf) {
+            Ok(_) => 0,
+            // error_len() None: the bytes end in the middle of a character.
+            Err(e) if e.error_len().is_none() => self.buf.len() - e.valid_up_to(),
+            Err(_) => return Err(FrameError::NotUtf8),
+        };
+        let tail = self.buf.split_off(self.buf.len() - keep);
+        let whole = std::mem::replace(&mut self.buf, tail);
+        let text = String::from_utf8(whole).map_err(|_| FrameError::NotUtf8)?;
+        if !text.is_empty() {
+            self.ready.push_back(text);
+        }
+        Ok(())
+    }
+
+    /// The next complete message, if any.
+    pub fn next(&mut self) -> Option<String> {
+        self.ready.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rules() {
+        for good in ["alice", "a\"b\\c", "Ærøskøbing", "x".repeat(20).as_str()] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a\tb",
+            "a\u{7}",
+            "!x",
+            "a:b",
+            "x".repeat(21).as_str(),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn users_round_trip_with_awkward_names() {
+        let users = [("zed", "10.0.0.1"), ("a\"b\\c", "::1"), ("bob", "1.2.3.4")];
+        let line = encode_users(users);
+        assert!(line.starts_with("!{\"zed\": \"10.0.0.1\", "), "{line}");
+        assert!(line.ends_with("}\n"));
+        let parsed = parse_users(&line[1..]).unwrap();
+        let want: Vec<(String, String)> = users
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(parsed, want);
+        assert_eq!(encode_users([]), "!{}\n");
+    }
+
+    #[test]
+    fn room_and_error_encodings() {
+        assert_eq!(encode_room("alice", "hi"), "alice: hi \n");
+        assert_eq!(encode_error("empty name"), "ERROR: empty name\n");
+        assert_eq!(split_credentials("al:p:w"), ("al", Some("p:w")));
+        assert_eq!(split_credentials("al"), ("al", None));
+        assert_eq!(encode_credentials("al", Some("pw")), "al:pw");
+    }
+
+    #[test]
+    fn brace_matching_ignores_braces_in_strings() {
+        assert_eq!(json_object_end(br#"{"a}": "{\"}"}rest"#), Ok(14));
+        assert_eq!(json_object_end(br#"{"a": "b"#), Err(WireError::Incomplete));
+        assert!(matches!(
+            json_object_end(b"x"),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn framed_stream_splits_lines() {
+        let mut s = ServerStream::new();
+        let msgs = s.push(b"!{\"a\": \"1.1.1.1\"}\nbob: hi \nbob: h");
+        assert!(s.is_framed());
+        assert_eq!(
+            msgs,
+            vec![
+                ServerMsg::Users(vec![("a".into(), "1.1.1.1".into())]),
+                ServerMsg::Room {
+                    from: Some("bob".into()),
+                    text: "hi".into()
+                }
+            ]
+        );
+        let msgs = s.push(b"o !{} \nERROR: x\n");
+        assert_eq!(
+            msgs,
+            vec![
+                ServerMsg::Room {
+                    from: Some("bob".into()),
+                    text: "ho !{}".into()
+                },
+                ServerMsg::Error("x".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn unframed_stream_cuts_glued_user_lists() {
+        let mut s = ServerStream::new();
+        let msgs = s.push(b"!{\"a\": \"1\"}bob: hi !{\"a\": \"1\", \"b}\": \"2\"}");
+        assert!(!s.is_framed());
+        assert_eq!(
+            msgs,
+            vec![
+                ServerMsg::Users(vec![("a".into(), "1".into())]),
+                ServerMsg::Room {
+                    from: Some("bob".into()),
+                    text: "hi".into()
+                },
+                ServerMsg::Users(vec![("a".into(), "1".into()), ("b}".into(), "2".into())]),
+            ]
+        );
+        // A list cut in two by TCP waits for its second half.
+        assert_eq!(s.push(b"carol: yo !{\"a\": "), vec![room("carol", "yo")]);
+        assert_eq!(
+            s.push(b"\"9\"}"),
+            vec![ServerMsg::Users(vec![("a".into(), "9".into())])]
+        );
+    }
+
+    fn room(from: &str, text: &str) -> ServerMsg {
+        ServerMsg::Room {
+            from: Some(from.into()),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn client_framer_reads_raw_then_lines() {
+        let mut f = ClientFramer::new(10);
+        f.push(b"alice").unwrap();
+        assert_eq!(f.next().as_deref(), Some("alice"));
+        f.push(b"hello\nwor").unwrap();
+        assert_eq!(f.next().as_deref(), Some("hello"));
+        assert_eq!(f.next(), None);
+        f.push(b"ld\r\n").unwrap();
+        assert_eq!(f.next().as_deref(), Some("world"));
+        assert_eq!(f.push(b"0123456789ab"), Err(FrameError::TooLong(10)));
+    }
+
+    #[test]
+    fn client_framer_waits_for_cut_characters_and_refuses_bad_utf8() {
+        let mut f = ClientFramer::new(100);
+        let e = "é".as_bytes();
+        f.push(&[b'a', e[0]]).unwrap();
+        assert_eq!(f.next().as_deref(), Some("a"));
+        f.push(&[e[1]]).unwrap();
+        assert_eq!(f.next().as_deref(), Some("é"));
+        assert_eq!(f.push(&[0xff, b'x']), Err(FrameError::NotUtf8));
+    }
+}
