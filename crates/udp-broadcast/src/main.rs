@@ -1,0 +1,15 @@
+//! `udp-broadcast`: UDP broadcast sender and receiver. The exercise is described in the library
+//! (`lib.rs`).
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = labnet::args::from_env();
+    if labnet::args::wants_help(&args) {
+        print!("{}", udp_broadcast::HELP);
+        return ExitCode::SUCCESS;
+    }
+    labnet::report(
+        "udp-broadcast",
+        udp_broadcast::Config::from_args(args).and_then(|c| udp_broadcast::run(&c)),
+    )
+}
