@@ -1,0 +1,146 @@
+//! TP3 part 2: the PMU over TCP (port 5003, dual stack).
+//!
+//! One named thread per session, with a small stack (the session holds a 66-byte command buffer
+//! and a reference to the shared flood text), so a thousand concurrent PDCs cost a few hundred
+//! MiB of *reserved* address space and far less resident memory. The protocol itself is
+//! [`labnet::pmu`]; this module adds what a server needs around it: timeouts, n, logging, and a
+//! close that does not destroy the reply.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use labnet::log::{Event, Level};
+use labnet::pmu::Outcome;
+use labnet::sock::unmap;
+use labnet::wire::pmu::flood_text;
+use labnet::{Context, Result};
+use rand::Rng;
+
+use crate::{Config, SharedRng, with_rng};
+
+/// Stack of a session thread: the session needs a few KiB; 128 KiB leaves a wide margin.
+pub const SESSION_STACK: usize = 128 * 1024;
+/// How long a write may block: a PDC that stops reading mid-flood is dropped after this.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After replying, how long the server keeps reading (and discarding) what the client still sends.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// What every PMU session needs.
+#[derive(Debug)]
+pub struct Options {
+    /// Fixed n, or random 5–15 per session.
+    pub messages: Option<u32>,
+    /// The `CMD_floodme` reply.
+    pub flood: Vec<u8>,
+    /// Read timeout for the command.
+    pub command_timeout: Duration,
+}
+
+impl Options {
+    /// From the command line.
+    pub fn from_config(c: &Config) -> Self {
+        Options {
+            messages: c.messages,
+            flood: flood_text(c.flood_bytes),
+            command_timeout: c.command_timeout,
+        }
+    }
+}
+
+/// n for one session: `--messages`, or uniform in 5..=15 as the handout's PMU ("the PDC does not
+/// know the value of n a priori").
+pub fn pick_n(messages: Option<u32>, rng: &SharedRng) -> u32 {
+    messages.unwrap_or_else(|| with_rng(rng, |r| r.random_range(5..=15)))
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts PDCs forever, one thread per session. Never returns on a per-client problem; an
+/// `accept` failure such as EMFILE is logged and retried after a pause.
+pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                labnet::log::error(format!("PMU accept failed: {e}; retrying"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let n = pick_n(opts.messages, &rng);
+        let opts = Arc::clone(&opts);
+        let spawned = std::thread::Builder::new()
+            .name(format!("pmu-{id}"))
+            .stack_size(SESSION_STACK)
+            .spawn(move || session(stream, unmap(peer), id, n, &opts));
+        if let Err(e) = spawned {
+            // The stream moved into the closure is dropped with it: the client sees a close.
+            labnet::log::error(format!("PMU #{id} {peer}: cannot start a thread: {e}"));
+        }
+    }
+}
+
+/// One PDC: read the command (bounded by the timeout), reply, close, log.
+fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options) {
+    let started = Instant::now();
+    let outcome = prepare(&stream, opts.command_timeout)
+        .and_then(|()| labnet::pmu::serve(&mut stream, n, &opts.flood).context("PMU session"));
+    let (level, what, bytes) = match &outcome {
+        Ok(o @ (Outcome::Short { bytes, .. } | Outcome::Flood { bytes })) => {
+            (Level::Info, o.describe(), *bytes)
+        }
+        Ok(o @ Outcome::ClientGone { sent, .. }) => (Level::Warn, o.describe(), *sent),
+        Ok(o) => (Level::Warn, o.describe(), 0),
+        Err(e) => (Level::Warn, e.to_string(), 0),
+    };
+    linger_close(&mut stream);
+    Event::new(
+        level,
+        format!(
+            "PMU #{id} {peer}: {what} ({:.3} s)",
+            started.elapsed().as_secs_f64()
+        ),
+    )
+    .field("service", "pmu")
+    .field("session", id)
+    .field("peer", peer.to_string())
+    .field("bytes", bytes)
+    .emit();
+}
+
+fn prepare(stream: &TcpStream, command_timeout: Duration) -> Result<()> {
+    // A silent client must not hold a thread forever: read() returns EAGAIN after the timeout and
+    // labnet::pmu reports it as a silent session.
+    stream
+        .set_read_timeout(Some(command_timeout))
+        .context("set the command timeout")?;
+    stream
+        .set_write_timeout(Some(WRITE_TIMEOUT))
+        .context("set the write timeout")?;
+    // Each short message should leave in its own segment when d > 0, as the handout's PMU does
+    // with one send() per message; Nagle would hold a small write while data is unacknowledged.
+    stream.set_nodelay(true).context("set TCP_NODELAY")?;
+    Ok(())
+}
+
+/// Closes so that the reply survives: FIN first, then discard what the client still sends for a
+/// moment. Closing a socket with unread input makes Linux send RST instead of FIN (RFC 1122
+/// 4.2.2.13), and an RST can make the client lose the `ERROR:` line it has not read yet.
+pub fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    while Instant::now() < deadline && drained < 1 << 20 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => drained += k,
+        }
+    }
+}

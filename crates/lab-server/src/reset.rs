@@ -1,0 +1,362 @@
+//! TP3 part 3: the UDP reset server (port 5004).
+//!
+//! `RESET:n` → X uniform in [0, n] and the reply `OFFSET=X`, sent with probability 1 − p: the
+//! handout's PMU drops requests on purpose, so the student's PDC must retransmit after a timeout
+//! (Q15: the number of datagrams per acknowledged reset estimates p). The handout's server also
+//! runs "either in IPv4 or IPv6 depending on the time of day": `--family` chooses IPv4, IPv6, both,
+//! or alternating every `--period`, so the PDC must try both families.
+//!
+//! The two families use two sockets on the same port, an IPv4 one and an IPv6 one with
+//! IPV6_V6ONLY set, so that each family can be answered or ignored on its own. Malformed requests
+//! get `ERROR: <why>`; nothing a client sends can end the service.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use labnet::log::{Event, Level};
+use labnet::sock::unmap;
+use labnet::wire::reset::{encode_offset, parse_reset};
+use labnet::{Context, Error, Result};
+use rand::Rng;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::{Family, SharedRng, clip, with_rng};
+
+/// Receive buffer: any UDP payload fits (65,507 bytes over IPv4, 65,527 over IPv6), so even a
+/// 65 KB datagram is read whole and answered, not silently truncated.
+pub const RECV_BUF: usize = 65_536;
+/// A reset request is at most `RESET:3600\r\n`; anything much longer is refused unread.
+const MAX_REQUEST: usize = 64;
+
+/// Behaviour of the service.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Probability of dropping a valid request.
+    pub drop: f64,
+    /// Which families answer.
+    pub family: Family,
+    /// Switch period for [`Family::Alternate`].
+    pub period: Duration,
+}
+
+/// The bound sockets: one per family in use.
+#[derive(Debug)]
+pub struct Sockets {
+    /// IPv4 socket.
+    pub v4: Option<UdpSocket>,
+    /// IPv6-only socket.
+    pub v6: Option<UdpSocket>,
+}
+
+/// Binds the sockets the family needs. `bind` `::` or `0.0.0.0` means every address of that
+/// family; a specific address limits the service to its family. With port 0 both sockets get the
+/// same (kernel-picked) port.
+pub fn bind(bind: IpAddr, port: u16, family: Family) -> Result<Sockets> {
+    let any = bind.is_unspecified();
+    let v4_addr = match bind {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) if any => Some(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => None,
+    };
+    let v6_addr = match bind {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) if any => Some(Ipv6Addr::UNSPECIFIED),
+        IpAddr::V4(_) => None,
+    };
+    let want_v4 = family != Family::V6;
+    let want_v6 = family != Family::V4;
+    let v4_addr = v4_addr.filter(|_| want_v4);
+    let v6_addr = v6_addr.filter(|_| want_v6);
+    let missing = match family {
+        Family::V4 => v4_addr.is_none(),
+        Family::V6 => v6_addr.is_none(),
+        Family::Both => v4_addr.is_none() && v6_addr.is_none(),
+        Family::Alternate => v4_addr.is_none() || v6_addr.is_none(),
+    };
+    if missing {
+        return Err(Error::usage(format!(
+            "RESET: --family {family:?} cannot be served on --bind {bind}; use --bind ::"
+        )));
+    }
+    // With port 0 the kernel picks the IPv6 port; the IPv4 socket then needs that same port,
+    // which another program may hold: try a few picks.
+    let attempts = if port == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        match bind_pair(v4_addr, v6_addr, port) {
+            Ok(s) => {
+                for sock in [&s.v4, &s.v6].into_iter().flatten() {
+                    let local = sock.local_addr().context("RESET: local address")?;
+                    let fam = if local.is_ipv4() { "IPv4" } else { "IPv6" };
+                    labnet::log::info(format!("RESET listening on {local} (UDP, {fam})"));
+                }
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::msg("RESET: bind failed")))
+}
+
+fn bind_pair(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>, port: u16) -> Result<Sockets> {
+    let mut port = port;
+    let v6 = match v6 {
+        Some(a) => {
+            let s = udp_socket(SocketAddr::from((a, port)))?;
+            port = s.local_addr().context("RESET: local address")?.port();
+            Some(s)
+        }
+        None => None,
+    };
+    let v4 = match v4 {
+        Some(a) => Some(udp_socket(SocketAddr::from((a, port)))?),
+        None => None,
+    };
+    Ok(Sockets { v4, v6 })
+}
+
+/// A UDP socket for one family. No SO_REUSEADDR: a second server on the same port must fail
+/// (EADDRINUSE) instead of silently sharing the requests.
+fn udp_socket(addr: SocketAddr) -> Result<UdpSocket> {
+    let what = || format!("RESET: bind UDP {addr}");
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .with_context(what)?;
+    if addr.is_ipv6() {
+        // Explicitly IPv6 only (never trust net.ipv6.bindv6only): the IPv4 socket owns IPv4.
+        s.set_only_v6(true).with_context(what)?;
+    }
+    s.bind(&addr.into()).with_context(what)?;
+    Ok(s.into())
+}
+
+/// Which family answers at `elapsed` since the start.
+pub fn active(family: Family, period: Duration, elapsed: Duration) -> Family {
+    match family {
+        Family::Alternate => {
+            let turn = elapsed.as_nanos() / period.as_nanos().max(1);
+            if turn % 2 == 0 {
+                Family::V4
+            } else {
+                Family::V6
+            }
+        }
+        f => f,
+    }
+}
+
+fn answers(active: Family, v6: bool) -> bool {
+    match active {
+        Family::V4 => !v6,
+        Family::V6 => v6,
+        Family::Both | Family::Alternate => true,
+    }
+}
+
+/// Serves both sockets (one thread each) until a socket fails for good.
+pub fn serve(sockets: Sockets, opts: Options, rng: SharedRng) -> Result<()> {
+    let start = Instant::now();
+    if opts.family == Family::Alternate {
+        let period = opts.period;
+        std::thread::Builder::new()
+            .name("reset-clock".into())
+            .spawn(move || announce_switches(start, period))
+            .context("RESET: start the clock thread")?;
+    }
+    let rng = Arc::new(rng);
+    let mut handles = Vec::new();
+    for sock in [sockets.v4, sockets.v6].into_iter().flatten() {
+        let rng = Arc::clone(&rng);
+        let h = std::thread::Builder::new()
+            .name("reset".into())
+            .spawn(move || serve_socket(&sock, opts, start, &rng))
+            .context("RESET: start a socket thread")?;
+        handles.push(h);
+    }
+    for h in handles {
+        match h.join() {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::msg("RESET: a socket thread panicked")),
+        }
+    }
+    Ok(())
+}
+
+fn announce_switches(start: Instant, period: Duration) {
+    labnet::log::info("RESET now answering on IPv4 (alternate)");
+    let mut turn: u32 = 1;
+    loop {
+        let next = start + period * turn;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let fam = if turn % 2 == 0 { "IPv4" } else { "IPv6" };
+        labnet::log::info(format!("RESET now answering on {fam} (alternate)"));
+        turn = turn.wrapping_add(1);
+    }
+}
+
+fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng) -> Result<()> {
+    let local = sock.local_addr().context("RESET: local address")?;
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut failures = 0u32;
+    loop {
+        let (len, peer) = match sock.recv_from(&mut buf) {
+            Ok(x) => {
+                failures = 0;
+                x
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // Linux may report an earlier ICMP error on a UDP socket; that is not fatal.
+                failures += 1;
+                if failures > 1000 {
+                    return Err(e).with_context(|| format!("RESET: receive on {local}"));
+                }
+                labnet::log::warn(format!("RESET receive on {local}: {e}"));
+                continue;
+            }
+        };
+        let peer = unmap(peer);
+        let fam = if local.is_ipv6() { "IPv6" } else { "IPv4" };
+        let now = active(opts.family, opts.period, start.elapsed());
+        if !answers(now, local.is_ipv6()) {
+            event(
+                Level::Info,
+                peer,
+                fam,
+                len,
+                "ignored: the service is on the other family now",
+            )
+            .emit();
+            continue;
+        }
+        let reply = handle(&buf[..len], opts.drop, rng);
+        let (level, what) = match &reply {
+            Reply::Offset { n, x } => (Level::Info, format!("RESET:{n} → OFFSET={x}")),
+            Reply::Dropped { n } => (
+                Level::Info,
+                format!("RESET:{n} dropped on purpose (p = {})", opts.drop),
+            ),
+            Reply::Error(why) => (Level::Warn, format!("refused: {why}")),
+        };
+        let text = match &reply {
+            Reply::Offset { x, .. } => Some(encode_offset(*x)),
+            Reply::Dropped { .. } => None,
+            Reply::Error(why) => Some(format!("ERROR: {why}")),
+        };
+        event(level, peer, fam, len, &what).emit();
+        if let Some(text) = text {
+            // Each socket holds one family only (the IPv6 one is V6ONLY), so `peer` is already in
+            // that socket's family.
+            if let Err(e) = sock.send_to(text.as_bytes(), peer) {
+                labnet::log::warn(format!("RESET reply to {peer}: {e}"));
+            }
+        }
+    }
+}
+
+fn event(level: Level, peer: SocketAddr, fam: &str, len: usize, what: &str) -> Event {
+    Event::new(level, format!("RESET {peer} ({fam}, {len} bytes): {what}"))
+        .field("service", "reset")
+        .field("peer", peer.to_string())
+        .field("family", fam)
+        .field("bytes", len)
+}
+
+/// What the server does with one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Answered `OFFSET=x`.
+    Offset {
+        /// Requested n.
+        n: u32,
+        /// Chosen offset.
+        x: u32,
+    },
+    /// Dropped on purpose.
+    Dropped {
+        /// Requested n.
+        n: u32,
+    },
+    /// Malformed request: answered `ERROR: <why>`.
+    Error(String),
+}
+
+/// Decides the reply to one datagram. Loss is drawn first and the offset only for an answered
+/// request, in one lock, so a `--seed` run gives the same sequence every time.
+pub fn handle(datagram: &[u8], drop: f64, rng: &SharedRng) -> Reply {
+    if datagram.len() > MAX_REQUEST {
+        return Reply::Error(format!(
+            "{}-byte datagram is not a reset request: expected RESET:<n>, 0 <= n <= 3600",
+            datagram.len()
+        ));
+    }
+    let n = match parse_reset(datagram) {
+        Ok(n) => n,
+        Err(e) => return Reply::Error(clip(&e.to_string(), 120)),
+    };
+    with_rng(rng, |r| {
+        if r.random::<f64>() < drop {
+            Reply::Dropped { n }
+        } else {
+            Reply::Offset {
+                n,
+                x: r.random_range(0..=n),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alternate_starts_on_v4_and_switches_each_period() {
+        let p = Duration::from_secs(10);
+        assert_eq!(active(Family::Alternate, p, Duration::ZERO), Family::V4);
+        assert_eq!(
+            active(Family::Alternate, p, Duration::from_secs(11)),
+            Family::V6
+        );
+        assert_eq!(
+            active(Family::Alternate, p, Duration::from_secs(25)),
+            Family::V4
+        );
+        assert_eq!(
+            active(Family::Both, p, Duration::from_secs(11)),
+            Family::Both
+        );
+    }
+
+    #[test]
+    fn same_seed_same_replies_and_offsets_stay_in_range() {
+        let a = crate::rng(Some(9));
+        let b = crate::rng(Some(9));
+        for _ in 0..100 {
+            let ra = handle(b"RESET:20", 0.3, &a);
+            assert_eq!(ra, handle(b"RESET:20", 0.3, &b));
+            if let Reply::Offset { x, .. } = ra {
+                assert!(x <= 20);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_requests_get_errors() {
+        let r = crate::rng(Some(1));
+        for bad in [
+            &b""[..],
+            b"RESET:-1",
+            b"RESET:99999999999",
+            b"hello",
+            &[b'A'; 65_000],
+        ] {
+            assert!(
+                matches!(handle(bad, 0.0, &r), Reply::Error(_)),
+                "{:?}",
+                &bad[..bad.len().min(10)]
+            );
+        }
+    }
+}

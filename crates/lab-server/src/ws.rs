@@ -1,0 +1,378 @@
+//! TP3 part 5: the PMU commands over WebSocket (port 5006), with `tungstenite` (blocking, one
+//! thread per connection).
+//!
+//! Same commands as the TCP PMU; each PMU message is one WebSocket message (binary by default, as
+//! the handout's Python clients call `.decode()` on it; `--text` for text frames), the flood is one
+//! message, then the server sends a close frame. The student observes that the client's
+//! `on_message` fires once per PMU message however TCP segmented the bytes (Q20, Q21): WebSocket
+//! adds the message boundaries TCP lacks.
+//!
+//! Hostile input is bounded: the handshake must finish within `--command-timeout` (the read
+//! timeout is set before the first byte is read), frames and messages are capped far below
+//! tungstenite's 16/64 MiB defaults, a plain HTTP request or a bad upgrade gets an HTTP error
+//! answer, and a malformed frame fails that connection only (RFC 6455 §7.1.7).
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use labnet::log::{Event, Level};
+use labnet::sock::unmap;
+use labnet::wire::WireError;
+use labnet::wire::pmu::{Command, flood_text, message, parse_command};
+use labnet::{Context, Result};
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Bytes, Message, Utf8Bytes, WebSocket};
+
+use crate::pmu::{WRITE_TIMEOUT, linger_close, pick_n};
+use crate::{Config, SharedRng, clip};
+
+/// Largest frame and message a client may send: a command is a few bytes, so 64 KiB is generous
+/// and far below tungstenite's defaults (16 MiB frames, 64 MiB messages).
+pub const MAX_INCOMING: usize = 64 * 1024;
+/// Stack of a connection thread (tungstenite keeps its buffers on the heap).
+pub const SESSION_STACK: usize = 256 * 1024;
+/// Pings and pongs a client may send before its command.
+const MAX_CONTROL_BEFORE_COMMAND: u32 = 32;
+
+/// What every WebSocket session needs.
+#[derive(Debug)]
+pub struct Options {
+    /// Fixed n, or random 5–15 per session.
+    pub messages: Option<u32>,
+    /// The `CMD_floodme` reply.
+    pub flood: Bytes,
+    /// Timeout for the handshake and then for the command.
+    pub command_timeout: Duration,
+    /// Text frames instead of binary.
+    pub text: bool,
+}
+
+impl Options {
+    /// From the command line.
+    pub fn from_config(c: &Config) -> Self {
+        Options {
+            messages: c.messages,
+            flood: Bytes::from(flood_text(c.flood_bytes)),
+            command_timeout: c.command_timeout,
+            text: c.text,
+        }
+    }
+}
+
+/// The tungstenite limits this server runs with.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_INCOMING))
+        .max_frame_size(Some(MAX_INCOMING))
+        // RFC 6455 §5.1: a server MUST close the connection on an unmasked client frame.
+        .accept_unmasked_frames(false)
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts WebSocket clients forever, one thread each.
+pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                labnet::log::error(format!("WS accept failed: {e}; retrying"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let n = pick_n(opts.messages, &rng);
+        let opts = Arc::clone(&opts);
+        let spawned = std::thread::Builder::new()
+            .name(format!("ws-{id}"))
+            .stack_size(SESSION_STACK)
+            .spawn(move || session(stream, unmap(peer), id, n, &opts));
+        if let Err(e) = spawned {
+            labnet::log::error(format!("WS #{id} {peer}: cannot start a thread: {e}"));
+        }
+    }
+}
+
+/// How a WebSocket session ended.
+#[derive(Debug)]
+enum End {
+    Served { what: String, bytes: u64 },
+    Refused(String),
+    Failed(String),
+}
+
+fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options) {
+    let started = Instant::now();
+    let end = match prepare(&stream, opts.command_timeout) {
+        Ok(()) => converse(&stream, n, opts),
+        Err(e) => End::Failed(e.to_string()),
+    };
+    linger_close(&mut stream);
+    let (level, what, bytes) = match end {
+        End::Served { what, bytes } => (Level::Info, what, bytes),
+        End::Refused(why) => (Level::Warn, format!("refused: {why}"), 0),
+        End::Failed(why) => (Level::Warn, format!("connection ended: {why}"), 0),
+    };
+    Event::new(
+        level,
+        format!(
+            "WS #{id} {peer}: {what} ({:.3} s)",
+            started.elapsed().as_secs_f64()
+        ),
+    )
+    .field("service", "ws")
+    .field("session", id)
+    .field("peer", peer.to_string())
+    .field("bytes", bytes)
+    .emit();
+}
+
+fn prepare(stream: &TcpStream, timeout: Duration) -> Result<()> {
+    // Set before the handshake: a client that connects and never finishes its HTTP request must
+    // not hold this thread (slowloris).
+    stream
+        .set_read_timeout(Some(timeout))
+        .context("set the handshake timeout")?;
+    stream
+        .set_write_timeout(Some(WRITE_TIMEOUT))
+        .context("set the write timeout")?;
+    stream.set_nodelay(true).context("set TCP_NODELAY")?;
+    Ok(())
+}
+
+fn converse(stream: &TcpStream, n: u32, opts: &Options) -> End {
+    let mut ws = match handshake(stream, opts.command_timeout) {
+        Ok(ws) => ws,
+        Err(end) => return end,
+    };
+    let cmd = match read_command(&mut ws) {
+        Ok(cmd) => cmd,
+        Err(end) => return end,
+    };
+    let cmd = match cmd {
+        Ok(cmd) => cmd,
+        Err(why) => {
+            let _ = ws.send(frame(opts.text, Bytes::from(format!("ERROR: {why}"))));
+            close(&mut ws, CloseCode::Policy, "unknown command");
+            return End::Refused(why);
+        }
+    };
+    let mut bytes = 0u64;
+    let kind = if opts.text { "text" } else { "binary" };
+    let sent = match &cmd {
+        Command::Short { delay } => {
+            let mut result = Ok(());
+            for i in 1..=n {
+                let msg = Bytes::from(message(i));
+                let len = msg.len() as u64;
+                // send() = write + flush: one WebSocket message per PMU message, each on the wire
+                // at once, as the handout's server calls send() once per message.
+                result = ws.send(frame(opts.text, msg));
+                if result.is_err() {
+                    break;
+                }
+                bytes += len;
+                if i < n && !delay.is_zero() {
+                    std::thread::sleep(*delay);
+                }
+            }
+            result.map(|()| format!("{} served: {n} {kind} messages", cmd.encode()))
+        }
+        Command::Flood => {
+            let len = opts.flood.len() as u64;
+            ws.send(frame(opts.text, opts.flood.clone())).map(|()| {
+                bytes = len;
+                format!("CMD_floodme served: one {kind} message")
+            })
+        }
+    };
+    match sent {
+        Ok(what) => {
+            close(&mut ws, CloseCode::Normal, "");
+            End::Served {
+                what: format!("{what}, {bytes} bytes"),
+                bytes,
+            }
+        }
+        Err(e) => End::Failed(format!(
+            "client went away during {} after {bytes} bytes: {e}",
+            cmd.encode()
+        )),
+    }
+}
+
+type Ws<'a> = WebSocket<&'a TcpStream>;
+
+/// The opening handshake, bounded by `timeout` in total (a client trickling its request one byte
+/// at a time still ends at the deadline).
+fn handshake(stream: &TcpStream, timeout: Duration) -> std::result::Result<Ws<'_>, End> {
+    let deadline = Instant::now() + timeout;
+    let mut attempt = tungstenite::accept_with_config(stream, Some(ws_config()));
+    loop {
+        match attempt {
+            Ok(ws) => return Ok(ws),
+            Err(HandshakeError::Interrupted(mid)) => {
+                // The read timed out (EAGAIN) before the request was complete.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(End::Failed(format!(
+                        "handshake not completed within {} s",
+                        timeout.as_secs_f64()
+                    )));
+                }
+                let _ = stream.set_read_timeout(Some(left));
+                attempt = mid.handshake();
+            }
+            Err(HandshakeError::Failure(e)) => {
+                let why = e.to_string();
+                if let Some(answer) = http_error(&e) {
+                    let mut s = stream;
+                    let _ = s.write_all(answer.as_bytes()).and_then(|()| s.flush());
+                }
+                return Err(End::Refused(format!("bad handshake: {why}")));
+            }
+        }
+    }
+}
+
+/// The HTTP answer to a request that is not a valid WebSocket upgrade (RFC 6455 §4.2.2: a server
+/// that does not accept the request answers with an HTTP error, e.g. 400; 426 with the supported
+/// version when the version is wrong, §4.4).
+fn http_error(e: &WsError) -> Option<String> {
+    let (status, extra) = match e {
+        WsError::Protocol(ProtocolError::HandshakeIncomplete) | WsError::Io(_) => return None,
+        WsError::Protocol(
+            ProtocolError::MissingConnectionUpgradeHeader
+            | ProtocolError::MissingUpgradeWebSocketHeader,
+        ) => (
+            "426 Upgrade Required",
+            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        ),
+        WsError::Protocol(ProtocolError::MissingSecWebSocketVersionHeader) => {
+            ("426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n")
+        }
+        WsError::Protocol(ProtocolError::WrongHttpMethod) => {
+            ("405 Method Not Allowed", "Allow: GET\r\n")
+        }
+        WsError::Protocol(ProtocolError::WrongHttpVersion) => {
+            ("505 HTTP Version Not Supported", "")
+        }
+        WsError::Capacity(_) | WsError::AttackAttempt => {
+            ("431 Request Header Fields Too Large", "")
+        }
+        _ => ("400 Bad Request", ""),
+    };
+    let body = format!(
+        "This is the TP3 WebSocket PMU: connect with a WebSocket client (ws://HOST:PORT/).\n\
+         Refused: {e}\n"
+    );
+    Some(format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// Reads the command message. The outer error ends the session; the inner one is a bad command
+/// that gets an `ERROR:` message.
+fn read_command(ws: &mut Ws<'_>) -> std::result::Result<std::result::Result<Command, String>, End> {
+    let mut controls = 0;
+    loop {
+        let payload = match ws.read() {
+            Ok(Message::Text(t)) => Bytes::from(t),
+            Ok(Message::Binary(b)) => b,
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
+                controls += 1;
+                if controls > MAX_CONTROL_BEFORE_COMMAND {
+                    close(ws, CloseCode::Policy, "too many control frames");
+                    return Err(End::Refused(
+                        "too many control frames before a command".into(),
+                    ));
+                }
+                continue;
+            }
+            Ok(Message::Close(frame)) => {
+                // tungstenite has queued the close reply; send it. An invalid close code was
+                // already answered with 1002 (RFC 6455 §7.4).
+                let _ = ws.flush();
+                let why = match frame {
+                    Some(f) => format!("client closed before a command (code {})", f.code),
+                    None => "client closed before a command".into(),
+                };
+                return Err(End::Refused(why));
+            }
+            Err(e) => return Err(fail(ws, e)),
+        };
+        return Ok(match parse_command(&payload) {
+            Ok(cmd) => Ok(cmd),
+            // A WebSocket message arrives whole: a prefix of a command stays a prefix.
+            Err(WireError::Incomplete) => Err(format!(
+                "incomplete command '{}'",
+                clip(&String::from_utf8_lossy(&payload), 64)
+            )),
+            Err(WireError::Malformed(why)) => Err(why),
+        });
+    }
+}
+
+/// Fails the connection after a read error: a close frame with the RFC 6455 §7.4.1 code that
+/// names the problem (when the socket still works), then the TCP close.
+fn fail(ws: &mut Ws<'_>, e: WsError) -> End {
+    let code = match &e {
+        WsError::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return End::Refused("no command before the timeout".into());
+        }
+        WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            return End::Failed(e.to_string());
+        }
+        WsError::Capacity(_) => CloseCode::Size,
+        WsError::Utf8(_) => CloseCode::Invalid,
+        _ => CloseCode::Protocol,
+    };
+    close(ws, code, "");
+    End::Failed(e.to_string())
+}
+
+/// Sends a close frame and waits briefly for the client's, as RFC 6455 §7.1.1 asks the server to
+/// close the TCP connection only after the closing handshake when it can.
+fn close(ws: &mut Ws<'_>, code: CloseCode, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    };
+    if ws.close(Some(frame)).is_err() || ws.flush().is_err() {
+        return;
+    }
+    let _ = ws.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
+    for _ in 0..16 {
+        match ws.read() {
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+fn frame(text: bool, payload: Bytes) -> Message {
+    if text {
+        match Utf8Bytes::try_from(payload.clone()) {
+            Ok(t) => Message::Text(t),
+            // Every PMU reply is ASCII; binary is the honest fallback for anything else.
+            Err(_) => Message::Binary(payload),
+        }
+    } else {
+        Message::Binary(payload)
+    }
+}
