@@ -1,0 +1,375 @@
+//! `tls-pmu serve`: the PMU of TP3 part 2 behind TLS 1.2/1.3 (what the handout grades).
+//!
+//! One thread per connection, as the lab's blocking servers. Each connection: a handshake with
+//! a deadline, then `labnet::pmu::serve` over the encrypted stream, then `close_notify` (the TLS
+//! way of saying "that was everything": a bare TCP FIN could be forged by anyone on the path, so
+//! a TLS client must not take it as the end of the reply).
+//!
+//! What is refused, each with one log line naming the reason, while the server keeps serving:
+//! a plaintext client (its first byte is not 0x16, the TLS handshake record type), a client that
+//! offers only TLS 1.0/1.1, a client whose cipher suites are all CBC (rustls implements only
+//! AEAD suites: AES-GCM and ChaCha20-Poly1305), and a client that does not finish in time.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use labnet::log::{Event, Level};
+use labnet::pmu::Outcome;
+use labnet::{Context, Error, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::SigningKey;
+use rustls::{ServerConfig, ServerConnection, SignatureAlgorithm, SignatureScheme, StreamOwned};
+
+use crate::hello::{self, Hello};
+use crate::{ServeConfig, provider, tls_err};
+
+/// Smallest RSA key `serve` accepts: 1024-bit RSA has been factorable by well-funded attackers
+/// for years and every current TLS library and browser refuses it.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Per-session settings shared by the connection threads.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Messages per `CMD_short` (`None` = random 5–15).
+    pub messages: Option<u32>,
+    /// The `CMD_floodme` reply.
+    pub flood: Arc<Vec<u8>>,
+    /// Deadline for the handshake, and read timeout for the command.
+    pub timeout: Duration,
+}
+
+/// Binds and serves forever.
+pub fn run(c: &ServeConfig) -> Result<()> {
+    let tls = server_config(&c.cert, &c.key)?;
+    let addr = SocketAddr::new(c.bind, c.port);
+    let listener = labnet::sock::listener_for(addr).with_context(|| format!("listen on {addr}"))?;
+    let session = Session {
+        messages: c.messages,
+        flood: Arc::new(labnet::wire::pmu::flood_text(c.flood_bytes)),
+        timeout: c.timeout,
+    };
+    serve(listener, tls, session)
+}
+
+/// The rustls configuration: TLS 1.3 and 1.2 only, AEAD suites only (the ring provider has no
+/// others), and the server's order of preference wins.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::other(format!("read certificate {}", cert.display()), e))?;
+    if chain.is_empty() {
+        return Err(Error::msg(format!(
+            "read certificate {}: no CERTIFICATE block in the file",
+            cert.display()
+        )));
+    }
+    // PKCS#8 (`BEGIN PRIVATE KEY`), PKCS#1 (`BEGIN RSA PRIVATE KEY`, openssl genrsa -traditional)
+    // and SEC1 (`BEGIN EC PRIVATE KEY`) are all recognised by their PEM label.
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::other(format!("read private key {}", key.display()), e))?;
+    let provider = provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der.clone_key())
+        .map_err(|e| tls_err(format!("load private key {}", key.display()), e))?;
+    check_strength(signing.as_ref())
+        .map_err(|why| Error::msg(format!("private key {}: {why}", key.display())))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls_err("configure TLS versions", e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| {
+            tls_err(
+                format!(
+                    "use certificate {} with key {}",
+                    cert.display(),
+                    key.display()
+                ),
+                e,
+            )
+        })?;
+    // rustls follows the client's preference by default; scanners (testssl.sh "server cipher
+    // order") and good practice want the server to choose: our list puts AES-256-GCM and
+    // ChaCha20 before AES-128-GCM, and never a weak suite.
+    config.ignore_client_order = true;
+    Ok(Arc::new(config))
+}
+
+/// Refuses RSA keys shorter than [`MIN_RSA_BITS`]. An RSA signature is exactly as long as the
+/// modulus, so signing a few bytes measures the key without parsing it.
+pub fn check_strength(key: &dyn SigningKey) -> std::result::Result<(), String> {
+    if key.algorithm() != SignatureAlgorithm::RSA {
+        return Ok(());
+    }
+    let signer = key
+        .choose_scheme(&[
+            SignatureScheme::RSA_PSS_SHA256,
+            SignatureScheme::RSA_PKCS1_SHA256,
+        ])
+        .ok_or("RSA key cannot sign with SHA-256")?;
+    let sig = signer
+        .sign(b"key size probe")
+        .map_err(|e| format!("RSA key cannot sign: {e}"))?;
+    let bits = sig.len() * 8;
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "RSA key of {bits} bits is too weak: use at least {MIN_RSA_BITS} \
+             (openssl genrsa -out KEY.pem 2048), or an ECDSA key from `tls-pmu certs`"
+        ));
+    }
+    Ok(())
+}
+
+/// Serves an already-bound listener forever, one named thread per connection.
+pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, session: Session) -> Result<()> {
+    let local = listener.local_addr().context("read listening address")?;
+    Event::new(
+        Level::Info,
+        format!("tls-pmu listening on {local} (TLS 1.2/1.3, PMU protocol of TP3 part 2)"),
+    )
+    .field("addr", local.to_string())
+    .field("port", local.port())
+    .emit();
+    let mut id = 0u64;
+    loop {
+        let (tcp, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // EMFILE and friends: say so, back off a little, keep serving.
+                labnet::log::error(format!("accept: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        id += 1;
+        let peer = labnet::sock::unmap(peer);
+        let tls = Arc::clone(&tls);
+        let session = session.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("tls-{id}"))
+            .spawn(move || connection(tcp, peer, tls, &session));
+        if let Err(e) = spawned {
+            labnet::log::error(format!("{peer}: cannot start a thread: {e}"));
+        }
+    }
+}
+
+/// One client, start to end; every way it can end is one log line.
+fn connection(tcp: TcpStream, peer: SocketAddr, tls: Arc<ServerConfig>, session: &Session) {
+    labnet::log::info(format!("{peer}: connected"));
+    match handle(tcp, peer, tls, session) {
+        Ok(outcome) => {
+            let level = match outcome {
+                Outcome::Short { .. } | Outcome::Flood { .. } => Level::Info,
+                _ => Level::Warn,
+            };
+            Event::new(level, format!("{peer}: {}", outcome.describe()))
+                .field("peer", peer.to_string())
+                .emit();
+        }
+        Err(why) => Event::new(Level::Warn, format!("{peer}: refused: {why}"))
+            .field("peer", peer.to_string())
+            .field("refused", true)
+            .emit(),
+    }
+}
+
+fn handle(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<ServerConfig>,
+    session: &Session,
+) -> std::result::Result<Outcome, String> {
+    let _ = tcp.set_nodelay(true);
+    tcp.set_write_timeout(Some(session.timeout))
+        .map_err(|e| format!("set write timeout: {e}"))?;
+    let deadline = Instant::now() + session.timeout;
+    set_read_deadline(&tcp, deadline)?;
+
+    // Peek at the first byte before rustls sees it: a TLS connection starts with a handshake
+    // record (content type 0x16). Anything else is a plaintext client, and saying what it sent
+    // is more useful than rustls's "invalid content type".
+    let mut first = [0u8; 1024];
+    let n = match tcp.peek(&mut first) {
+        Ok(0) => return Err("closed before sending anything".into()),
+        Ok(n) => n,
+        Err(e) if is_timeout(&e) => {
+            return Err(format!(
+                "no ClientHello within {:.0} s",
+                session.timeout.as_secs_f64()
+            ));
+        }
+        Err(e) => return Err(format!("read: {e}")),
+    };
+    if first[0] != hello::HANDSHAKE_RECORD {
+        let _ = tcp.shutdown(Shutdown::Both);
+        let shown = &first[..n.min(40)];
+        return Err(format!(
+            "not TLS: the first bytes '{}' are not a TLS handshake record (0x16); a plaintext \
+             client? this port speaks TLS only",
+            labnet::log::printable(shown)
+        ));
+    }
+    let offered = hello::parse(&first[..n]);
+
+    let mut conn = ServerConnection::new(tls).map_err(|e| format!("TLS setup: {e}"))?;
+    while conn.is_handshaking() {
+        set_read_deadline(&tcp, deadline)?;
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            // complete_io has already tried to send the alert that names the problem.
+            return Err(describe_handshake_error(
+                &e,
+                session.timeout,
+                offered.as_ref(),
+                &our_suites(),
+            ));
+        }
+    }
+    Event::new(
+        Level::Info,
+        format!("{peer}: TLS handshake done: {}", negotiated(&conn)),
+    )
+    .field("peer", peer.to_string())
+    .field("version", format!("{:?}", conn.protocol_version()))
+    .emit();
+
+    // The handshake deadline is over; the command gets its own timeout (a silent client is
+    // closed, as by lab-server).
+    tcp.set_read_timeout(Some(session.timeout))
+        .map_err(|e| format!("set read timeout: {e}"))?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    let n = session.messages.unwrap_or_else(random_messages);
+    let outcome = labnet::pmu::serve(&mut stream, n, &session.flood)
+        .map_err(|e| format!("during the session: {}", describe_io(&e)))?;
+    // close_notify, then FIN: the client knows the reply is complete and not cut by an attacker.
+    stream.conn.send_close_notify();
+    let _ = stream.flush();
+    let _ = stream.conn.complete_io(&mut stream.sock);
+    let _ = stream.sock.shutdown(Shutdown::Write);
+    Ok(outcome)
+}
+
+fn set_read_deadline(tcp: &TcpStream, deadline: Instant) -> std::result::Result<(), String> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    tcp.set_read_timeout(Some(left))
+        .map_err(|e| format!("set read timeout: {e}"))
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// "TLSv1_3 TLS13_AES_256_GCM_SHA384, key exchange X25519".
+pub fn negotiated(conn: &rustls::CommonState) -> String {
+    let version = conn
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_else(|| "?".into());
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_else(|| "?".into());
+    let group = conn
+        .negotiated_key_exchange_group()
+        .map(|g| format!("{:?}", g.name()))
+        .unwrap_or_else(|| "?".into());
+    format!("{version} {suite}, key exchange {group}")
+}
+
+/// The cipher suites this server offers (to compare with what a refused client offered).
+fn our_suites() -> Vec<u16> {
+    provider()
+        .cipher_suites
+        .iter()
+        .map(|s| u16::from(s.suite()))
+        .collect()
+}
+
+/// Names why a handshake failed, in the words a student can look up: what the client offered
+/// (from its ClientHello) first, rustls's own reason after it.
+fn describe_handshake_error(
+    e: &io::Error,
+    timeout: Duration,
+    offered: Option<&Hello>,
+    ours: &[u16],
+) -> String {
+    if is_timeout(e) {
+        return format!(
+            "handshake not finished within {:.0} s",
+            timeout.as_secs_f64()
+        );
+    }
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return "client closed during the handshake".into();
+    }
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return describe_io(e);
+    };
+    if let Some(h) = offered {
+        if h.version < 0x0303 {
+            return format!(
+                "client offers at most {} (ClientHello version 0x{:04x}); this server requires \
+                 TLS 1.2 or 1.3 (rustls: {tls})",
+                hello::version_name(h.version),
+                h.version
+            );
+        }
+        if !h.suites.is_empty() && !h.suites.iter().any(|s| ours.contains(s)) {
+            let real: Vec<u16> = h
+                .suites
+                .iter()
+                .copied()
+                .filter(|&s| s != hello::RENEGOTIATION_SCSV)
+                .collect();
+            let names: Vec<String> = real.iter().take(6).map(|&s| hello::suite_name(s)).collect();
+            return format!(
+                "no cipher suite in common: the client offers only {}{} — none of them AEAD \
+                 with ECDHE (AES-GCM or ChaCha20-Poly1305), e.g. CBC only (rustls: {tls})",
+                names.join(", "),
+                if real.len() > 6 { ", …" } else { "" }
+            );
+        }
+    }
+    use rustls::PeerIncompatible as P;
+    match tls {
+        rustls::Error::PeerIncompatible(P::NoCipherSuitesInCommon) => {
+            format!("no cipher suite in common: the client offered no AEAD suite (rustls: {tls})")
+        }
+        rustls::Error::AlertReceived(alert) => format!(
+            "client aborted the handshake with alert {alert:?} (it probably does not trust \
+             this certificate)"
+        ),
+        rustls::Error::InvalidMessage(m) => {
+            format!("not a valid TLS message from the client ({m:?})")
+        }
+        _ => format!("TLS error: {tls}"),
+    }
+}
+
+fn describe_io(e: &io::Error) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(tls) => format!("TLS error: {tls}"),
+        None => e.to_string(),
+    }
+}
+
+/// A number of messages in 5–15, like the course server ("n is not known a priori").
+fn random_messages() -> u32 {
+    // RandomState is seeded from the OS per process and per instance: enough randomness for a
+    // message count without a dependency.
+    let h = RandomState::new().hash_one(Instant::now());
+    5 + (h % 11) as u32
+}
