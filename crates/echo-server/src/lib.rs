@@ -1,0 +1,515 @@
+//! Week 3 lab server (`server:8080`, seed `000_af5ee7bfb0f4276d`) and TP3 part 1 code C (seed
+//! `001_062f28b25e0f0d88`): an echo server.
+//!
+//! TCP: every accepted connection gets its own named thread that reads and writes back whatever
+//! arrives until the client closes. What the student should observe:
+//!
+//! - `ss -tan` / `netstat -an` shows one LISTEN socket and one ESTABLISHED socket per client; the
+//!   listening socket was made with SO_REUSEADDR, so a restarted server binds at once even while
+//!   connections of the previous run sit in TIME_WAIT (TP3 Q3–Q5).
+//! - TCP is a byte stream: the server logs each `read` as one RECV line, and how the client's
+//!   bytes were cut into reads has nothing to do with how the client wrote them (TP3 Q6).
+//! - `read` returns 0 only when the client closes its side (FIN): the close line says who closed
+//!   first and after how long (TP3 Q7/Q8: killing the client closes its socket, the kernel sends
+//!   the FIN).
+//!
+//! `--udp` echoes datagrams instead: one `recv_from`, one `send_to` back to the source address,
+//! message boundaries kept.
+//!
+//! The server survives every bad client: a reset, a half-close, a client that never reads (its
+//! writes time out after the idle timeout), a client that sends nothing (closed after the idle
+//! timeout), and the process running out of file descriptors (`accept` failing with EMFILE or
+//! ENFILE): then it sleeps a little before the next `accept` instead of spinning on the error,
+//! logs at most one line per second with the number of failures it did not log, and carries on by
+//! itself once clients close. Client threads get a small explicit stack ([`THREAD_STACK`]), so a
+//! class worth of connections costs little memory.
+
+use std::ffi::OsString;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use labnet::log::{Event, Level};
+use labnet::{Context, Error, Result};
+
+/// `--help` text.
+pub const HELP: &str = "\
+echo-server: sends back every byte it receives (week 3 server, TP3 code C)
+
+USAGE:
+    echo-server [--port PORT] [--bind ADDR] [--udp] [--idle-timeout S] [--quiet] [--json]
+
+OPTIONS:
+    --port PORT          port to listen on (default 8080; 0 = any free port)
+    --bind ADDR          local address (default :: = every IPv4 and IPv6 address, dual stack)
+    --udp                echo UDP datagrams instead of TCP connections
+    --idle-timeout S     close a TCP connection silent for S seconds (default 300; 0 = never)
+    --quiet              log connections and closes only, not every read
+    --json               one JSON object per event instead of text lines
+    -h, --help           this text
+
+EXAMPLES:
+    echo-server --port 8080
+    echo-server --port 5002 --bind 127.0.0.1          # TP3 code C
+    echo-server --port 8080 --udp
+    echo 'DIRECT TEST' | nc server 8080               # from the week3 client
+";
+
+/// Default TCP/UDP port (the week 3 lab's echo server).
+pub const DEFAULT_PORT: u16 = labnet::topo::ECHO_PORT;
+
+/// Default idle timeout of a TCP connection.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
+
+/// Stack size of each client thread: the handler keeps its buffer on the heap and calls a few
+/// small functions, so 64 KiB is plenty, and 1,000 clients reserve 64 MiB of address space, not
+/// the 8 GiB that the default 8 MiB stacks would.
+pub const THREAD_STACK: usize = 64 * 1024;
+
+/// Size of the buffer each client thread reads into.
+const BUF_SIZE: usize = 16 * 1024;
+
+/// How long `accept` rests after EMFILE/ENFILE before trying again.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Command-line options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `--port`.
+    pub port: u16,
+    /// `--bind`.
+    pub bind: IpAddr,
+    /// `--udp`.
+    pub udp: bool,
+    /// `--idle-timeout`; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// `--json`.
+    pub json: bool,
+}
+
+impl Config {
+    /// Parses the arguments (without the program name).
+    pub fn from_args(args: Vec<OsString>) -> Result<Self> {
+        let mut a = pico_args::Arguments::from_vec(args);
+        let udp = a.contains("--udp");
+        let quiet = a.contains("--quiet");
+        let json = a.contains("--json");
+        let port = labnet::args::opt_port(&mut a, "--port", DEFAULT_PORT)?;
+        let bind: Option<String> = a.opt_value_from_str("--bind")?;
+        let bind = match bind {
+            Some(s) => labnet::args::ip(&s)?,
+            None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let idle = labnet::args::opt_seconds(&mut a, "--idle-timeout")?.unwrap_or(DEFAULT_IDLE);
+        labnet::args::finish(a)?;
+        Ok(Config {
+            port,
+            bind,
+            udp,
+            idle_timeout: (!idle.is_zero()).then_some(idle),
+            quiet,
+            json,
+        })
+    }
+
+    /// The options of a TCP server made from this configuration.
+    pub fn options(&self) -> Options {
+        Options {
+            idle_timeout: self.idle_timeout,
+            quiet: self.quiet,
+        }
+    }
+}
+
+/// How a TCP server treats its clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Close a connection silent for this long (reads) or not reading for this long (writes).
+    pub idle_timeout: Option<Duration>,
+    /// Log connect and close only.
+    pub quiet: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            idle_timeout: Some(DEFAULT_IDLE),
+            quiet: false,
+        }
+    }
+}
+
+/// Binds the configured socket and serves forever.
+pub fn run(config: &Config) -> Result<()> {
+    labnet::log::set_json(config.json);
+    let addr = SocketAddr::new(config.bind, config.port);
+    if config.udp {
+        let socket = match addr.ip() {
+            IpAddr::V6(ip) if ip.is_unspecified() => labnet::sock::dual_stack_udp(addr.port()),
+            _ => UdpSocket::bind(addr),
+        }
+        .with_context(|| format!("bind udp {addr}"))?;
+        let local = socket.local_addr().context("read local address")?;
+        Event::new(Level::Info, format!("echo-server listening on udp {local}"))
+            .field("event", "listen")
+            .field("proto", "udp")
+            .field("addr", local.to_string())
+            .emit();
+        serve_udp(&socket)
+    } else {
+        let listener =
+            labnet::sock::listener_for(addr).with_context(|| format!("bind tcp {addr}"))?;
+        let local = listener.local_addr().context("read local address")?;
+        Event::new(Level::Info, format!("echo-server listening on tcp {local}"))
+            .field("event", "listen")
+            .field("proto", "tcp")
+            .field("addr", local.to_string())
+            .emit();
+        serve(listener, &config.options())
+    }
+}
+
+/// Echoes UDP datagrams forever: each one goes back, whole, to the address it came from.
+pub fn serve_udp(socket: &UdpSocket) -> Result<()> {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // An ICMP error for an earlier reply can surface here (ECONNREFUSED): one client's
+            // problem, not the server's.
+            Err(e) => {
+                labnet::log::warn(format!("recv_from: {e}"));
+                continue;
+            }
+        };
+        let from_shown = labnet::sock::unmap(from);
+        let data = &buf[..n];
+        Event::new(
+            Level::Recv,
+            format!(
+                "{n} bytes from {from_shown} '{}'",
+                preview(data, PREVIEW_CHARS)
+            ),
+        )
+        .field("event", "datagram")
+        .field("peer", from_shown.to_string())
+        .field("bytes", n)
+        .emit();
+        if let Err(e) = socket.send_to(data, from) {
+            labnet::log::warn(format!("send_to {from_shown}: {e}"));
+        }
+    }
+}
+
+/// Accepts TCP clients forever, one named thread per client.
+///
+/// Only an error of the listening socket itself ends it; failures of one client, of thread
+/// creation or of file-descriptor exhaustion are logged and survived.
+pub fn serve(listener: TcpListener, opts: &Options) -> Result<()> {
+    let local = listener.local_addr().context("read local address")?;
+    let live = Arc::new(AtomicUsize::new(0));
+    let mut limiter = RateLimit::new(Duration::from_secs(1));
+    let mut exhausted = false;
+    let mut next_id: u64 = 0;
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if exhausted {
+                    exhausted = false;
+                    let skipped = limiter.take_skipped();
+                    labnet::log::info(format!(
+                        "accepting again on {local} ({skipped} more accept failures not logged)"
+                    ));
+                }
+                next_id += 1;
+                spawn_client(next_id, stream, peer, opts, &live, &mut limiter);
+            }
+            Err(e) if is_fd_exhaustion(&e) => {
+                // The pending connection stays in the kernel's accept queue; accepting again at
+                // once would fail the same way and burn a CPU. Rest, and let clients close.
+                exhausted = true;
+                if limiter.allow() {
+                    let skipped = limiter.take_skipped();
+                    Event::new(
+                        Level::Warn,
+                        format!(
+                            "accept on {local}: {}: {} clients open, retrying every {} ms \
+                             ({skipped} more failures not logged)",
+                            describe(&e),
+                            live.load(Ordering::Relaxed),
+                            FD_BACKOFF.as_millis()
+                        ),
+                    )
+                    .field("event", "accept_backoff")
+                    .emit();
+                }
+                thread::sleep(FD_BACKOFF);
+            }
+            // The client reset before we accepted it, or a signal: nothing to do.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionAborted | ErrorKind::Interrupted | ErrorKind::WouldBlock
+                ) => {}
+            Err(e) => {
+                if limiter.allow() {
+                    labnet::log::warn(format!("accept on {local}: {}", describe(&e)));
+                }
+                thread::sleep(FD_BACKOFF);
+            }
+        }
+    }
+}
+
+fn spawn_client(
+    id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    opts: &Options,
+    live: &Arc<AtomicUsize>,
+    limiter: &mut RateLimit,
+) {
+    let opts = opts.clone();
+    let live_in = Arc::clone(live);
+    live.fetch_add(1, Ordering::Relaxed);
+    let spawned = thread::Builder::new()
+        .name(format!("echo-{id}"))
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            handle(id, stream, peer, &opts);
+            live_in.fetch_sub(1, Ordering::Relaxed);
+        });
+    if let Err(e) = spawned {
+        // The stream moved into the closure that was never run and is dropped (closed) with it.
+        live.fetch_sub(1, Ordering::Relaxed);
+        if limiter.allow() {
+            labnet::log::warn(format!(
+                "#{id} {}: cannot start a thread: {e}; connection closed",
+                labnet::sock::unmap(peer)
+            ));
+        }
+    }
+}
+
+/// How a client connection ended.
+enum End {
+    ClientClosed,
+    Idle,
+    NotReading,
+    Reset(io::Error),
+}
+
+/// Serves one client: read, write back, until the client closes or goes quiet.
+fn handle(id: u64, mut stream: TcpStream, peer: SocketAddr, opts: &Options) {
+    let peer = labnet::sock::unmap(peer);
+    let started = Instant::now();
+    // Small replies go out at once instead of waiting for Nagle's algorithm (RFC 896) to gather
+    // more: an echo server answers interactive typing.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(opts.idle_timeout);
+    let _ = stream.set_write_timeout(opts.idle_timeout);
+    Event::new(Level::Info, format!("#{id} connection from {peer}"))
+        .field("event", "connect")
+        .field("id", id)
+        .field("peer", peer.to_string())
+        .emit();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut total: u64 = 0;
+    let end = loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break End::ClientClosed,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => break End::Idle,
+            Err(e) => break End::Reset(e),
+        };
+        let data = &buf[..n];
+        if !opts.quiet {
+            Event::new(
+                Level::Recv,
+                format!(
+                    "#{id} {n} bytes from {peer} '{}'",
+                    preview(data, PREVIEW_CHARS)
+                ),
+            )
+            .field("event", "data")
+            .field("id", id)
+            .field("bytes", n)
+            .emit();
+        }
+        match stream.write_all(data) {
+            Ok(()) => total += n as u64,
+            Err(e) if is_timeout(&e) => break End::NotReading,
+            Err(e) => break End::Reset(e),
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let (how, who) = match &end {
+        End::ClientClosed => ("closed by client".to_owned(), "client"),
+        End::Idle => (
+            format!("closed by server: idle for {}", shown(opts.idle_timeout)),
+            "server",
+        ),
+        End::NotReading => (
+            format!(
+                "closed by server: client did not read for {}",
+                shown(opts.idle_timeout)
+            ),
+            "server",
+        ),
+        End::Reset(e) => (format!("reset by client: {}", describe(e)), "client"),
+    };
+    if !matches!(end, End::ClientClosed | End::Reset(_)) {
+        // We close first: the FIN goes out now, the client's read returns 0.
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    drop(stream);
+    Event::new(
+        Level::Info,
+        format!("#{id} {peer} {how} after {secs:.3} s, {total} bytes echoed"),
+    )
+    .field("event", "close")
+    .field("id", id)
+    .field("peer", peer.to_string())
+    .field("closed_by", who)
+    .field("bytes", total)
+    .field("duration_s", secs)
+    .emit();
+}
+
+fn shown(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("{} s", d.as_secs_f64()),
+        None => "ever".into(),
+    }
+}
+
+/// How many characters of a payload a RECV line shows.
+const PREVIEW_CHARS: usize = 60;
+
+/// The start of a payload, printable and on one line.
+fn preview(data: &[u8], max: usize) -> String {
+    // Only the start is shown: no need to format 16 KiB of hex for 60 characters.
+    let text = labnet::log::printable(&data[..data.len().min(4 * max)]);
+    if text.chars().count() <= max {
+        text
+    } else {
+        let mut s: String = text.chars().take(max).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    // SO_RCVTIMEO / SO_SNDTIMEO expiry is EAGAIN on Linux.
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// EMFILE (this process's descriptor limit) or ENFILE (the system's), and the memory errors
+/// `accept` gives when the kernel cannot allocate the new socket.
+pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
+}
+
+/// `connection reset by peer (ECONNRESET)`: the kit's wording of an errno, without a context.
+pub fn describe(e: &io::Error) -> String {
+    let source = match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    };
+    let text = Error::Io {
+        context: String::new(),
+        source,
+    }
+    .to_string();
+    text.trim_start_matches(": ").to_owned()
+}
+
+/// Lets a repeated message through at most once per period and counts the ones it held back.
+struct RateLimit {
+    period: Duration,
+    last: Option<Instant>,
+    skipped: u64,
+}
+
+impl RateLimit {
+    fn new(period: Duration) -> Self {
+        RateLimit {
+            period,
+            last: None,
+            skipped: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.period => {
+                self.skipped += 1;
+                false
+            }
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(v: &[&str]) -> Result<Config> {
+        Config::from_args(v.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn defaults_are_the_lab_server() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        assert!(!c.udp);
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        for bad in [
+            &["--port", "70000"][..],
+            &["--bind", "nowhere"],
+            &["--idle-timeout", "-1"],
+            &["--prot", "80"],
+            &["extra"],
+        ] {
+            assert_eq!(cfg(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        assert_eq!(cfg(&["--idle-timeout", "0"]).unwrap().idle_timeout, None);
+    }
+
+    #[test]
+    fn preview_cuts_long_payloads() {
+        assert_eq!(preview(b"hi\n", 10), "hi\\n");
+        assert_eq!(preview(b"abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let mut r = RateLimit::new(Duration::from_secs(60));
+        assert!(r.allow());
+        assert!(!r.allow());
+        assert!(!r.allow());
+        assert_eq!(r.take_skipped(), 2);
+        assert_eq!(r.take_skipped(), 0);
+    }
+}

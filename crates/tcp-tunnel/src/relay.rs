@@ -1,0 +1,955 @@
+//! The tunnel's event loop: every listener and every connection on one `mio` poll (Linux epoll,
+//! edge triggered), moved by one thread.
+//!
+//! A connection pair lives in a slot of `pairs`; its two sockets are registered with the tokens
+//! `FIRST_PAIR + 2*slot` (client side) and `+1` (server side). Whatever readiness arrives for
+//! either socket, the loop "drives" the whole pair: it tries to move bytes both ways until the
+//! kernel says `WouldBlock` everywhere. Edge-triggered epoll reports a socket once when it
+//! becomes ready, not while it stays ready, so stopping early would lose the wake-up; the only
+//! early stop is the fairness budget, and a pair stopped by it is queued to be driven again
+//! before the loop sleeps.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use labnet::log::{Event, Level, Printer};
+use labnet::{Context, Result};
+use mio::net::{TcpListener as MioListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::Forward;
+
+/// Size of the buffer of one direction while bytes are in flight: big enough that one `read`
+/// and one `write` move a full loopback segment burst (throughput), small enough that a pool of
+/// them stays cheap.
+const BUF_SIZE: usize = 64 * 1024;
+
+/// Drained buffers kept for reuse; beyond this they go back to the allocator.
+const POOL_KEEP: usize = 64;
+
+/// Reads per direction per turn (16 × 64 KiB = 1 MiB) before other connections get their turn.
+const READS_PER_TURN: usize = 16;
+
+/// Accepts per listener per turn.
+const ACCEPTS_PER_TURN: usize = 64;
+
+/// How long the listeners rest after EMFILE/ENFILE.
+const FD_PAUSE: Duration = Duration::from_millis(100);
+
+/// Tokens below this are listeners.
+const FIRST_PAIR: usize = 1024;
+
+/// At most this many `-L` tunnels in one process.
+pub const MAX_TUNNELS: usize = FIRST_PAIR;
+
+/// Runtime options of the loop.
+pub struct Options {
+    /// Close a pair with no bytes either way for this long; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// Give up on the outbound `connect` after this long.
+    pub connect_timeout: Duration,
+    /// The `--log` file, written in addition to stdout.
+    pub printer: Option<Printer>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            idle_timeout: Some(crate::DEFAULT_IDLE),
+            connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
+            printer: None,
+        }
+    }
+}
+
+/// Forwards connections of every `(listener, forward)` pair forever (until the poll itself fails).
+///
+/// The listeners are already bound (tests bind port 0); they are switched to nonblocking here.
+pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: &Options) -> Result<()> {
+    if tunnels.len() > MAX_TUNNELS {
+        return Err(labnet::Error::usage(format!(
+            "at most {MAX_TUNNELS} -L tunnels in one process"
+        )));
+    }
+    let mut lp = Loop::new(tunnels, opts)?;
+    lp.run()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+}
+
+struct Tunnel {
+    listener: MioListener,
+    local: SocketAddr,
+    fwd: Forward,
+    /// The target's address, resolved once and kept.
+    target: Option<SocketAddr>,
+    last_resolve: Option<Instant>,
+    /// The socket for the next client's outbound connection, made before `accept`: a client is
+    /// accepted only when its second descriptor already exists, so at the descriptor limit
+    /// connections wait in the kernel's queue instead of being accepted and dropped.
+    spare: Option<Socket>,
+}
+
+/// One direction of a pair.
+#[derive(Default)]
+struct Half {
+    buf: Option<Box<[u8]>>,
+    start: usize,
+    end: usize,
+    /// The source sent FIN (`read` returned 0).
+    eof: bool,
+    /// The FIN was passed on: `shutdown(Write)` on the destination.
+    shut: bool,
+    bytes: u64,
+}
+
+impl Half {
+    fn release_if_empty(&mut self, pool: &mut Pool) {
+        if self.start == self.end {
+            if let Some(b) = self.buf.take() {
+                pool.put(b);
+            }
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+}
+
+struct Pair {
+    id: u64,
+    tunnel: usize,
+    client: TcpStream,
+    server: TcpStream,
+    peer: SocketAddr,
+    target: SocketAddr,
+    started: Instant,
+    last: Instant,
+    /// `Some` while the outbound connect is in progress.
+    connect_deadline: Option<Instant>,
+    /// client → server.
+    up: Half,
+    /// server → client.
+    down: Half,
+    first_close: Option<Side>,
+}
+
+impl Pair {
+    fn totals(&self) -> String {
+        format!(
+            "c→s {} bytes, s→c {} bytes, {:.3} s",
+            self.up.bytes,
+            self.down.bytes,
+            self.started.elapsed().as_secs_f64()
+        )
+    }
+
+    fn event(&self, level: Level, kind: &str, msg: String) -> Event {
+        Event::new(level, format!("#{} {msg}", self.id))
+            .field("event", kind)
+            .field("id", self.id)
+            .field("client", self.peer.to_string())
+            .field("target", self.target.to_string())
+            .field("c2s_bytes", self.up.bytes)
+            .field("s2c_bytes", self.down.bytes)
+            .field("duration_s", self.started.elapsed().as_secs_f64())
+    }
+}
+
+struct Pool {
+    free: Vec<Box<[u8]>>,
+}
+
+impl Pool {
+    fn get(&mut self) -> Box<[u8]> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice())
+    }
+
+    fn put(&mut self, b: Box<[u8]>) {
+        if self.free.len() < POOL_KEEP {
+            self.free.push(b);
+        }
+    }
+}
+
+/// Which socket broke, and how.
+enum Fault {
+    /// Reading the source failed (a reset from that side).
+    Read(io::Error),
+    /// Writing or shutting down the destination failed (that side is gone).
+    Write(io::Error),
+}
+
+enum Flow {
+    /// Everything possible was done; the kernel will wake us.
+    Blocked,
+    /// The fairness budget ran out with more to do.
+    Again,
+}
+
+struct Loop<'a> {
+    poll: Poll,
+    tunnels: Vec<Tunnel>,
+    pairs: Vec<Option<Pair>>,
+    free_slots: Vec<usize>,
+    live: usize,
+    connecting: usize,
+    pool: Pool,
+    opts: &'a Options,
+    next_id: u64,
+    again: Vec<Token>,
+    ready: Vec<Token>,
+    paused_until: Option<Instant>,
+    pauses_unreported: bool,
+    pause_log: RateLimit,
+    misc_log: RateLimit,
+    next_sweep: Instant,
+}
+
+impl<'a> Loop<'a> {
+    fn new(tunnels: Vec<(TcpListener, Forward)>, opts: &'a Options) -> Result<Self> {
+        let poll = Poll::new().context("create epoll instance")?;
+        let mut ts = Vec::with_capacity(tunnels.len());
+        for (i, (listener, fwd)) in tunnels.into_iter().enumerate() {
+            let local = listener.local_addr().context("read local address")?;
+            listener
+                .set_nonblocking(true)
+                .with_context(|| format!("make {local} nonblocking"))?;
+            let mut listener = MioListener::from_std(listener);
+            poll.registry()
+                .register(&mut listener, Token(i), Interest::READABLE)
+                .with_context(|| format!("register {local} with epoll"))?;
+            ts.push(Tunnel {
+                listener,
+                local,
+                fwd,
+                target: None,
+                last_resolve: None,
+                spare: None,
+            });
+        }
+        let mut lp = Loop {
+            poll,
+            tunnels: ts,
+            pairs: Vec::new(),
+            free_slots: Vec::new(),
+            live: 0,
+            connecting: 0,
+            pool: Pool { free: Vec::new() },
+            opts,
+            next_id: 0,
+            again: Vec::new(),
+            ready: Vec::new(),
+            paused_until: None,
+            pauses_unreported: false,
+            pause_log: RateLimit::new(Duration::from_secs(1)),
+            misc_log: RateLimit::new(Duration::from_secs(1)),
+            next_sweep: Instant::now(),
+        };
+        // Resolve every target now, so a name error shows at start; not fatal (the target may
+        // come up later, in Docker its name may not exist yet).
+        for i in 0..lp.tunnels.len() {
+            let _ = lp.target_addr(i);
+        }
+        Ok(lp)
+    }
+
+    fn emit(&self, ev: Event) {
+        if let Some(p) = &self.opts.printer {
+            ev.clone().emit_to(p);
+        }
+        ev.emit();
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = if self.again.is_empty() {
+                let mut wake = self.next_sweep;
+                if let Some(t) = self.paused_until {
+                    wake = wake.min(t);
+                }
+                wake.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("wait for events (epoll_wait)"),
+            }
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.extend(events.iter().map(|e| e.token()));
+            ready.append(&mut self.again);
+            for token in ready.drain(..) {
+                self.dispatch(token);
+            }
+            self.ready = ready;
+            let now = Instant::now();
+            if self.paused_until.is_some_and(|t| now >= t) {
+                self.resume();
+            }
+            if now >= self.next_sweep {
+                self.sweep(now);
+                self.next_sweep = now + self.sweep_interval();
+            }
+        }
+    }
+
+    fn sweep_interval(&self) -> Duration {
+        // Connect deadlines need a fine tick; idle timeouts only a tenth of their length.
+        let idle = self
+            .opts
+            .idle_timeout
+            .map_or(Duration::from_secs(1), |t| t / 10);
+        let tick = if self.connecting > 0 {
+            Duration::from_millis(50)
+        } else {
+            idle.min(Duration::from_secs(1))
+        };
+        tick.max(Duration::from_millis(20))
+    }
+
+    fn dispatch(&mut self, token: Token) {
+        if token.0 < FIRST_PAIR {
+            if token.0 < self.tunnels.len() {
+                self.accept(token.0);
+            }
+        } else {
+            self.drive((token.0 - FIRST_PAIR) / 2);
+        }
+    }
+
+    /// The target address of tunnel `i`, resolved on first use and then kept. A failed lookup is
+    /// retried at most once a second (a lookup blocks the loop).
+    fn target_addr(&mut self, i: usize) -> io::Result<SocketAddr> {
+        let t = &mut self.tunnels[i];
+        if let Some(a) = t.target {
+            return Ok(a);
+        }
+        if t.last_resolve
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return Err(io::Error::new(
+                ErrorKind::NotFound,
+                format!("cannot resolve {} (retrying once a second)", t.fwd.host),
+            ));
+        }
+        t.last_resolve = Some(Instant::now());
+        match labnet::args::resolve(&t.fwd.host, t.fwd.port, false) {
+            Ok(a) => {
+                t.target = Some(a);
+                Ok(a)
+            }
+            Err(e) => {
+                let msg = format!("resolve {}: {e}", t.fwd.host);
+                self.emit(
+                    Event::new(Level::Warn, msg.clone())
+                        .field("event", "resolve_failed")
+                        .field("target", self.tunnels[i].fwd.target()),
+                );
+                Err(io::Error::new(ErrorKind::NotFound, msg))
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        if self.paused_until.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            // The outbound socket first (see `Tunnel::spare`).
+            let target = self.target_addr(i).ok();
+            if let Some(addr) = target {
+                if self.tunnels[i].spare.is_none() {
+                    match outbound_socket(addr) {
+                        Ok(s) => self.tunnels[i].spare = Some(s),
+                        Err(e) if is_fd_exhaustion(&e) => return self.pause(i, &e),
+                        Err(e) => self.warn_limited(format!("socket for {addr}: {e}")),
+                    }
+                }
+            }
+            match self.tunnels[i].listener.accept() {
+                Ok((client, peer)) => {
+                    if self.pauses_unreported {
+                        self.pauses_unreported = false;
+                        let skipped = self.pause_log.take_skipped();
+                        self.emit(
+                            Event::new(
+                                Level::Info,
+                                format!(
+                                    "accepting again on {} ({} connections open; {skipped} \
+                                     more descriptor-limit messages not logged)",
+                                    self.tunnels[i].local, self.live
+                                ),
+                            )
+                            .field("event", "accept_resumed"),
+                        );
+                    }
+                    let spare = self.tunnels[i].spare.take();
+                    self.open(i, client, peer, target, spare);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if is_fd_exhaustion(&e) => return self.pause(i, &e),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionAborted | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    let local = self.tunnels[i].local;
+                    self.warn_limited(format!("accept on {local}: {}", describe(&e)));
+                    return;
+                }
+            }
+        }
+        // More may be queued: come back after the others had their turn.
+        self.again.push(Token(i));
+    }
+
+    fn warn_limited(&mut self, msg: String) {
+        if self.misc_log.allow() {
+            let skipped = self.misc_log.take_skipped();
+            let msg = if skipped > 0 {
+                format!("{msg} ({skipped} more warnings not logged)")
+            } else {
+                msg
+            };
+            self.emit(Event::new(Level::Warn, msg).field("event", "warning"));
+        }
+    }
+
+    /// Out of descriptors: take every listener out of epoll for [`FD_PAUSE`]. Accepting again at
+    /// once would fail the same way and spin a CPU; the clients wait in the kernel's queue.
+    fn pause(&mut self, i: usize, e: &io::Error) {
+        self.paused_until = Some(Instant::now() + FD_PAUSE);
+        self.pauses_unreported = true;
+        for t in &mut self.tunnels {
+            let _ = self.poll.registry().deregister(&mut t.listener);
+        }
+        if self.pause_log.allow() {
+            let skipped = self.pause_log.take_skipped();
+            let msg = format!(
+                "accept on {}: {}: {} connections open, not accepting for {} ms \
+                 ({skipped} more not logged)",
+                self.tunnels[i].local,
+                describe(e),
+                self.live,
+                FD_PAUSE.as_millis()
+            );
+            self.emit(Event::new(Level::Warn, msg).field("event", "accept_backoff"));
+        }
+    }
+
+    fn resume(&mut self) {
+        self.paused_until = None;
+        for (i, t) in self.tunnels.iter_mut().enumerate() {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut t.listener, Token(i), Interest::READABLE)
+            {
+                labnet::log::error(format!("register {} with epoll: {e}", t.local));
+            }
+            // Connections queued while we rested raise no new edge: look now.
+            self.again.push(Token(i));
+        }
+    }
+
+    fn open(
+        &mut self,
+        tunnel: usize,
+        client: TcpStream,
+        peer: SocketAddr,
+        target: Option<SocketAddr>,
+        spare: Option<Socket>,
+    ) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let peer = labnet::sock::unmap(peer);
+        let local = self.tunnels[tunnel].local;
+        let shown_target = self.tunnels[tunnel].fwd.target();
+        // Interactive traffic (a typed line, an echo) goes out at once instead of waiting for
+        // Nagle's algorithm (RFC 896) to fill a segment: the tunnel adds no delay of its own.
+        let _ = client.set_nodelay(true);
+        let started = Instant::now();
+        let connected = match (target, spare) {
+            (Some(addr), Some(sock)) => start_connect(sock, addr).map(|s| (addr, s)),
+            (Some(addr), None) => outbound_socket(addr)
+                .and_then(|sock| start_connect(sock, addr))
+                .map(|s| (addr, s)),
+            (None, _) => Err(io::Error::new(
+                ErrorKind::NotFound,
+                format!("cannot resolve {}", self.tunnels[tunnel].fwd.host),
+            )),
+        };
+        let (addr, server) = match connected {
+            Ok(x) => x,
+            Err(e) => {
+                drop(client);
+                let msg = format!(
+                    "{peer} on {local}: connect to {shown_target} failed: {}; client closed",
+                    describe(&e)
+                );
+                self.emit(
+                    Event::new(Level::Error, format!("#{id} {msg}"))
+                        .field("event", "connect_failed")
+                        .field("id", id)
+                        .field("client", peer.to_string()),
+                );
+                return;
+            }
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.pairs.push(None);
+                self.pairs.len() - 1
+            }
+        };
+        let mut pair = Pair {
+            id,
+            tunnel,
+            client,
+            server,
+            peer,
+            target: addr,
+            started,
+            last: started,
+            connect_deadline: Some(started + self.opts.connect_timeout),
+            up: Half::default(),
+            down: Half::default(),
+            first_close: None,
+        };
+        let both = Interest::READABLE | Interest::WRITABLE;
+        let reg = self.poll.registry();
+        let registered = reg
+            .register(&mut pair.client, Token(FIRST_PAIR + 2 * slot), both)
+            .and_then(|()| reg.register(&mut pair.server, Token(FIRST_PAIR + 2 * slot + 1), both));
+        if let Err(e) = registered {
+            self.free_slots.push(slot);
+            self.warn_limited(format!("#{id} register with epoll: {e}; connection closed"));
+            return;
+        }
+        self.emit(pair.event(
+            Level::Info,
+            "accept",
+            format!("accepted {peer} on {local}, connecting to {shown_target} ({addr})"),
+        ));
+        self.pairs[slot] = Some(pair);
+        self.live += 1;
+        self.connecting += 1;
+        // Loopback connects often complete before we look; the edge is already queued anyway.
+    }
+
+    /// Moves whatever can move in pair `slot`.
+    fn drive(&mut self, slot: usize) {
+        let Some(mut pair) = self.pairs.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        if pair.connect_deadline.is_some() {
+            match connect_state(&pair.server) {
+                Connect::Pending => {
+                    // Take what the client already sent (up to one buffer), and notice a reset.
+                    if let Err(e) = read_early(&pair.client, &mut pair.up, &mut self.pool) {
+                        return self.reset(slot, pair, Side::Client, &e);
+                    }
+                    if pair.up.eof && pair.first_close.is_none() {
+                        pair.first_close = Some(Side::Client);
+                    }
+                    self.pairs[slot] = Some(pair);
+                    return;
+                }
+                Connect::Failed(e) => return self.fail_connect(slot, pair, &e),
+                Connect::Done => {
+                    pair.connect_deadline = None;
+                    self.connecting -= 1;
+                    let _ = pair.server.set_nodelay(true);
+                    let local = pair
+                        .server
+                        .local_addr()
+                        .map_or_else(|_| "?".into(), |a| a.to_string());
+                    let listen = self.tunnels[pair.tunnel].local;
+                    let msg = format!(
+                        "connected: {} → {listen} | {local} → {} ({:.3} ms)",
+                        pair.peer,
+                        pair.target,
+                        pair.started.elapsed().as_secs_f64() * 1000.0
+                    );
+                    self.emit(pair.event(Level::Info, "connect", msg));
+                }
+            }
+        }
+        let before = (pair.up.bytes, pair.down.bytes, pair.up.shut, pair.down.shut);
+        let flow_up = match pump(&pair.client, &pair.server, &mut pair.up, &mut self.pool) {
+            Ok(f) => f,
+            Err(Fault::Read(e)) => return self.reset(slot, pair, Side::Client, &e),
+            Err(Fault::Write(e)) => return self.reset(slot, pair, Side::Server, &e),
+        };
+        let flow_down = match pump(&pair.server, &pair.client, &mut pair.down, &mut self.pool) {
+            Ok(f) => f,
+            Err(Fault::Read(e)) => return self.reset(slot, pair, Side::Server, &e),
+            Err(Fault::Write(e)) => return self.reset(slot, pair, Side::Client, &e),
+        };
+        if (pair.up.bytes, pair.down.bytes) != (before.0, before.1) {
+            pair.last = Instant::now();
+        }
+        if pair.up.shut && !before.2 {
+            pair.first_close.get_or_insert(Side::Client);
+            let msg = format!(
+                "c→s half-close: client sent FIN after {} bytes, passed on with shutdown(Write) \
+                 to the server",
+                pair.up.bytes
+            );
+            self.emit(
+                pair.event(Level::Info, "half_close", msg)
+                    .field("dir", "c→s"),
+            );
+        }
+        if pair.down.shut && !before.3 {
+            pair.first_close.get_or_insert(Side::Server);
+            let msg = format!(
+                "s→c half-close: server sent FIN after {} bytes, passed on with shutdown(Write) \
+                 to the client",
+                pair.down.bytes
+            );
+            self.emit(
+                pair.event(Level::Info, "half_close", msg)
+                    .field("dir", "s→c"),
+            );
+        }
+        if pair.up.shut && pair.down.shut {
+            return self.finish(slot, pair);
+        }
+        if matches!(flow_up, Flow::Again) || matches!(flow_down, Flow::Again) {
+            self.again.push(Token(FIRST_PAIR + 2 * slot));
+        }
+        self.pairs[slot] = Some(pair);
+    }
+
+    fn release(&mut self, slot: usize, mut pair: Pair) {
+        if pair.connect_deadline.is_some() {
+            self.connecting -= 1;
+        }
+        for b in [pair.up.buf.take(), pair.down.buf.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.pool.put(b);
+        }
+        // Closing a descriptor removes it from epoll; explicit deregistration is one syscall
+        // more for the same effect. Dropping `pair` closes both sockets.
+        drop(pair);
+        self.live -= 1;
+        self.free_slots.push(slot);
+    }
+
+    /// Both directions ended with FIN: the normal end of a pair.
+    fn finish(&mut self, slot: usize, pair: Pair) {
+        let who = pair.first_close.unwrap_or(Side::Client).name();
+        let msg = format!("closed: {}, {who} closed first", pair.totals());
+        self.emit(
+            pair.event(Level::Info, "close", msg)
+                .field("first_close", who),
+        );
+        self.release(slot, pair);
+    }
+
+    /// One side reset (or vanished): reset the other side too, so its peer learns at once.
+    fn reset(&mut self, slot: usize, pair: Pair, broken: Side, e: &io::Error) {
+        let other = match broken {
+            Side::Client => &pair.server,
+            Side::Server => &pair.client,
+        };
+        // SO_LINGER with a zero timeout makes close() send RST instead of FIN (and drop unsent
+        // data): the other peer gets ECONNRESET, as if it had talked to the broken side.
+        let _ = SockRef::from(other).set_linger(Some(Duration::ZERO));
+        let msg = format!(
+            "reset by {} ({}): {} side reset too; {}",
+            broken.name(),
+            describe(e),
+            match broken {
+                Side::Client => "server",
+                Side::Server => "client",
+            },
+            pair.totals()
+        );
+        self.emit(
+            pair.event(Level::Warn, "reset", msg)
+                .field("first_close", broken.name()),
+        );
+        self.release(slot, pair);
+    }
+
+    fn fail_connect(&mut self, slot: usize, pair: Pair, e: &io::Error) {
+        let msg = format!(
+            "connect to {} ({}) failed after {:.3} s: {}; client {} closed",
+            self.tunnels[pair.tunnel].fwd.target(),
+            pair.target,
+            pair.started.elapsed().as_secs_f64(),
+            describe(e),
+            pair.peer
+        );
+        self.emit(pair.event(Level::Error, "connect_failed", msg));
+        self.release(slot, pair);
+    }
+
+    /// Connect deadlines and idle timeouts.
+    fn sweep(&mut self, now: Instant) {
+        for slot in 0..self.pairs.len() {
+            let Some(p) = &self.pairs[slot] else { continue };
+            if let Some(deadline) = p.connect_deadline {
+                if now >= deadline {
+                    if let Some(pair) = self.pairs[slot].take() {
+                        let e = io::Error::new(
+                            ErrorKind::TimedOut,
+                            format!(
+                                "no answer within {} s",
+                                self.opts.connect_timeout.as_secs_f64()
+                            ),
+                        );
+                        self.fail_connect(slot, pair, &e);
+                    }
+                }
+                continue;
+            }
+            let Some(idle) = self.opts.idle_timeout else {
+                continue;
+            };
+            if now.duration_since(p.last) >= idle {
+                if let Some(pair) = self.pairs[slot].take() {
+                    // We close first, gracefully: both peers get a FIN.
+                    let _ = pair.client.shutdown(Shutdown::Both);
+                    let _ = pair.server.shutdown(Shutdown::Both);
+                    let msg = format!(
+                        "idle for {} s: closed both connections; {}",
+                        idle.as_secs_f64(),
+                        pair.totals()
+                    );
+                    self.emit(
+                        pair.event(Level::Info, "idle_close", msg)
+                            .field("first_close", "tunnel"),
+                    );
+                    self.release(slot, pair);
+                }
+            }
+        }
+    }
+}
+
+/// Moves bytes `src → dst` until the kernel blocks either side, the source ends, or the budget
+/// runs out. Edge-triggered readiness demands the loop run to `WouldBlock`.
+fn pump(src: &TcpStream, dst: &TcpStream, h: &mut Half, pool: &mut Pool) -> Result<Flow, Fault> {
+    let mut reads = 0;
+    let flow = loop {
+        // First flush what is buffered: a full buffer is the backpressure point, nothing more is
+        // read from `src` until `dst` took it.
+        if h.start < h.end {
+            let Some(buf) = h.buf.as_deref() else {
+                break Flow::Blocked;
+            };
+            match (&*dst).write(&buf[h.start..h.end]) {
+                Ok(0) => return Err(Fault::Write(ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    h.start += n;
+                    h.bytes += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Flow::Blocked,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Fault::Write(e)),
+            }
+            continue;
+        }
+        if h.eof {
+            if !h.shut {
+                // Pass the FIN on; the other direction keeps flowing (a half-close, RFC 9293
+                // §3.6: a side that closed may still receive).
+                dst.shutdown(Shutdown::Write).map_err(Fault::Write)?;
+                h.shut = true;
+            }
+            break Flow::Blocked;
+        }
+        if reads == READS_PER_TURN {
+            break Flow::Again;
+        }
+        reads += 1;
+        let buf = h.buf.get_or_insert_with(|| pool.get());
+        match (&*src).read(buf) {
+            Ok(0) => h.eof = true,
+            Ok(n) => {
+                h.start = 0;
+                h.end = n;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break Flow::Blocked,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Fault::Read(e)),
+        }
+    };
+    h.release_if_empty(pool);
+    Ok(flow)
+}
+
+/// While the outbound connect is pending: fill the c→s buffer once, if it is empty.
+fn read_early(src: &TcpStream, h: &mut Half, pool: &mut Pool) -> io::Result<()> {
+    if h.start < h.end || h.eof {
+        return Ok(());
+    }
+    let buf = h.buf.get_or_insert_with(|| pool.get());
+    let r = match (&*src).read(buf) {
+        Ok(0) => {
+            h.eof = true;
+            Ok(())
+        }
+        Ok(n) => {
+            h.start = 0;
+            h.end = n;
+            Ok(())
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Ok(()),
+        Err(e) => Err(e),
+    };
+    h.release_if_empty(pool);
+    r
+}
+
+enum Connect {
+    Pending,
+    Done,
+    Failed(io::Error),
+}
+
+/// The state of a nonblocking connect: SO_ERROR holds its failure; `getpeername` succeeds once
+/// it is established.
+fn connect_state(s: &TcpStream) -> Connect {
+    match s.take_error() {
+        Ok(Some(e)) | Err(e) => return Connect::Failed(e),
+        Ok(None) => {}
+    }
+    match s.peer_addr() {
+        Ok(_) => Connect::Done,
+        // EINPROGRESS (115) or ENOTCONN: not yet.
+        Err(e) if e.kind() == ErrorKind::NotConnected || e.raw_os_error() == Some(115) => {
+            Connect::Pending
+        }
+        Err(e) => Connect::Failed(e),
+    }
+}
+
+/// A nonblocking TCP socket for a connection to `addr`, not connected yet.
+fn outbound_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_nonblocking(true)?;
+    s.set_tcp_nodelay(true)?;
+    Ok(s)
+}
+
+/// Starts a nonblocking connect; EINPROGRESS is the normal answer, the result comes as a
+/// writable (or error) event.
+fn start_connect(sock: Socket, addr: SocketAddr) -> io::Result<TcpStream> {
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(sock.into()))
+}
+
+/// EMFILE (this process's descriptor limit), ENFILE (the system's), ENOBUFS/ENOMEM (no memory
+/// for a new socket).
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
+}
+
+/// `connection refused (ECONNREFUSED)`: the kit's wording of an errno, without a context.
+fn describe(e: &io::Error) -> String {
+    let source = match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    };
+    let text = labnet::Error::Io {
+        context: String::new(),
+        source,
+    }
+    .to_string();
+    text.trim_start_matches(": ").to_owned()
+}
+
+/// Lets a repeated message through at most once per period and counts the ones it held back.
+struct RateLimit {
+    period: Duration,
+    last: Option<Instant>,
+    skipped: u64,
+}
+
+impl RateLimit {
+    fn new(period: Duration) -> Self {
+        RateLimit {
+            period,
+            last: None,
+            skipped: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.period => {
+                self.skipped += 1;
+                false
+            }
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let mut r = RateLimit::new(Duration::from_secs(60));
+        assert!(r.allow());
+        assert!(!r.allow());
+        assert_eq!(r.take_skipped(), 1);
+    }
+
+    #[test]
+    fn pool_reuses_and_bounds_buffers() {
+        let mut p = Pool { free: Vec::new() };
+        let b = p.get();
+        assert_eq!(b.len(), BUF_SIZE);
+        p.put(b);
+        assert_eq!(p.free.len(), 1);
+        let _again = p.get();
+        assert!(p.free.is_empty());
+        for _ in 0..POOL_KEEP + 5 {
+            p.put(vec![0u8; 1].into_boxed_slice());
+        }
+        assert_eq!(p.free.len(), POOL_KEEP);
+    }
+}
