@@ -1,0 +1,226 @@
+//! Loopback tests of `echo-server` (week 3 server, TP3 code C): exact echoes over TCP and UDP,
+//! half-close, idle timeout, and the abuse a server must survive.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_echo-server");
+
+fn server(extra: &[&str]) -> Proc {
+    let mut args = vec!["--port", "0", "--bind", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    Proc::start(BIN, &args)
+}
+
+#[test]
+fn help_exits_0_with_examples() {
+    let (code, out, _) = run_to_end(BIN, &["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("EXAMPLES:"), "{out}");
+    assert!(out.contains("echo-server --port 8080"), "{out}");
+}
+
+#[test]
+fn bad_flag_or_value_exits_2_with_one_line() {
+    for args in [
+        &["--prot", "80"][..],
+        &["--port", "99999"],
+        &["--bind", "server"],
+    ] {
+        let (code, out, err) = run_to_end(BIN, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("echo-server: "), "{err}");
+    }
+}
+
+#[test]
+fn port_in_use_exits_1_naming_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, _, err) = run_to_end(BIN, &["--port", &port, "--bind", "127.0.0.1"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("echo-server: bind tcp 127.0.0.1:{port}: address already in use (EADDRINUSE)")
+    );
+}
+
+#[test]
+fn tcp_echo_returns_exact_bytes_and_logs_connect_and_close() {
+    let p = server(&[]);
+    let mut s = connect(p.addr());
+    let romeo = b"O Romeo, Romeo! wherefore art thou Romeo?";
+    s.write_all(romeo).unwrap();
+    let mut back = vec![0u8; romeo.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, romeo);
+    let me = s.local_addr().unwrap();
+    drop(s);
+    let close = p
+        .wait_line("closed by client", Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        close.contains(&format!("#1 {me} closed by client after")),
+        "{close}"
+    );
+    assert!(close.ends_with(&format!("{} bytes echoed", romeo.len())));
+    let lines = p.lines();
+    assert!(lines.iter().any(|l| l.ends_with(&format!("#1 connection from {me}"))));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("[RECV] #1 ") && l.contains("wherefore art thou")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn half_close_still_echoes_everything() {
+    let p = server(&["--quiet"]);
+    let mut s = connect(p.addr());
+    let data = random_bytes(7, 2 * 1024 * 1024);
+    let mut r = s.try_clone().unwrap();
+    let reader = thread::spawn(move || read_to_eof(&mut r));
+    s.write_all(&data).unwrap();
+    // FIN: "I have nothing more to send"; the server's read returns 0 after the last byte, it
+    // has echoed everything by then and closes, so our read ends with EOF.
+    s.shutdown(Shutdown::Write).unwrap();
+    let back = reader.join().unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echo differs");
+}
+
+#[test]
+fn udp_echo_returns_each_datagram_to_its_sender() {
+    let p = Proc::start(
+        BIN,
+        &["--udp", "--port", "0", "--bind", "127.0.0.1", "--json"],
+    );
+    let addr = p.addr();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    for msg in [&b"HELLO"[..], b"", &[0u8, 255, 7]] {
+        c.send_to(msg, addr).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], msg);
+        assert_eq!(from, addr);
+    }
+    let line = p.wait_line("HELLO", Duration::from_secs(5)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "RECV");
+    assert_eq!(v["event"], "datagram");
+    assert_eq!(v["bytes"], 5);
+    assert_eq!(v["peer"], c.local_addr().unwrap().to_string());
+}
+
+#[test]
+fn idle_connection_is_closed_after_the_idle_timeout() {
+    let p = server(&["--idle-timeout", "1"]);
+    let mut s = connect(p.addr());
+    s.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    let quiet_since = Instant::now();
+    // The server closes first: our read returns 0 (FIN), not a timeout.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let waited = quiet_since.elapsed();
+    assert!(rest.is_empty());
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+    let line = p
+        .wait_line("closed by server: idle for 1 s", Duration::from_secs(2))
+        .unwrap();
+    assert!(line.contains("1 bytes echoed"), "{line}");
+}
+
+#[test]
+fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
+    let p = server(&["--quiet"]);
+    let addr = p.addr();
+    // Warm up once so lazily created state (the stdout lock, thread-local buffers) is counted.
+    let mut s = connect(addr);
+    s.write_all(b"w").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_eof(&mut s), b"w");
+    drop(s);
+    p.wait_line("#1 ", Duration::from_secs(5)).unwrap();
+    let pid = p.pid();
+    labnet::testkit::wait_until(Duration::from_secs(5), || (thread_count(pid) == 1).then_some(()))
+        .expect("client thread ended");
+    let (fds, threads) = (fd_count(pid), thread_count(pid));
+    let counts = abuse(addr, 10_000);
+    assert_eq!(counts, [2500, 2500, 2500, 2500]);
+    assert_back_to(pid, fds, threads, Duration::from_secs(15));
+    // Every connection was served and closed: 1 warm-up + 10,000.
+    labnet::testkit::wait_until(Duration::from_secs(10), || {
+        (p.count("] [INFO] #") == 2 * 10_001).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{} connect/close lines", p.count("] [INFO] #")));
+    // And it still echoes.
+    let mut s = connect(addr);
+    s.write_all(b"still here").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_eof(&mut s), b"still here");
+}
+
+#[test]
+fn descriptor_limit_makes_accept_back_off_and_recover() {
+    if !have_prlimit() {
+        eprintln!("SKIPPED: prlimit (util-linux) not installed");
+        return;
+    }
+    let p = Proc::start_with_nofile(
+        BIN,
+        64,
+        &["--port", "0", "--bind", "127.0.0.1", "--quiet"],
+    );
+    let addr = p.addr();
+    let pid = p.pid();
+    // 100 clients that stay open: about 60 are accepted, the rest wait in the accept queue while
+    // accept fails with EMFILE.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(connect(addr));
+    }
+    p.wait_line("too many open files (EMFILE)", Duration::from_secs(5))
+        .expect("EMFILE logged");
+    let warn_before = p.count("accept_backoff") + p.count("too many open files");
+    let cpu_before = cpu_ticks(pid);
+    thread::sleep(Duration::from_secs(2));
+    let cpu = cpu_ticks(pid) - cpu_before;
+    let warnings = p.count("too many open files") + p.count("accept_backoff") - warn_before;
+    // Spinning on accept would burn ~200 ticks in 2 s; backing off costs next to nothing.
+    assert!(cpu <= 20, "{cpu} ticks of CPU in 2 s at the descriptor limit");
+    assert!(warnings <= 3, "{warnings} warning lines in 2 s");
+    // The first client was accepted and is served at the limit.
+    held[0].write_all(b"first").unwrap();
+    let mut b = [0u8; 5];
+    held[0].read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"first");
+    drop(held);
+    // Recovery: once clients close, new ones are served.
+    let served = labnet::testkit::wait_until(Duration::from_secs(10), || {
+        let mut s = connect(addr);
+        s.write_all(b"again").ok()?;
+        s.shutdown(Shutdown::Write).ok()?;
+        let mut v = Vec::new();
+        s.read_to_end(&mut v).ok()?;
+        (v == b"again").then_some(())
+    });
+    assert!(served.is_some(), "not served after the clients closed");
+    p.wait_line("accepting again", Duration::from_secs(5))
+        .expect("recovery logged");
+}

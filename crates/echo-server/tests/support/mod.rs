@@ -1,0 +1,400 @@
+//! Test support shared by the echo-server and tcp-tunnel tests (the tunnel's tests include this
+//! file with `#[path]`): a child process whose stdout lines are collected, `/proc` probes of its
+//! descriptors, threads, sockets, CPU time and memory, the abuse client, and small targets.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Every socket in a test has this read/write timeout: a failing test ends, it never hangs.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running program; killed and reaped on drop.
+pub struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Starts `program args…` with stdout and stderr collected by reader threads (so the pipe
+    /// never fills and blocks the program).
+    pub fn start(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Proc {
+        Self::from_command(Command::new(program).args(args))
+    }
+
+    /// Starts `program args…` under `prlimit --nofile=N:N` (prlimit execs it: same PID).
+    pub fn start_with_nofile(program: &str, nofile: u32, args: &[&str]) -> Proc {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(program)
+            .args(args);
+        Self::from_command(&mut cmd)
+    }
+
+    fn from_command(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start program");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let sink = Arc::clone(&lines);
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            sink.lock().unwrap().push_str(&s);
+        });
+        Proc {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every stdout line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// How many stdout lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        labnet::testkit::wait_until(timeout, || {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned()
+        })
+    }
+
+    /// The addresses of the first `n` "listening on ADDR" lines.
+    pub fn listening(&self, n: usize) -> Vec<SocketAddr> {
+        let found = labnet::testkit::wait_until(Duration::from_secs(10), || {
+            let addrs: Vec<SocketAddr> = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| {
+                    let rest = l.split("listening on ").nth(1)?;
+                    let rest = rest
+                        .strip_prefix("tcp ")
+                        .or_else(|| rest.strip_prefix("udp "))
+                        .unwrap_or(rest);
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_hexdigit() || ":.[]".contains(c)))
+                        .unwrap_or(rest.len());
+                    rest[..end].parse().ok()
+                })
+                .collect();
+            (addrs.len() >= n).then_some(addrs)
+        });
+        match found {
+            Some(a) => a,
+            None => panic!(
+                "program did not report {n} listening addresses; stdout {:?} stderr {:?}",
+                self.lines(),
+                self.stderr()
+            ),
+        }
+    }
+
+    /// The first listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listening(1)[0]
+    }
+
+    /// What the program wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a program to completion (bounded) and returns (exit code, stdout, stderr).
+pub fn run_to_end(program: &str, args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start program");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut out = String::new();
+            let mut err = String::new();
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return (status.code().unwrap_or(-1), out, err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{program} {args:?} did not end within 10 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A connected stream with the test timeouts set.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// Reads until EOF (bounded by the socket's read timeout).
+pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read until the peer closes");
+    v
+}
+
+/// Number of open descriptors of `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Number of threads of `pid`.
+pub fn thread_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Socket inodes held by `pid`.
+fn socket_inodes(pid: u32) -> HashSet<u64> {
+    let mut set = HashSet::new();
+    if let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            if let Ok(target) = fs::read_link(e.path()) {
+                let t = target.to_string_lossy();
+                if let Some(n) = t
+                    .strip_prefix("socket:[")
+                    .and_then(|r| r.strip_suffix(']'))
+                {
+                    if let Ok(n) = n.parse() {
+                        set.insert(n);
+                    }
+                }
+            }
+        }
+    }
+    set
+}
+
+/// How many TCP sockets of `pid` are in CLOSE-WAIT (state 08 in /proc/net/tcp{,6}): the peer
+/// closed and the program never closed its side, the classic descriptor leak.
+pub fn close_wait_count(pid: u32) -> usize {
+    let inodes = socket_inodes(pid);
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && cols[3] == "08" {
+                if let Ok(inode) = cols[9].parse::<u64>() {
+                    if inodes.contains(&inode) {
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
+/// User + system CPU time of `pid`, in clock ticks (1/100 s on Linux).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may contain spaces: count fields after its closing ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, utime field 14, stime field 15.
+    let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    utime + stime
+}
+
+/// Resident memory of `pid` in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until descriptors, threads and CLOSE-WAIT sockets of `pid` are back where they were.
+pub fn assert_back_to(pid: u32, fds: usize, threads: usize, within: Duration) {
+    let ok = labnet::testkit::wait_until(within, || {
+        (fd_count(pid) == fds && thread_count(pid) == threads && close_wait_count(pid) == 0)
+            .then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "after the abuse: {} fds (was {fds}), {} threads (was {threads}), {} in CLOSE-WAIT",
+        fd_count(pid),
+        thread_count(pid),
+        close_wait_count(pid)
+    );
+}
+
+/// Opens and closes `total` connections to `addr`, from 4 threads, cycling through the four ways
+/// a client can end: clean close after an echo, reset (SO_LINGER 0), half-close then read the
+/// echo to EOF, and close right after connecting (before any answer). Returns how many of each
+/// ran and how many echoes were exact.
+pub fn abuse(addr: SocketAddr, total: usize) -> [usize; 4] {
+    let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let threads = 4;
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let counts = Arc::clone(&counts);
+            thread::spawn(move || {
+                for i in (t..total).step_by(threads) {
+                    assert!(Instant::now() < deadline, "abuse loop took over 45 s");
+                    let kind = i % 4;
+                    let mut s = connect(addr);
+                    match kind {
+                        0 => {
+                            s.write_all(b"ping").unwrap();
+                            let mut b = [0u8; 4];
+                            s.read_exact(&mut b).unwrap();
+                            assert_eq!(&b, b"ping");
+                            s.shutdown(Shutdown::Write).unwrap();
+                            assert!(read_to_eof(&mut s).is_empty());
+                        }
+                        1 => {
+                            s.write_all(b"ping").unwrap();
+                            // SO_LINGER 0: close() sends RST instead of FIN.
+                            socket2::SockRef::from(&s)
+                                .set_linger(Some(Duration::ZERO))
+                                .unwrap();
+                        }
+                        2 => {
+                            s.write_all(b"half").unwrap();
+                            s.shutdown(Shutdown::Write).unwrap();
+                            assert_eq!(read_to_eof(&mut s), b"half");
+                        }
+                        _ => {}
+                    }
+                    drop(s);
+                    counts[kind].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("abuse thread");
+    }
+    [0, 1, 2, 3].map(|k| counts[k].load(Ordering::Relaxed) as usize)
+}
+
+/// A target that echoes, one thread per connection, in the test process.
+pub fn echo_target() -> SocketAddr {
+    serve_target(|mut s| {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A target on 127.0.0.1 running `handle` for each connection in its own thread.
+pub fn serve_target(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let handle = Arc::new(handle);
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+            let h = Arc::clone(&handle);
+            thread::spawn(move || h(s));
+        }
+    });
+    addr
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), reproducible from the seed.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A flag set from another thread.
+pub fn flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}
+
+/// True when `prlimit` (util-linux) is there.
+pub fn have_prlimit() -> bool {
+    Path::new("/usr/bin/prlimit").exists() || Path::new("/bin/prlimit").exists()
+}
