@@ -1,0 +1,344 @@
+//! TP3 part 5 (seed `001_062f28b25e0f0d88.txt`), "WebSockets": the PDC of part 2 again, over a
+//! WebSocket (RFC 6455) instead of a bare TCP stream.
+//!
+//! The one socket idea: **WebSocket frames messages; TCP does not.** In part 2 the client had to
+//! cut the PMU's byte stream into messages itself and `CMD_floodme` took many `recv()` calls. Here
+//! the server sends each PMU message as one WebSocket message (binary by default, as the handout's
+//! Python server does; text with the server's `--text`), the library reassembles frames, and the
+//! client gets exactly one message event — the handout's `on_message` — per message the server
+//! sent: n events for `CMD_short:0`, one single event for the whole flood (Q20, Q21), however many
+//! TCP segments carried them (Q19). The session ends with the close handshake (RFC 6455 §7).
+
+use std::ffi::OsString;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use labnet::log::{self, Event, Level};
+use labnet::{Context, Error, Result};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::{Message, WebSocket};
+
+/// Usage, options and examples.
+pub const HELP: &str = "\
+ws-client: TP3 part 5. Sends one PMU command over a WebSocket and prints every message the
+server sends on its own line, counting message events (the handout's on_message).
+
+USAGE:
+    ws-client URL CMD [options]
+
+ARGUMENTS:
+    URL     ws://HOST:PORT[/path] (the lab's server is ws://tcpip:5006)
+    CMD     CMD_short:<d> (d = seconds between the server's sends, 0-10) or CMD_floodme
+
+OPTIONS:
+    --connect-timeout <S>    give up connecting after S seconds [default: 5]
+    --timeout <S>            give up when the server sends nothing for S seconds [default: 30]
+    --json                   one JSON object per line, with a summary (messages, bytes)
+    -h, --help               this help
+
+EXAMPLES:
+    ws-client ws://tcpip:5006 CMD_short:0         # Q19, Q20: n messages = n events
+    ws-client ws://tcpip:5006 CMD_floodme         # Q21: the whole flood in one event
+    ws-client ws://[::1]:5006 CMD_short:1 --json
+";
+
+/// Everything the client needs, from the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `ws://` URL as given.
+    pub url: String,
+    /// Host part of the URL (brackets removed).
+    pub host: String,
+    /// Port of the URL (80 when absent, RFC 6455 §3).
+    pub port: u16,
+    /// The command as typed.
+    pub command: String,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle timeout, also bounding the handshake.
+    pub timeout: Duration,
+    /// `--json` output.
+    pub json: bool,
+}
+
+impl Config {
+    /// Parses the arguments (flags, options, positionals, then leftovers are an error).
+    pub fn from_args(args: Vec<OsString>) -> Result<Config> {
+        let mut a = pico_args::Arguments::from_vec(args);
+        let json = a.contains("--json");
+        let connect_timeout = labnet::args::opt_seconds(&mut a, "--connect-timeout")?
+            .unwrap_or(Duration::from_secs(5));
+        let timeout =
+            labnet::args::opt_seconds(&mut a, "--timeout")?.unwrap_or(Duration::from_secs(30));
+        if connect_timeout.is_zero() || timeout.is_zero() {
+            return Err(Error::usage("timeouts must be more than 0 seconds"));
+        }
+        let url: String = a
+            .free_from_str()
+            .map_err(|_| Error::usage("missing URL (usage: ws-client ws://HOST:PORT CMD)"))?;
+        let command: String = a
+            .free_from_str()
+            .map_err(|_| Error::usage("missing CMD: CMD_short:<d> or CMD_floodme"))?;
+        labnet::args::finish(a)?;
+        let (host, port) = parse_url(&url)?;
+        match labnet::wire::pmu::parse_command(command.as_bytes()) {
+            Ok(_) => {}
+            Err(labnet::wire::WireError::Incomplete) => {
+                return Err(Error::usage(format!(
+                    "incomplete command '{command}': expected CMD_short:<d> (d = 0-10) or CMD_floodme"
+                )));
+            }
+            Err(labnet::wire::WireError::Malformed(why)) => {
+                return Err(Error::usage(format!("invalid command: {why}")));
+            }
+        }
+        Ok(Config {
+            url,
+            host,
+            port,
+            command,
+            connect_timeout,
+            timeout,
+            json,
+        })
+    }
+}
+
+/// Host and port of a `ws://` URL. `wss://` is refused: this part of the TP is plain text.
+pub fn parse_url(url: &str) -> Result<(String, u16)> {
+    let rest = if let Some(rest) = url.strip_prefix("ws://") {
+        rest
+    } else if url.starts_with("wss://") {
+        return Err(Error::usage(
+            "wss:// is not supported: TP3 part 5 uses plain ws:// (TLS is part 6)",
+        ));
+    } else {
+        return Err(Error::usage(format!(
+            "invalid URL '{url}': expected ws://HOST:PORT"
+        )));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| Error::usage(format!("invalid URL '{url}': unclosed '['")))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(Error::usage(format!("invalid URL '{url}': no host")));
+    }
+    let port = match port {
+        Some(p) => labnet::args::port(p, false)?,
+        None => 80,
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// What a session received.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Message events (text + binary).
+    pub messages: u64,
+    /// Payload bytes of those messages.
+    pub bytes: u64,
+    /// Text messages.
+    pub text: u64,
+    /// Binary messages.
+    pub binary: u64,
+}
+
+/// Connects to the first address of the host that accepts.
+fn connect(cfg: &Config) -> Result<TcpStream> {
+    let addrs = labnet::args::resolve_all(&cfg.host, cfg.port)?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    match last {
+        Some((addr, e)) => Err(e).with_context(|| format!("connect to {addr}")),
+        None => Err(Error::msg(format!("resolve {}: no address", cfg.host))),
+    }
+}
+
+/// Runs the client: connect, handshake, send the command, print messages until the close.
+pub fn run(cfg: &Config) -> Result<()> {
+    log::set_json(cfg.json);
+    let stream = connect(cfg)?;
+    let peer: SocketAddr = stream.peer_addr().context("peer address")?;
+    // Set before the handshake, so a server that never answers it cannot hold the client.
+    stream
+        .set_read_timeout(Some(cfg.timeout))
+        .context("set the read timeout")?;
+    stream
+        .set_write_timeout(Some(cfg.timeout))
+        .context("set the write timeout")?;
+    log::info(format!("connected to {peer}"));
+    let (mut ws, response) = match tungstenite::client(cfg.url.as_str(), stream) {
+        Ok(pair) => pair,
+        Err(HandshakeError::Interrupted(_)) => {
+            return Err(Error::msg(format!(
+                "the server at {peer} did not answer the WebSocket handshake within {} s",
+                cfg.timeout.as_secs_f64()
+            )));
+        }
+        Err(HandshakeError::Failure(e)) => return Err(handshake_error(peer, e)),
+    };
+    Event::new(
+        Level::Info,
+        format!(
+            "WebSocket handshake done: HTTP {} from {peer}",
+            response.status()
+        ),
+    )
+    .emit();
+    ws.send(Message::text(cfg.command.clone()))
+        .map_err(|e| Error::other(format!("send the command to {peer}"), e))?;
+    Event::new(
+        Level::Send,
+        format!(
+            "{} ({} bytes, one text message)",
+            cfg.command,
+            cfg.command.len()
+        ),
+    )
+    .field("command", &cfg.command)
+    .emit();
+    let summary = receive(&mut ws, cfg)?;
+    Event::new(
+        Level::Stat,
+        format!(
+            "{} message events (on_message), {} bytes: {} binary, {} text",
+            summary.messages, summary.bytes, summary.binary, summary.text
+        ),
+    )
+    .field("messages", summary.messages)
+    .field("bytes", summary.bytes)
+    .field("binary", summary.binary)
+    .field("text", summary.text)
+    .emit();
+    Ok(())
+}
+
+fn handshake_error(peer: SocketAddr, e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Http(resp) => Error::msg(format!(
+            "the server at {peer} refused the WebSocket handshake: HTTP {}",
+            resp.status()
+        )),
+        tungstenite::Error::Io(io) if is_timeout(&io) => Error::msg(format!(
+            "the server at {peer} did not answer the WebSocket handshake in time"
+        )),
+        other => Error::msg(format!(
+            "bad WebSocket handshake answer from {peer}: {other}"
+        )),
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads messages until the server's close, printing each one as one event.
+pub fn receive<S: io::Read + io::Write>(ws: &mut WebSocket<S>, cfg: &Config) -> Result<Summary> {
+    let mut summary = Summary::default();
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                summary.text += 1;
+                show(&mut summary, "text", t.as_str())?;
+            }
+            Ok(Message::Binary(b)) => {
+                summary.binary += 1;
+                // The handout's Python client calls .decode() on binary messages: do the same,
+                // replacing bytes that are not UTF-8 instead of failing.
+                show(&mut summary, "binary", &String::from_utf8_lossy(&b))?;
+            }
+            Ok(Message::Close(frame)) => {
+                // tungstenite answers the close frame itself; the next read sees the TCP close.
+                let what = match frame {
+                    Some(f) if f.reason.is_empty() => format!("code {}", u16::from(f.code)),
+                    Some(f) => format!("code {}: {}", u16::from(f.code), f.reason),
+                    None => "no status code".to_owned(),
+                };
+                log::info(format!("server closed the WebSocket ({what})"));
+            }
+            Ok(_) => {} // ping (answered by tungstenite), pong, raw frame
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
+            Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => {
+                log::warn("the server closed the TCP connection without a WebSocket close frame");
+                break;
+            }
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                return Err(Error::msg(format!(
+                    "the server sent nothing for {} s; giving up",
+                    cfg.timeout.as_secs_f64()
+                )));
+            }
+            Err(e) => return Err(Error::other("receive from the WebSocket server", e)),
+        }
+    }
+    if summary.messages == 0 {
+        return Err(Error::msg(
+            "the server closed the WebSocket without sending any message",
+        ));
+    }
+    Ok(summary)
+}
+
+fn show(summary: &mut Summary, kind: &str, text: &str) -> Result<()> {
+    summary.messages += 1;
+    summary.bytes += text.len() as u64;
+    if text.starts_with("ERROR:") {
+        return Err(Error::msg(format!(
+            "the server refused the command: {}",
+            text.trim_end()
+        )));
+    }
+    Event::new(Level::Recv, text)
+        .field("kind", kind)
+        .field("event", summary.messages)
+        .field("bytes", text.len())
+        .emit();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_host_and_port() {
+        assert_eq!(
+            parse_url("ws://tcpip:5006").unwrap(),
+            ("tcpip".into(), 5006)
+        );
+        assert_eq!(
+            parse_url("ws://[::1]:5006/pmu").unwrap(),
+            ("::1".into(), 5006)
+        );
+        assert_eq!(parse_url("ws://example").unwrap(), ("example".into(), 80));
+        for bad in [
+            "http://x:1",
+            "wss://x:1",
+            "ws://:1",
+            "ws://x:0",
+            "ws://[::1:5",
+        ] {
+            assert_eq!(parse_url(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+}
