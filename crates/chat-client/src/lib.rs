@@ -522,7 +522,8 @@ fn receive_udp(udp: &UdpSocket, users: &Users, out: &Out) {
         out.emit(
             Event::new(
                 Level::Recv,
-                format!("P2P from {name} ({}): {text}", from.ip()),
+                // The handout's client sends the space after `@name:` too; not worth showing.
+                format!("P2P from {name} ({}): {}", from.ip(), text.trim_start()),
             )
             .field("event", "p2p")
             .field("from", &name)
