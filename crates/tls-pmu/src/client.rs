@@ -213,8 +213,14 @@ fn handshake_error(e: &io::Error, host: &str, peer: SocketAddr, ca: &Path) -> Er
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 "server certificate is not for TLS servers (no serverAuth usage)".to_owned()
             }
-            CertificateError::BadSignature => "server certificate has a bad signature".to_owned(),
-            _ => format!("server certificate rejected"),
+            // webpki picks the trust anchor by name: a different CA that happens to have the
+            // same name as the real issuer shows up as a signature that does not verify.
+            CertificateError::BadSignature => format!(
+                "server certificate not trusted: it is not signed by the CA in {} (the \
+                 signature does not verify with that CA's key; another CA with the same name?)",
+                ca.display()
+            ),
+            _ => "server certificate rejected".to_owned(),
         },
         rustls::Error::AlertReceived(alert) => {
             format!("server refused the handshake with alert {alert:?}")

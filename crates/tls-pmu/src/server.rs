@@ -77,7 +77,13 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     let signing = provider
         .key_provider
         .load_private_key(key_der.clone_key())
-        .map_err(|e| tls_err(format!("load private key {}", key.display()), e))?;
+        .map_err(|e| match rsa_modulus_bits(key_der.secret_der()) {
+            // ring refuses short RSA keys at load time with a generic parse error.
+            Some(bits) if bits < MIN_RSA_BITS => {
+                Error::msg(format!("private key {}: {}", key.display(), weak_rsa(bits)))
+            }
+            _ => tls_err(format!("load private key {}", key.display()), e),
+        })?;
     check_strength(signing.as_ref())
         .map_err(|why| Error::msg(format!("private key {}: {why}", key.display())))?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -119,12 +125,36 @@ pub fn check_strength(key: &dyn SigningKey) -> std::result::Result<(), String> {
         .map_err(|e| format!("RSA key cannot sign: {e}"))?;
     let bits = sig.len() * 8;
     if bits < MIN_RSA_BITS {
-        return Err(format!(
-            "RSA key of {bits} bits is too weak: use at least {MIN_RSA_BITS} \
-             (openssl genrsa -out KEY.pem 2048), or an ECDSA key from `tls-pmu certs`"
-        ));
+        return Err(weak_rsa(bits));
     }
     Ok(())
+}
+
+fn weak_rsa(bits: usize) -> String {
+    format!(
+        "RSA key of {bits} bits is too weak: use at least {MIN_RSA_BITS} \
+         (openssl genrsa -out KEY.pem 2048), or an ECDSA key from `tls-pmu certs`"
+    )
+}
+
+/// The modulus size of an RSA private key in PKCS#1 form or wrapped in PKCS#8, found by its
+/// DER shape: `RSAPrivateKey ::= SEQUENCE { version INTEGER (0), modulus INTEGER, … }`
+/// (RFC 8017 A.1.2), so the modulus is the INTEGER right after the bytes `02 01 00`.
+pub fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    let at = der.windows(4).position(|w| w == [0x02, 0x01, 0x00, 0x02])? + 4;
+    let (len, skip) = match *der.get(at)? {
+        n if n < 0x80 => (usize::from(n), 1),
+        0x81 => (usize::from(*der.get(at + 1)?), 2),
+        0x82 => (
+            usize::from(u16::from_be_bytes([*der.get(at + 1)?, *der.get(at + 2)?])),
+            3,
+        ),
+        _ => return None,
+    };
+    let modulus = der.get(at + skip..at + skip + len)?;
+    // A leading zero byte keeps the INTEGER positive; it is not part of the modulus.
+    let significant = modulus.iter().skip_while(|&&b| b == 0).count();
+    Some(significant * 8)
 }
 
 /// Serves an already-bound listener forever, one named thread per connection.

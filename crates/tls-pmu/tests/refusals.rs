@@ -1,0 +1,171 @@
+//! What `serve` refuses (each with one log line, and the next client is still served) and what
+//! `client` refuses (one line naming the reason, exit 1).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime};
+
+use common::{
+    Server, TempDir, client, leaf, make_certs, received, s_client, test_ca, test_ca_named, text,
+};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// After a refusal the server must still serve a normal client.
+fn still_serves(server: &Server, ca: &std::path::Path) {
+    let out = client("127.0.0.1", server.port, "CMD_short:0", ca);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(received(&out).len(), 3);
+}
+
+#[test]
+fn plaintext_client_is_refused_with_what_it_sent() {
+    let dir = TempDir::new("plain");
+    let (cert, key, ca) = make_certs(&dir);
+    let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(b"CMD_short:0").unwrap();
+    let mut reply = Vec::new();
+    let _ = tcp.read_to_end(&mut reply);
+    assert!(
+        !reply.windows(8).any(|w| w == b"PMU data"),
+        "plaintext got data: {reply:?}"
+    );
+    let line = server.expect("refused: not TLS");
+    assert!(
+        line.contains("'CMD_short:0'") && line.contains("[WARN]"),
+        "{line}"
+    );
+    still_serves(&server, &ca);
+}
+
+#[test]
+fn tls10_and_tls11_clients_are_refused() {
+    let dir = TempDir::new("oldtls");
+    let (cert, key, ca) = make_certs(&dir);
+    let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+    for (flag, name) in [("-tls1", "TLS 1.0"), ("-tls1_1", "TLS 1.1")] {
+        // SECLEVEL=0: openssl 3 would not even try TLS 1.0/1.1 otherwise.
+        let out = s_client(
+            server.port,
+            &[flag, "-cipher", "DEFAULT:@SECLEVEL=0"],
+            b"CMD_short:0",
+        );
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(!out.status.success(), "{flag}: {all}");
+        assert!(all.contains("alert"), "{flag} should get an alert: {all}");
+        assert!(!all.contains("PMU data"), "{all}");
+        let line = server.expect(&format!("refused: client offers at most {name}"));
+        assert!(line.contains("requires TLS 1.2 or 1.3"), "{line}");
+        still_serves(&server, &ca);
+    }
+}
+
+#[test]
+fn cbc_only_client_hello_is_refused() {
+    let dir = TempDir::new("cbc");
+    let (cert, key, ca) = make_certs(&dir);
+    let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+    for cipher in ["AES128-SHA", "ECDHE-ECDSA-AES128-SHA"] {
+        let out = s_client(server.port, &["-tls1_2", "-cipher", cipher], b"CMD_short:0");
+        assert!(!out.status.success(), "{cipher}: {}", text(&out.stdout));
+        let line = server.expect(&format!(
+            "only TLS_{}",
+            if cipher == "AES128-SHA" {
+                "RSA_WITH_AES_128_CBC_SHA"
+            } else {
+                "ECDHE_ECDSA_WITH_AES_128_CBC_SHA"
+            }
+        ));
+        assert!(line.contains("no cipher suite in common"), "{line}");
+        server.log.clear();
+        still_serves(&server, &ca);
+    }
+}
+
+#[test]
+fn silent_client_times_out_and_others_are_served_meanwhile() {
+    let dir = TempDir::new("silent");
+    let (cert, key, ca) = make_certs(&dir);
+    let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+    let silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    still_serves(&server, &ca);
+    server.expect("refused: no ClientHello within 3 s");
+    drop(silent);
+}
+
+#[test]
+fn client_refuses_a_certificate_from_another_ca() {
+    let dir = TempDir::new("otherca");
+    let (cert, key, _ca) = make_certs(&dir);
+    let server = Server::start(&cert, &key, &[]);
+    // Another CA, and an impostor with the same name as the lab CA but its own key.
+    for (tag, cn) in [
+        ("other", "some other CA"),
+        ("impostor", "netlab TP3 lab CA"),
+    ] {
+        let (pem, _) = test_ca_named(cn);
+        let other = dir.path(&format!("{tag}_ca.pem"));
+        std::fs::write(&other, pem).unwrap();
+        let out = client("127.0.0.1", server.port, "CMD_short:0", &other);
+        assert_eq!(out.status.code(), Some(1), "{tag}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("not signed by the CA in"), "{tag}: {err}");
+        assert!(!text(&out.stdout).contains("PMU data"));
+    }
+}
+
+#[test]
+fn client_refuses_a_certificate_for_another_name() {
+    let dir = TempDir::new("name");
+    let (ca_pem, issuer) = test_ca();
+    let ca = dir.path("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let now = SystemTime::now();
+    let (cert, key) = leaf(
+        &dir,
+        "elsewhere",
+        &issuer,
+        &["elsewhere.example"],
+        now - DAY,
+        now + DAY,
+    );
+    let server = Server::start(&cert, &key, &[]);
+    for host in ["127.0.0.1", "localhost"] {
+        let out = client(host, server.port, "CMD_short:0", &ca);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("does not list '{host}'")), "{err}");
+    }
+}
+
+#[test]
+fn client_refuses_an_expired_certificate() {
+    let dir = TempDir::new("expired");
+    let (ca_pem, issuer) = test_ca();
+    let ca = dir.path("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let now = SystemTime::now();
+    let (cert, key) = leaf(
+        &dir,
+        "old",
+        &issuer,
+        &["localhost", "127.0.0.1"],
+        now - 30 * DAY,
+        now - DAY,
+    );
+    let mut server = Server::start(&cert, &key, &[]);
+    let out = client("127.0.0.1", server.port, "CMD_short:0", &ca);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("server certificate has expired"), "{err}");
+    // The client's alert (certificate_expired) shows up in the server's log.
+    server.expect("refused: client aborted the handshake with alert CertificateExpired");
+}
