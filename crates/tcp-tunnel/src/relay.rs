@@ -571,6 +571,11 @@ impl<'a> Loop<'a> {
                     if let Err(e) = read_early(&pair.client, &mut pair.up, &mut self.pool) {
                         return self.reset(slot, pair, Side::Client, &e);
                     }
+                    // With bytes already buffered `read_early` does not read, so a reset that
+                    // arrived after them shows only in SO_ERROR.
+                    if let Ok(Some(e)) = pair.client.take_error() {
+                        return self.reset(slot, pair, Side::Client, &e);
+                    }
                     if pair.up.eof && pair.first_close.is_none() {
                         pair.first_close = Some(Side::Client);
                     }
