@@ -190,7 +190,7 @@ fn client_leaving_mid_flood_is_logged_and_server_keeps_serving() {
     }
     let line = server
         .wait_log("went away during CMD_floodme", WAIT)
-        .expect(&server.log());
+        .unwrap_or_else(|| panic!("{}", server.log()));
     assert!(line.contains("[WARN]"), "{line}");
     assert_eq!(pmu("127.0.0.1", port, b"CMD_short:0"), short_reply(2));
 }

@@ -142,7 +142,7 @@ fn short_and_invalid_utf8_datagrams_are_recorded_as_such() {
         let r = records(&record);
         r.iter().any(|e| e["text"] == "still here").then_some(r)
     })
-    .expect(&server.log());
+    .unwrap_or_else(|| panic!("{}", server.log()));
     let short: Vec<&Value> = recs.iter().filter(|e| e["kind"] == "short").collect();
     assert_eq!(short.len(), 2, "{recs:?}");
     assert_eq!(short[0]["hex"], "616263");
