@@ -256,6 +256,7 @@ impl Hub {
                 let bytes: Arc<[u8]> = Arc::from(line.into_bytes());
                 self.deliver(&bytes, Some(id));
             }
+            // The reader saw the end: it closes the socket itself (maybe after an ERROR line).
             ToHub::Leave { id } => self.remove(id, None),
             ToHub::Stalled { id, why } => self.remove(id, Some(why)),
         }
@@ -296,8 +297,10 @@ impl Hub {
         };
         let m = self.members.remove(pos);
         m.outbox.close();
-        // Wakes the reader (and a writer blocked in send) of a client we drop.
-        let _ = m.stream.shutdown(Shutdown::Both);
+        if why.is_some() {
+            // We drop this client: wake its reader (and a writer blocked in send).
+            let _ = m.stream.shutdown(Shutdown::Both);
+        }
         let users = self.members.len();
         let event = match &why {
             None => Event::new(Level::Info, format!("{} left ({users} users)", m.name)),

@@ -368,21 +368,27 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(opts.stall_timeout));
     let _ = stream.set_nodelay(true);
-    {
+    let writer = {
         let (stream, outbox, hub) = (Arc::clone(&stream), outbox, shared.hub.clone());
         let spawned = thread::Builder::new()
             .name(format!("chat-write-{id}"))
             .stack_size(128 * 1024)
             .spawn(move || hub::write_loop(id, stream, outbox, hub));
-        if spawned.is_err() {
-            let _ = shared.hub.send(ToHub::Leave { id });
-            return;
+        match spawned {
+            Ok(handle) => handle,
+            Err(_) => {
+                let _ = shared.hub.send(ToHub::Leave { id });
+                return;
+            }
         }
-    }
+    };
     // Messages that arrived together with the name.
     let mut ending: Option<String> = None;
     'read: loop {
         while let Some(text) = framer.next() {
+            if text.is_empty() {
+                continue;
+            }
             if shared.hub.send(ToHub::Say { id, text }).is_err() {
                 break 'read;
             }
@@ -401,7 +407,9 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
     let _ = shared.hub.send(ToHub::Leave { id });
     if let Some(why) = ending {
-        // The hub has closed the queue by now or will; only this thread writes now.
+        // The hub closes the queue on Leave, which ends the writer; once it has, this thread is
+        // the only one writing, and the error cannot land in the middle of a relayed message.
+        let _ = writer.join();
         refuse(&stream, peer, &why);
     }
 }

@@ -389,10 +389,9 @@ impl ClientFramer {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
+                // Empty lines are kept: as a first message, an empty line is an empty name.
                 let text = String::from_utf8(line).map_err(|_| FrameError::NotUtf8)?;
-                if !text.is_empty() {
-                    self.ready.push_back(text);
-                }
+                self.ready.push_back(text);
             }
             if self.buf.len() > self.max {
                 return Err(FrameError::TooLong(self.max));
@@ -546,8 +545,9 @@ mod tests {
         f.push(b"hello\nwor").unwrap();
         assert_eq!(f.next().as_deref(), Some("hello"));
         assert_eq!(f.next(), None);
-        f.push(b"ld\r\n").unwrap();
+        f.push(b"ld\r\n\n").unwrap();
         assert_eq!(f.next().as_deref(), Some("world"));
+        assert_eq!(f.next().as_deref(), Some(""));
         assert_eq!(f.push(b"0123456789ab"), Err(FrameError::TooLong(10)));
     }
 
