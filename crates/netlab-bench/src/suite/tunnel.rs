@@ -1,0 +1,352 @@
+//! `tunnel`: `tcp-tunnel` against a direct loopback connection, socat and haproxy.
+//!
+//! - throughput, 1 and 8 streams: `iperf3 -c` to the proxy's port, which forwards to one
+//!   `iperf3 -s`; the figure is iperf3's `sum_received` rate.
+//! - round trip: 1 byte out and back over one connection with `TCP_NODELAY` to an in-process
+//!   echo server; the median of every round trip of a 1-second run.
+//! - idle capacity: `--conns` connections opened through a fresh proxy process each round to an
+//!   in-process holder, each proven to carry a byte both ways while all are open; the proxy's
+//!   memory is the PSS of its process tree (socat forks one process per connection).
+//!
+//! Every proxy listens on 127.0.0.1 only and forwards to 127.0.0.1.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use labnet::{Error, Result};
+use serde_json::Value;
+
+use crate::Config;
+use crate::load::{self, EchoServer, Holder};
+use crate::report::{Bound, Case, Competitor, Metric, interleave};
+use crate::sys::{self, Proc, free_port};
+
+/// The proxies under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tunnel,
+    Socat,
+    Haproxy,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tunnel => "tcp-tunnel",
+            Kind::Socat => "socat",
+            Kind::Haproxy => "haproxy",
+        }
+    }
+}
+
+/// The programs found (or why not).
+struct Tools {
+    tunnel: std::result::Result<PathBuf, String>,
+    socat: std::result::Result<PathBuf, String>,
+    haproxy: std::result::Result<PathBuf, String>,
+    iperf3: std::result::Result<PathBuf, String>,
+}
+
+impl Tools {
+    fn find(config: &Config) -> Tools {
+        Tools {
+            tunnel: config.bins.get("tcp-tunnel", "tcp-tunnel"),
+            socat: sys::ensure_tool("socat", "socat", config.install),
+            haproxy: sys::ensure_tool("haproxy", "haproxy", config.install),
+            iperf3: sys::ensure_tool("iperf3", "iperf3", config.install),
+        }
+    }
+
+    fn path(&self, kind: Kind) -> std::result::Result<PathBuf, String> {
+        match kind {
+            Kind::Tunnel => self.tunnel.clone(),
+            Kind::Socat => self.socat.clone(),
+            Kind::Haproxy => self.haproxy.clone(),
+        }
+    }
+}
+
+/// A running proxy: 127.0.0.1:`port` → 127.0.0.1:`target`.
+struct Proxy {
+    proc: Proc,
+    port: u16,
+    _config: Option<tempfile::Dir>,
+}
+
+/// Starts a proxy of `kind` forwarding a free port to `target`, and waits until it listens.
+fn start(kind: Kind, program: &PathBuf, target: u16, conns: usize) -> Result<Proxy> {
+    let port = free_port()?;
+    let mut dir = None;
+    let cmd = match kind {
+        Kind::Tunnel => {
+            let mut c = Command::new(program);
+            c.arg("-L")
+                .arg(format!("127.0.0.1:{port}=127.0.0.1:{target}"))
+                .args(["--idle-timeout", "0"]);
+            c
+        }
+        Kind::Socat => {
+            let mut c = Command::new(program);
+            // fork: one child process per connection (socat's way to serve many clients).
+            c.arg(format!(
+                "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=4096"
+            ))
+            .arg(format!("TCP:127.0.0.1:{target}"));
+            c
+        }
+        Kind::Haproxy => {
+            let d = tempfile::Dir::new("haproxy")?;
+            let cfg = d.path.join("haproxy.cfg");
+            // TCP mode, the Debian defaults otherwise (threads = cores, no splice); maxconn
+            // above the idle test's count so haproxy itself is never the limit.
+            let text = format!(
+                "global\n    maxconn {max}\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n\nlisten bench\n    bind 127.0.0.1:{port}\n    maxconn {max}\n    server target 127.0.0.1:{target}\n",
+                max = conns + 1000
+            );
+            fs::write(&cfg, text).map_err(|e| Error::msg(format!("write {}: {e}", cfg.display())))?;
+            let mut c = Command::new(program);
+            c.arg("-db").arg("-f").arg(&cfg);
+            dir = Some(d);
+            c
+        }
+    };
+    let mut proc = Proc::spawn(kind.name(), cmd)?;
+    proc.wait_listening(port, Duration::from_secs(10))?;
+    Ok(Proxy {
+        proc,
+        port,
+        _config: dir,
+    })
+}
+
+/// A temporary directory removed on drop (for haproxy's configuration file).
+mod tempfile {
+    use std::path::PathBuf;
+
+    /// The directory.
+    pub struct Dir {
+        /// Its path.
+        pub path: PathBuf,
+    }
+
+    impl Dir {
+        /// Creates `/tmp/netlab-bench-<tag>-<pid>-<n>`.
+        pub fn new(tag: &str) -> labnet::Result<Dir> {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "netlab-bench-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&path)
+                .map_err(|e| labnet::Error::msg(format!("create {}: {e}", path.display())))?;
+            Ok(Dir { path })
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Runs the tunnel benchmark.
+pub fn run(config: &Config) -> Result<Vec<Case>> {
+    // 10,000 connections through a proxy to a holder in this process: two descriptors each here,
+    // two in the proxy. Children inherit the raised limit.
+    let want = (config.sizes.conns as u64) * 2 + 1024;
+    let limit = sys::raise_nofile(want);
+    let tools = Tools::find(config);
+    let mut cases = Vec::new();
+    cases.push(throughput(config, &tools, 1)?);
+    cases.push(throughput(config, &tools, 8)?);
+    cases.push(round_trip(config, &tools)?);
+    cases.push(idle(config, &tools, limit)?);
+    Ok(cases)
+}
+
+fn proxies_for(
+    case: &mut Case,
+    tools: &Tools,
+    target: u16,
+    conns: usize,
+) -> Vec<(Kind, Proxy)> {
+    let mut out = Vec::new();
+    for kind in [Kind::Tunnel, Kind::Socat, Kind::Haproxy] {
+        match tools.path(kind) {
+            Ok(p) => match start(kind, &p, target, conns) {
+                Ok(proxy) => out.push((kind, proxy)),
+                Err(e) => case.skip(kind.name(), e.to_string()),
+            },
+            Err(why) => case.skip(kind.name(), why),
+        }
+    }
+    out
+}
+
+fn throughput(config: &Config, tools: &Tools, streams: u32) -> Result<Case> {
+    let secs = config.sizes.seconds;
+    let mut case = Case::new(
+        format!("tunnel-throughput-{streams}"),
+        format!(
+            "iperf3 -c 127.0.0.1 -t {secs} -P {streams} to the proxy's port, forwarded to iperf3 -s; received rate"
+        ),
+        "direct",
+    )
+    .metric(Metric::higher("rate", "Gbit/s"));
+    if streams == 1 {
+        case = case.target_ratio("rate", "tcp-tunnel", "direct", Bound::AtLeast(0.6), "≥ 0.6× direct on 1 stream");
+    }
+    case = case.target_ratio(
+        "rate",
+        "tcp-tunnel",
+        "haproxy",
+        Bound::AtLeast(2.0),
+        &format!("≥ 2× haproxy ({streams} stream{})", if streams > 1 { "s" } else { "" }),
+    );
+    let iperf = match &tools.iperf3 {
+        Ok(p) => p.clone(),
+        Err(why) => {
+            for n in ["direct", "tcp-tunnel", "socat", "haproxy"] {
+                case.skip(n, why.clone());
+            }
+            return Ok(case);
+        }
+    };
+    let server_port = free_port()?;
+    let mut cmd = Command::new(&iperf);
+    cmd.args(["-s", "-B", "127.0.0.1", "-p", &server_port.to_string()]);
+    let mut server = Proc::spawn("iperf3 -s", cmd)?;
+    server.wait_listening(server_port, Duration::from_secs(10))?;
+    let proxies = proxies_for(&mut case, tools, server_port, 64);
+    let mut comps = vec![Competitor::new("direct", |_| {
+        iperf_client(&iperf, server_port, secs, streams).map(|r| vec![("rate", r)])
+    })];
+    for (kind, proxy) in &proxies {
+        let port = proxy.port;
+        let iperf = &iperf;
+        comps.push(Competitor::new(kind.name(), move |_| {
+            iperf_client(iperf, port, secs, streams).map(|r| vec![("rate", r)])
+        }));
+    }
+    interleave(&mut case, config.rounds, comps);
+    drop(proxies);
+    drop(server);
+    Ok(case)
+}
+
+/// One iperf3 client run; the received rate in Gbit/s.
+fn iperf_client(iperf: &PathBuf, port: u16, secs: f64, streams: u32) -> Result<f64> {
+    let out = Command::new(iperf)
+        .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-J"])
+        .args(["-t", &format!("{secs}"), "-P", &streams.to_string()])
+        .output()
+        .map_err(|e| Error::msg(format!("run iperf3: {e}")))?;
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::msg(format!("iperf3 output is not JSON: {e}")))?;
+    if let Some(err) = v.get("error").and_then(Value::as_str) {
+        return Err(Error::msg(format!("iperf3: {err}")));
+    }
+    v.pointer("/end/sum_received/bits_per_second")
+        .and_then(Value::as_f64)
+        .map(|bps| bps / 1e9)
+        .ok_or_else(|| Error::msg("iperf3 JSON has no end.sum_received"))
+}
+
+fn round_trip(config: &Config, tools: &Tools) -> Result<Case> {
+    let secs = Duration::from_secs(1);
+    let mut case = Case::new(
+        "tunnel-rtt",
+        "1-byte ping-pong, TCP_NODELAY, one connection, 1 s per round (after 200 warm-up round trips) to an in-process echo; median round trip",
+        "direct",
+    )
+    .metric(Metric::lower("rtt", "µs"))
+    .metric(Metric::lower("rtt_p99", "µs"))
+    .target_added("rtt", "tcp-tunnel", "direct", Bound::AtMost(15.0), "≤ 15 µs added")
+    .target_added("rtt", "socat", "direct", Bound::Info, "socat's added time (~39 µs expected)")
+    .target_added("rtt", "haproxy", "direct", Bound::Info, "haproxy's added time (~33 µs expected)");
+    let echo = EchoServer::start()?;
+    let target = echo.addr().port();
+    let proxies = proxies_for(&mut case, tools, target, 64);
+    let sample = |port: u16| -> Result<Vec<(&'static str, f64)>> {
+        let r = load::ping_pong(sys::lo(port), 200, 2_000_000, secs)?;
+        Ok(vec![("rtt", r.median_us), ("rtt_p99", r.p99_us)])
+    };
+    let mut comps = vec![Competitor::new("direct", move |_| sample(target))];
+    for (kind, proxy) in &proxies {
+        let port = proxy.port;
+        comps.push(Competitor::new(kind.name(), move |_| sample(port)));
+    }
+    interleave(&mut case, config.rounds, comps);
+    Ok(case)
+}
+
+fn idle(config: &Config, tools: &Tools, limit: u64) -> Result<Case> {
+    let mut n = config.sizes.conns;
+    let mut case = Case::new(
+        "tunnel-idle",
+        format!(
+            "{n} connections opened through a fresh proxy process per round (batches of 200) to an in-process holder, all held open, each proven to carry 1 byte both ways; proxy memory = PSS of its process tree (smaps_rollup)"
+        ),
+        "haproxy",
+    )
+    .metric(Metric::higher("held", "conns"))
+    .metric(Metric::lower("pss", "MiB"))
+    .metric(Metric::lower("open", "s"))
+    .target_value("held", "tcp-tunnel", Bound::AtLeast(n as f64), &format!("all {n} held"))
+    .target_value("pss", "tcp-tunnel", Bound::AtMost(64.0), "≤ 64 MiB PSS");
+    let need = (n as u64) * 2 + 256;
+    if limit < need {
+        n = ((limit.saturating_sub(256)) / 2) as usize;
+        case.notes.push(format!(
+            "open-file limit {limit} (could not raise it): only {n} connections"
+        ));
+    }
+    let holder = Holder::start()?;
+    let target = holder.addr().port();
+    let mut comps = Vec::new();
+    for kind in [Kind::Tunnel, Kind::Socat, Kind::Haproxy] {
+        let program = match tools.path(kind) {
+            Ok(p) => p,
+            Err(why) => {
+                case.skip(kind.name(), why);
+                continue;
+            }
+        };
+        let holder = &holder;
+        comps.push(Competitor::new(kind.name(), move |_| {
+            let mut proxy = start(kind, &program, target, n)?;
+            let pid = proxy.proc.pid();
+            let mut pss = (0.0, 0);
+            let held = load::hold(
+                sys::lo(proxy.port),
+                holder,
+                n,
+                Duration::from_secs(120),
+                &mut || pss = sys::tree_pss_mib(pid),
+            );
+            proxy.proc.check_alive()?;
+            if let Some(e) = &held.error {
+                labnet::log::warn(format!(
+                    "{}: {} connected, {} accepted, {} verified: {e}",
+                    kind.name(),
+                    held.connected,
+                    held.accepted,
+                    held.verified
+                ));
+            }
+            drop(proxy);
+            Ok(vec![
+                ("held", held.verified as f64),
+                ("pss", pss.0),
+                ("open", held.open_seconds),
+            ])
+        }));
+    }
+    interleave(&mut case, config.rounds, comps);
+    Ok(case)
+}
