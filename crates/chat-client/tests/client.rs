@@ -1,0 +1,121 @@
+//! `chat-client` against scripted servers on loopback: the command line, a handout-style server
+//! whose messages arrive glued together, credentials, refusals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_chat-client");
+
+#[test]
+fn help_exits_0_with_examples_and_bad_flags_exit_2() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EXAMPLES"));
+    for bad in [
+        &["--server", "x", "--prot", "1"][..],
+        &[],
+        &["--server", "x", "--name", "a:b"],
+        &["--server", "x", "--bind", "300.1.1.1"],
+    ] {
+        let out = Command::new(BIN).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    }
+}
+
+fn udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the client against a one-connection scripted server; returns what the server read
+/// first and the client's stdout lines.
+fn against(script: &'static [&'static [u8]], args: &[&str], input: &str) -> (String, Vec<String>, Option<i32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap_or(0);
+        tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).unwrap();
+        for part in script {
+            s.write_all(part).unwrap();
+            thread::sleep(Duration::from_millis(100));
+        }
+        // Keep the connection until the client has read everything, then close it.
+        thread::sleep(Duration::from_millis(300));
+    });
+    let mut child = Command::new(BIN)
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--bind", "127.0.0.2", "--udp-port", &udp_port().to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let out = child.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
+    drop(stdin);
+    let code = child.wait().unwrap().code();
+    (first, lines, code)
+}
+
+#[test]
+fn glued_unframed_messages_of_a_handout_server_are_split() {
+    let script: &[&[u8]] = &[
+        b"!{\"alice\": \"127.0.0.2\"}",
+        // Two messages in one read, as the handout's server produces under load.
+        b"!{\"alice\": \"127.0.0.2\", \"bob\": \"127.0.0.3\"}bob: hi there ",
+        b"bob: {not json} !{\"alice\": \"127.0.0.2\"}",
+    ];
+    let (first, lines, code) = against(script, &["--name", "alice"], "");
+    assert_eq!(first, "alice", "the name goes bare, as the handout's client sends it");
+    let text = lines.join("\n");
+    assert!(text.contains("registered; 1 active users: alice (127.0.0.2)"), "{text}");
+    assert!(text.contains("bob joined (127.0.0.3)"), "{text}");
+    assert!(text.contains("[RECV] bob: hi there\n"), "{text}");
+    assert!(text.contains("[RECV] bob: {not json}\n"), "{text}");
+    assert!(text.contains("bob left"), "{text}");
+    assert_eq!(code, Some(1), "the server closed the connection: {text}");
+    assert!(text.contains("server closed the connection"), "{text}");
+}
+
+#[test]
+fn credentials_go_as_name_colon_password_and_a_refusal_exits_1() {
+    let dir = std::env::temp_dir().join(format!("chat-client-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "open: sesame\n").unwrap();
+    let script: &[&[u8]] = &[b"ERROR: authentication failed\n"];
+    let (first, lines, code) = against(
+        script,
+        &["--name", "alice", "--password-file", pw.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(first, "alice:open: sesame");
+    assert_eq!(code, Some(1));
+    assert!(lines.join("\n").contains("server: authentication failed"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_name_is_read_from_stdin_when_not_given() {
+    let script: &[&[u8]] = &[b"!{\"zoe\": \"127.0.0.2\"}\n"];
+    let (first, lines, _) = against(script, &[], "zoe\n");
+    assert_eq!(first, "zoe");
+    assert!(lines.join("\n").contains("registered; 1 active users: zoe"));
+}
