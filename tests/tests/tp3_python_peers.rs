@@ -25,7 +25,7 @@ struct LabServer {
 
 impl LabServer {
     fn start(args: &[&str]) -> LabServer {
-        let mut child = Command::new(bin("lab-server"))
+        let child = Command::new(bin("lab-server"))
             .args(["--pmu-port", "0", "--reset-port", "0", "--ws-port", "0"])
             .args(args)
             .stdin(Stdio::null())
@@ -33,6 +33,11 @@ impl LabServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start lab-server");
+        Self::watch(child)
+    }
+
+    /// Collects the log of an already started lab-server (stdout piped).
+    fn watch(mut child: Child) -> LabServer {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
         let sink = Arc::clone(&lines);
@@ -310,4 +315,90 @@ fn python_websocket_client_gets_one_event_per_message() {
             "{mode:?}"
         );
     }
+}
+
+/// The whole TP3 as a class would run it: lab-server on `tcpip` with the handout's ports, the
+/// Python students on `student1` and `student2`, over the lab's IPv4 and IPv6 addresses.
+#[test]
+fn python_students_on_the_tp3_topology_reach_every_service() {
+    let bed = labnet::testbed_or_skip!(&labnet::topo::TP3);
+    let tcpip = &bed.host("tcpip").links[0];
+    let (v4, v6) = (tcpip.ipv4.to_string(), tcpip.ipv6.unwrap().to_string());
+    let server = LabServer::watch(
+        bed.spawn(
+            "tcpip",
+            bin("lab-server"),
+            &["--messages", "5", "--drop", "0", "--interval", "0.2"],
+        )
+        .unwrap(),
+    );
+    for service in ["PMU", "RESET", "WS", "TV"] {
+        server.wait_log(&format!("{service} listening on"));
+    }
+    let py = |host: &str, script: &str, args: &[&str]| -> String {
+        let mut all = vec![peer(script).to_string_lossy().into_owned()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let out = bed.run(host, "python3", &all).unwrap();
+        assert!(
+            out.status.success(),
+            "{script} on {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bytes: usize = (1..=5).map(|i| message(i).len()).sum();
+    assert_eq!(
+        py(
+            "student1",
+            "student_pmu_client.py",
+            &[&v6, "5003", "CMD_short:0"]
+        ),
+        format!("{}Received {bytes} bytes\n", short_lines(5))
+    );
+    let reset = py("student1", "student_reset_client.py", &[&v4, &v6, "5004"]);
+    assert!(
+        reset
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("Received OFFSET=")),
+        "{reset}"
+    );
+    assert_eq!(
+        py(
+            "student2",
+            "student_ws_client.py",
+            &[&format!("ws://{v4}:5006/"), "CMD_short:0"]
+        ),
+        format!("{}on_message was called 5 times\n", short_lines(5))
+    );
+    // A student host joins the group with the default interface and hears the play, sent with
+    // TTL 1 across the lab segment.
+    let tv = py(
+        "student2",
+        "student_tv_receiver.py",
+        &["224.1.1.1", "5005", "3"],
+    );
+    let lines: Vec<&str> = tv.lines().collect();
+    assert_eq!(lines[0], "joined 224.1.1.1:5005");
+    let play = lab_server_lines();
+    for line in &lines[1..] {
+        let text = line
+            .strip_prefix("swcmTV: ")
+            .unwrap_or_else(|| panic!("{tv}"));
+        assert!(play.contains(&text), "{text:?} is a line of the play");
+    }
+    assert_eq!(lines.len(), 4, "{tv}");
+    server.wait_log(&format!(
+        "PMU #1 [{}]:",
+        bed.host("student1").links[0].ipv6.unwrap()
+    ));
+}
+
+/// The play as lab-server ships it (read from its data file: this crate does not link lab-server).
+fn lab_server_lines() -> Vec<&'static str> {
+    include_str!("../../crates/lab-server/data/romeo-and-juliet.txt")
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect()
 }
