@@ -196,7 +196,12 @@ fn three_clients(a: &mut Proc, b: &mut Proc, c: &mut Proc, ips: [&str; 3]) {
     c.pump(Duration::from_millis(300));
     assert_eq!(b.count("alice: hello room"), 1, "{:?}", b.seen);
     assert_eq!(c.count("alice: hello room"), 1, "{:?}", c.seen);
-    assert_eq!(a.count("hello room"), 1, "the sender sees only its own SEND: {:?}", a.seen);
+    assert_eq!(
+        a.count("hello room"),
+        1,
+        "the sender sees only its own SEND: {:?}",
+        a.seen
+    );
     assert_eq!(a.count("just for you"), 0, "{:?}", a.seen);
     assert_eq!(c.count("P2P from bob"), 1);
 
@@ -221,7 +226,12 @@ fn three_loopback_clients_chat_in_the_room_and_peer_to_peer() {
     let mut a = client(port, "127.0.0.2", udp, "alice");
     let mut b = client(port, "127.0.0.3", udp, "bob");
     let mut c = client(port, "127.0.0.4", udp, "carol");
-    three_clients(&mut a, &mut b, &mut c, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    three_clients(
+        &mut a,
+        &mut b,
+        &mut c,
+        ["127.0.0.2", "127.0.0.3", "127.0.0.4"],
+    );
 }
 
 #[test]
@@ -232,7 +242,9 @@ fn client_exits_1_with_a_clear_line_when_the_server_goes_away() {
     assert_eq!(a.wait_exit(), Some(1));
     a.pump(Duration::from_millis(200));
     assert!(
-        a.seen.iter().any(|l| l.contains("server closed the connection")),
+        a.seen
+            .iter()
+            .any(|l| l.contains("server closed the connection")),
         "{:?}",
         a.seen
     );
@@ -257,7 +269,12 @@ fn three_clients_in_the_chat_namespace_topology() {
     let mut a = start("client1", "alice");
     let mut b = start("client2", "bob");
     let mut c = start("client3", "carol");
-    three_clients(&mut a, &mut b, &mut c, ["10.20.30.11", "10.20.30.12", "10.20.30.13"]);
+    three_clients(
+        &mut a,
+        &mut b,
+        &mut c,
+        ["10.20.30.11", "10.20.30.12", "10.20.30.13"],
+    );
     srv.expect("carol joined from 10.20.30.13");
 }
 
@@ -287,9 +304,12 @@ fn handout_python_client_works_with_our_server_room_and_p2p_both_ways() {
     let udp = free_udp_port();
     let mut ours = client(port, "127.0.0.2", udp, "rusty");
     let mut cmd = Command::new(py);
-    cmd.arg("-u")
-        .arg(peer("chat_client.py"))
-        .args(["127.0.0.1", &port.to_string(), "127.0.0.3", &udp.to_string()]);
+    cmd.arg("-u").arg(peer("chat_client.py")).args([
+        "127.0.0.1",
+        &port.to_string(),
+        "127.0.0.3",
+        &udp.to_string(),
+    ]);
     let mut pyc = Proc::start("python client", cmd);
     pyc.send("pyuser");
     ours.expect("pyuser joined (127.0.0.3)");
@@ -332,9 +352,12 @@ fn our_client_works_with_the_handout_python_server_room_and_p2p_both_ways() {
 
     // A Python client too, so the server's bare user lists and messages meet a third reader.
     let mut cmd = Command::new(&py);
-    cmd.arg("-u")
-        .arg(peer("chat_client.py"))
-        .args(["127.0.0.1", &port.to_string(), "127.0.0.4", &udp.to_string()]);
+    cmd.arg("-u").arg(peer("chat_client.py")).args([
+        "127.0.0.1",
+        &port.to_string(),
+        "127.0.0.4",
+        &udp.to_string(),
+    ]);
     let mut pyc = Proc::start("python client", cmd);
     pyc.send("pyuser");
     a.expect("pyuser joined (127.0.0.4)");
@@ -358,7 +381,12 @@ fn our_client_works_with_the_handout_python_server_room_and_p2p_both_ways() {
     pyc.send("@alice: private from python");
     a.expect("P2P from pyuser (127.0.0.4): private from python");
     a.pump(Duration::from_millis(200));
-    assert_eq!(a.count("private to bob"), 1, "only the SEND line: {:?}", a.seen);
+    assert_eq!(
+        a.count("private to bob"),
+        1,
+        "only the SEND line: {:?}",
+        a.seen
+    );
 
     // A leave on the unframed server reaches our clients as a user-list change.
     b.close_input();

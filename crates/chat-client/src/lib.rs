@@ -115,15 +115,15 @@ impl Config {
         labnet::args::finish(a)?;
         let server = server.ok_or_else(|| Error::usage("--server HOST is required"))?;
         if port == 0 {
-            return Err(Error::usage("--port 0: expected the server's port, 1-65535"));
+            return Err(Error::usage(
+                "--port 0: expected the server's port, 1-65535",
+            ));
         }
         if let Some(n) = &name {
             chat::check_name(n).map_err(|why| Error::usage(format!("--name: {why}")))?;
         }
         if password_file.is_some() && ask_password {
-            return Err(Error::usage(
-                "--password-file and --ask-password: pick one",
-            ));
+            return Err(Error::usage("--password-file and --ask-password: pick one"));
         }
         Ok(Config {
             server,
@@ -208,7 +208,11 @@ pub fn run(config: &Config) -> Result<()> {
 
     let name = match &config.name {
         Some(n) => n.clone(),
-        None => ask_line(&mut editor, &notes, "First enter your name to register it in the server: ")?,
+        None => ask_line(
+            &mut editor,
+            &notes,
+            "First enter your name to register it in the server: ",
+        )?,
     };
     chat::check_name(&name).map_err(|why| Error::usage(format!("name: {why}")))?;
     let password = match (&config.password_file, config.ask_password) {
@@ -251,7 +255,6 @@ pub fn run(config: &Config) -> Result<()> {
             Arc::clone(&closed),
         );
         let (out, tx, name) = (out.clone(), notes_tx.clone(), name.clone());
-        let terminal = terminal;
         thread::Builder::new()
             .name("tcp-recv".into())
             .spawn(move || {
@@ -310,19 +313,27 @@ pub fn run(config: &Config) -> Result<()> {
     };
     let result = match editor.as_mut() {
         Some(ed) => terminal_loop(ed, &session, &closed),
-        None => piped_loop(early.into_iter().map(Ok).chain(notes.iter().map(Ok)), &session),
+        None => piped_loop(
+            early.into_iter().map(Ok).chain(notes.iter().map(Ok)),
+            &session,
+        ),
     };
     let _ = tcp.shutdown(Shutdown::Both);
     result
 }
 
 fn connect(server: SocketAddr, bind: Option<IpAddr>) -> Result<TcpStream> {
-    let s = Socket::new(Domain::for_address(server), Type::STREAM, Some(Protocol::TCP))
-        .context("create TCP socket")?;
+    let s = Socket::new(
+        Domain::for_address(server),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .context("create TCP socket")?;
     if let Some(ip) = bind {
         // Binding before connect picks the source address the server (and its user list) sees.
         let addr = SocketAddr::new(ip, 0);
-        s.bind(&addr.into()).with_context(|| format!("bind {addr}"))?;
+        s.bind(&addr.into())
+            .with_context(|| format!("bind {addr}"))?;
     }
     s.connect_timeout(&server.into(), Duration::from_secs(10))
         .with_context(|| format!("connect to chat server {server}"))?;
@@ -382,7 +393,9 @@ fn ask_line(
     }
     match notes.recv() {
         Ok(Note::Line(l)) => Ok(l.trim().to_owned()),
-        _ => Err(Error::msg("input ended before the name (or password) was given")),
+        _ => Err(Error::msg(
+            "input ended before the name (or password) was given",
+        )),
     }
 }
 
@@ -452,7 +465,10 @@ fn receive_tcp(
                 ServerMsg::BadUsers(line) => out.emit(
                     Event::new(
                         Level::Warn,
-                        format!("unreadable user list: {}", labnet::log::printable(line.as_bytes())),
+                        format!(
+                            "unreadable user list: {}",
+                            labnet::log::printable(line.as_bytes())
+                        ),
                     )
                     .field("event", "bad-users"),
                 ),
@@ -463,7 +479,11 @@ fn receive_tcp(
     if LEAVING.load(Ordering::SeqCst) {
         return;
     }
-    let hint = if terminal { " (press Enter to quit)" } else { "" };
+    let hint = if terminal {
+        " (press Enter to quit)"
+    } else {
+        ""
+    };
     out.emit(
         Event::new(Level::Info, format!("server closed the connection{hint}"))
             .field("event", "closed"),
@@ -591,7 +611,10 @@ impl Session {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            guard.iter().find(|(n, _)| n == to).map(|(_, ip)| ip.clone())
+            guard
+                .iter()
+                .find(|(n, _)| n == to)
+                .map(|(_, ip)| ip.clone())
         };
         let Some(ip) = ip else {
             self.warn(&format!("{to} is not registered"));
@@ -604,7 +627,9 @@ impl Session {
         let local_v6 = self.udp.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
         let dest = match (ip, local_v6) {
             // A dual-stack socket reaches an IPv4 peer at its v4-mapped address.
-            (IpAddr::V4(v4), true) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), self.udp_port),
+            (IpAddr::V4(v4), true) => {
+                SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), self.udp_port)
+            }
             _ => SocketAddr::new(ip, self.udp_port),
         };
         match self.udp.send_to(text.as_bytes(), dest) {
@@ -626,9 +651,8 @@ impl Session {
     }
 
     fn leave(&self) {
-        self.out.emit(
-            Event::new(Level::Info, "leaving the chat").field("event", "leaving"),
-        );
+        self.out
+            .emit(Event::new(Level::Info, "leaving the chat").field("event", "leaving"));
         LEAVING.store(true, Ordering::SeqCst);
         let _ = self.tcp.shutdown(Shutdown::Both);
     }

@@ -38,7 +38,11 @@ fn udp_port() -> u16 {
 
 /// Runs the client against a one-connection scripted server; returns what the server read
 /// first and the client's stdout lines.
-fn against(script: &'static [&'static [u8]], args: &[&str], input: &str) -> (String, Vec<String>, Option<i32>) {
+fn against(
+    script: &'static [&'static [u8]],
+    args: &[&str],
+    input: &str,
+) -> (String, Vec<String>, Option<i32>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
@@ -47,7 +51,8 @@ fn against(script: &'static [&'static [u8]], args: &[&str], input: &str) -> (Str
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 256];
         let n = s.read(&mut buf).unwrap_or(0);
-        tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).unwrap();
+        tx.send(String::from_utf8_lossy(&buf[..n]).into_owned())
+            .unwrap();
         for part in script {
             s.write_all(part).unwrap();
             thread::sleep(Duration::from_millis(100));
@@ -83,9 +88,15 @@ fn glued_unframed_messages_of_a_handout_server_are_split() {
         b"bob: {not json} !{\"alice\": \"127.0.0.2\"}",
     ];
     let (first, lines, code) = against(script, &["--name", "alice"], "");
-    assert_eq!(first, "alice", "the name goes bare, as the handout's client sends it");
+    assert_eq!(
+        first, "alice",
+        "the name goes bare, as the handout's client sends it"
+    );
     let text = lines.join("\n");
-    assert!(text.contains("registered; 1 active users: alice (127.0.0.2)"), "{text}");
+    assert!(
+        text.contains("registered; 1 active users: alice (127.0.0.2)"),
+        "{text}"
+    );
     assert!(text.contains("bob joined (127.0.0.3)"), "{text}");
     assert!(text.contains("[RECV] bob: hi there\n"), "{text}");
     assert!(text.contains("[RECV] bob: {not json}\n"), "{text}");

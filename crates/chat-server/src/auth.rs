@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use labnet::wire::chat;
 use labnet::{Context, Error, Result};
 
@@ -86,8 +86,8 @@ pub fn hash(password: &str) -> Result<String> {
 }
 
 fn read_entries(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("read users file {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("read users file {}", path.display()))?;
     Ok(parse_entries(&text))
 }
 

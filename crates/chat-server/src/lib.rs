@@ -39,9 +39,9 @@ use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -216,7 +216,9 @@ pub fn run(config: &Config) -> Result<()> {
             match labnet::sock::listener_for(dual) {
                 Ok(l) => l,
                 // A host (or container) without IPv6: serve IPv4 only, and say so.
-                Err(e) if e.raw_os_error() == Some(97) || e.kind() == ErrorKind::AddrNotAvailable => {
+                Err(e)
+                    if e.raw_os_error() == Some(97) || e.kind() == ErrorKind::AddrNotAvailable =>
+                {
                     labnet::log::warn("no IPv6 on this host: listening on IPv4 only");
                     let v4 = SocketAddr::from(([0, 0, 0, 0], config.port));
                     labnet::sock::listener_for(v4).with_context(|| format!("listen on {v4}"))?
@@ -230,7 +232,9 @@ pub fn run(config: &Config) -> Result<()> {
 
 /// Serves chat clients on an already-bound listener, forever (tests bind port 0).
 pub fn serve(listener: TcpListener, options: &Options) -> Result<()> {
-    let local = listener.local_addr().context("read the listening address")?;
+    let local = listener
+        .local_addr()
+        .context("read the listening address")?;
     let users = match &options.users {
         Some(path) => Some(Arc::new(Users::open(path)?)),
         None => None,
@@ -271,7 +275,10 @@ pub fn serve(listener: TcpListener, options: &Options) -> Result<()> {
         if open.load(Ordering::Relaxed) >= options.max_clients {
             Event::new(
                 Level::Warn,
-                format!("refused {peer}: server full ({} connections)", options.max_clients),
+                format!(
+                    "refused {peer}: server full ({} connections)",
+                    options.max_clients
+                ),
             )
             .field("event", "refused")
             .field("peer", peer.to_string())
@@ -385,7 +392,7 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     // Messages that arrived together with the name.
     let mut ending: Option<String> = None;
     'read: loop {
-        while let Some(text) = framer.next() {
+        while let Some(text) = framer.next_message() {
             if text.is_empty() {
                 continue;
             }
@@ -425,19 +432,25 @@ fn register(
     let opts = &shared.options;
     let deadline = Instant::now() + opts.register_timeout;
     let first = loop {
-        if let Some(m) = framer.next() {
+        if let Some(m) = framer.next_message() {
             break m;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Refusal::Tell("registration timeout: no name received".into()));
+            return Err(Refusal::Tell(
+                "registration timeout: no name received".into(),
+            ));
         }
         let _ = stream.set_read_timeout(Some(left));
         match (&*stream).read(buf) {
             Ok(0) => return Err(Refusal::Gone),
-            Ok(n) => framer.push(&buf[..n]).map_err(|e| Refusal::Tell(e.to_string()))?,
+            Ok(n) => framer
+                .push(&buf[..n])
+                .map_err(|e| Refusal::Tell(e.to_string()))?,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(Refusal::Tell("registration timeout: no name received".into()));
+                return Err(Refusal::Tell(
+                    "registration timeout: no name received".into(),
+                ));
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return Err(Refusal::Gone),

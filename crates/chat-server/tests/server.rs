@@ -159,7 +159,10 @@ fn help_exits_0_with_examples_and_a_bad_flag_exits_2() {
     let out = Command::new(BIN).arg("--prot").arg("1").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--prot"));
-    let out = Command::new(BIN).args(["adduser", "only-file"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["adduser", "only-file"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -171,8 +174,14 @@ fn room_messages_go_to_everyone_but_the_sender_with_the_handout_trailing_space()
     // A handout client: no newline, one read = one message.
     let mut b = Raw::connect(server.addr());
     b.send(b"bob");
-    assert_eq!(b.line(), "!{\"alice\": \"127.0.0.1\", \"bob\": \"127.0.0.1\"}\n");
-    assert_eq!(a.line(), "!{\"alice\": \"127.0.0.1\", \"bob\": \"127.0.0.1\"}\n");
+    assert_eq!(
+        b.line(),
+        "!{\"alice\": \"127.0.0.1\", \"bob\": \"127.0.0.1\"}\n"
+    );
+    assert_eq!(
+        a.line(),
+        "!{\"alice\": \"127.0.0.1\", \"bob\": \"127.0.0.1\"}\n"
+    );
     thread::sleep(Duration::from_millis(50));
     b.send("héllo wörld".as_bytes());
     assert_eq!(a.line(), "bob: héllo wörld \n");
@@ -195,7 +204,10 @@ fn bad_input_of_every_kind_never_stops_the_server() {
     let addr = server.addr();
     let (mut watcher, _) = Raw::join(addr, "watcher");
 
-    assert_eq!(refused(addr, b"\xff\xfe\n"), "ERROR: message is not valid UTF-8\n");
+    assert_eq!(
+        refused(addr, b"\xff\xfe\n"),
+        "ERROR: message is not valid UTF-8\n"
+    );
     assert_eq!(refused(addr, b"\n"), "ERROR: empty name\n");
     assert_eq!(
         refused(addr, b""),
@@ -223,7 +235,10 @@ fn bad_input_of_every_kind_never_stops_the_server() {
     let (mut bad, _) = Raw::join(addr, "bad");
     bad.send(b"caf\xe9\n");
     let rest = String::from_utf8_lossy(&bad.rest()).into_owned();
-    assert!(rest.ends_with("ERROR: message is not valid UTF-8\n"), "{rest:?}");
+    assert!(
+        rest.ends_with("ERROR: message is not valid UTF-8\n"),
+        "{rest:?}"
+    );
     let (mut big, _) = Raw::join(addr, "big");
     let mut mib = vec![b'x'; 1 << 20];
     mib.push(b'\n');
@@ -254,7 +269,10 @@ fn bad_input_of_every_kind_never_stops_the_server() {
     let line = watcher.until(|l| !l.starts_with('!'));
     assert_eq!(line, "late: still here \n");
     quote.send(b"me too\n");
-    assert_eq!(watcher.until(|l| !l.starts_with('!')), "q\"uo\\te: me too \n");
+    assert_eq!(
+        watcher.until(|l| !l.starts_with('!')),
+        "q\"uo\\te: me too \n"
+    );
     drop(late);
     // The dropped connections that sent "drop" were registered for a moment; all leave again.
     let list = watcher.until(|l| l.starts_with('!') && users(l).len() == 2);
@@ -268,8 +286,7 @@ fn a_client_that_stops_reading_is_dropped_when_its_queue_fills_and_the_others_ge
 }
 
 #[test]
-fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout_and_the_others_get_everything()
-{
+fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout_and_the_others_get_everything() {
     // A queue big enough for everything: only the blocked write can give the client away.
     slow_consumer(
         &["--stall-timeout", "1", "--queue-bytes", "100000000"],
@@ -313,7 +330,10 @@ fn slow_consumer(args: &[&str], why: &str) {
     let mut next = 0usize;
     let mut saw_stalled_leave = false;
     while next < COUNT {
-        assert!(started.elapsed() < Duration::from_secs(60), "only {next} messages in 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {next} messages in 60 s"
+        );
         let l = receiver.line();
         if let Some(json) = l.strip_prefix('!') {
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
@@ -361,11 +381,18 @@ fn authentication_admits_the_right_password_and_refuses_the_rest_identically() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        add.stdin.take().unwrap().write_all(format!("{pw}\n").as_bytes()).unwrap();
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pw}\n").as_bytes())
+            .unwrap();
         assert!(add.wait().unwrap().success());
     }
     let text = std::fs::read_to_string(&users_file).unwrap();
-    assert!(!text.contains("s3cret") && !text.contains("hunter2"), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("hunter2"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 2);
     assert!(text.lines().all(|l| l.contains(":$argon2id$")), "{text}");
 

@@ -373,7 +373,7 @@ impl ClientFramer {
         }
     }
 
-    /// Adds one read's bytes; complete messages are then available from [`next`](Self::next).
+    /// Adds one read's bytes; complete messages are then available from [`next_message`](Self::next_message).
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
         if bytes.contains(&b'\n') {
             self.lines = true;
@@ -417,7 +417,7 @@ impl ClientFramer {
     }
 
     /// The next complete message, if any.
-    pub fn next(&mut self) -> Option<String> {
+    pub fn next_message(&mut self) -> Option<String> {
         self.ready.pop_front()
     }
 }
@@ -541,13 +541,13 @@ mod tests {
     fn client_framer_reads_raw_then_lines() {
         let mut f = ClientFramer::new(10);
         f.push(b"alice").unwrap();
-        assert_eq!(f.next().as_deref(), Some("alice"));
+        assert_eq!(f.next_message().as_deref(), Some("alice"));
         f.push(b"hello\nwor").unwrap();
-        assert_eq!(f.next().as_deref(), Some("hello"));
-        assert_eq!(f.next(), None);
+        assert_eq!(f.next_message().as_deref(), Some("hello"));
+        assert_eq!(f.next_message(), None);
         f.push(b"ld\r\n\n").unwrap();
-        assert_eq!(f.next().as_deref(), Some("world"));
-        assert_eq!(f.next().as_deref(), Some(""));
+        assert_eq!(f.next_message().as_deref(), Some("world"));
+        assert_eq!(f.next_message().as_deref(), Some(""));
         assert_eq!(f.push(b"0123456789ab"), Err(FrameError::TooLong(10)));
     }
 
@@ -556,9 +556,9 @@ mod tests {
         let mut f = ClientFramer::new(100);
         let e = "é".as_bytes();
         f.push(&[b'a', e[0]]).unwrap();
-        assert_eq!(f.next().as_deref(), Some("a"));
+        assert_eq!(f.next_message().as_deref(), Some("a"));
         f.push(&[e[1]]).unwrap();
-        assert_eq!(f.next().as_deref(), Some("é"));
+        assert_eq!(f.next_message().as_deref(), Some("é"));
         assert_eq!(f.push(&[0xff, b'x']), Err(FrameError::NotUtf8));
     }
 }
