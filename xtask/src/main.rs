@@ -1,34 +1,123 @@
 //! `cargo xtask` — the instructor's entry point (matklad's cargo-xtask pattern: tasks in plain
-//! Rust, no extra tooling to install).
+//! Rust, nothing to install beyond the Rust toolchain and `ip`).
+//!
+//! `demo` plays every handout exercise on the SPEC topologies (network namespaces when root,
+//! loopback variants otherwise) and checks each expected observation; `verify` runs the same
+//! checks quietly; `lab` brings the topologies up and down; `capture` runs tcpdump in a lab host;
+//! `images` writes and validates the Docker files. See `xtask/README.md`.
 
+mod capture;
+mod demo;
+mod helpers;
+mod images;
+mod lab;
+mod pcap;
+mod proc;
+mod report;
+mod site;
+mod tools;
+mod verify;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use labnet::Error;
+
 const HELP: &str = "\
-cargo xtask — netlab tasks
+cargo xtask — netlab tasks for the instructor
 
 USAGE:
     cargo xtask <TASK> [ARGS]
 
 TASKS:
-    lab       bring the lab topologies up and down (network namespaces)
-    demo      narrated demos of every exercise, with checks
-    verify    the demos' checks, quietly
-    capture   a packet capture inside a lab host
-    images    Docker images and compose files
-    bench     benchmarks
+    demo [NAME|all]            narrated demos with a PASS/FAIL check per expected observation
+                               NAME: broadcast multicast tunnel basics pmu reset tv ws tls chat
+    verify [--exercise 1..4] [--part 1..6] [--chat]
+                               the same checks, quietly; ends with `N passed, N failed`
+    lab up [week3|chat|tp3|all]   the topologies as network namespaces, services started
+    lab down [week3|chat|tp3|all] stop everything and remove the namespaces (idempotent)
+    lab status                 hosts, addresses, services and whether each answers
+    lab exec HOST -- CMD…      run CMD inside a lab host (client or week3_client), lab binaries on PATH
+    lab … --docker             the same with the compose files, when a Docker engine answers
+    capture HOST --out FILE.pcap [--iface IF] [--filter EXPR] [-- demo NAME]
+                               tcpdump inside a lab host (Wireshark-ready)
+    images [--check]           write/validate docker/Dockerfile and the compose files; build with an engine
+
+GLOBAL OPTIONS:
+    --bin-dir DIR              use the lab binaries in DIR instead of building target/release
+    --loopback                 run the loopback variants even as root
+    -h, --help                 this text
+
+EXAMPLES:
+    cargo xtask demo                      # every demo (root: namespaces; otherwise loopback)
+    sudo -E cargo xtask demo multicast
+    cargo xtask verify --exercise 2
+    sudo -E cargo xtask lab up week3 && sudo -E cargo xtask lab exec client -- udp-broadcast recv
+    sudo -E cargo xtask capture router --out tunnel.pcap -- demo tunnel
 ";
 
 fn main() -> ExitCode {
-    let args = labnet::args::from_env();
-    if args.is_empty() || labnet::args::wants_help(&args) {
+    let all = labnet::args::from_env();
+    // Everything after the first `--` belongs to the command being run (lab exec, capture).
+    let split = all.iter().position(|a| a == "--").unwrap_or(all.len());
+    let (head, tail) = all.split_at(split);
+    if head.is_empty() || labnet::args::wants_help(head) {
         print!("{HELP}");
         return ExitCode::SUCCESS;
     }
-    let task = args[0].to_string_lossy().into_owned();
-    labnet::report(
-        "xtask",
-        Err(labnet::Error::usage(format!(
-            "task '{task}' is not available yet"
+    let result = parse_globals(head.to_vec()).and_then(|(opts, mut rest)| {
+        rest.extend(tail.iter().cloned());
+        dispatch(opts, rest)
+    });
+    labnet::report("xtask", result)
+}
+
+fn parse_globals(args: Vec<OsString>) -> Result<(site::Opts, Vec<OsString>), Error> {
+    let mut a = pico_args::Arguments::from_vec(args);
+    let opts = site::Opts {
+        bin_dir: a.opt_value_from_str::<_, PathBuf>("--bin-dir")?,
+        prefix: a.opt_value_from_str("--prefix")?.unwrap_or_default(),
+        loopback: a.contains("--loopback"),
+        quiet: false,
+    };
+    Ok((opts, a.finish()))
+}
+
+fn dispatch(opts: site::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
+    let task = rest.remove(0).to_string_lossy().into_owned();
+    let strings = || {
+        rest.iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    match task.as_str() {
+        "demo" => {
+            proc::install_ctrlc();
+            demo::command(rest, opts)
+        }
+        "verify" => {
+            proc::install_ctrlc();
+            verify::command(rest, opts)
+        }
+        "lab" => lab::command(rest, &opts),
+        "capture" => {
+            proc::install_ctrlc();
+            capture::command(rest)
+        }
+        "images" => images::command(rest),
+        "__probe" => helpers::probe(&strings()),
+        "__nc" => helpers::nc(&strings()),
+        "__pcap" => {
+            for f in strings() {
+                for p in pcap::read(std::path::Path::new(&f)).map_err(Error::msg)? {
+                    println!("{p:?}");
+                }
+            }
+            Ok(())
+        }
+        other => Err(Error::usage(format!(
+            "unknown task '{other}': demo, verify, lab, capture or images"
         ))),
-    )
+    }
 }

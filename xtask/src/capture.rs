@@ -1,0 +1,147 @@
+//! Captures inside a lab host with tcpdump: `cargo xtask capture HOST --out FILE.pcap`, and the
+//! captures the demos read for their checks.
+//!
+//! tcpdump runs inside the host's namespace (`ip netns exec week3_router tcpdump -i eth0 -U -w
+//! FILE`), so it sees exactly what that container's interface sees. The demo starts it and waits
+//! for its "listening on" line before any traffic, so the first packet is never missed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::pcap::{self, Packet};
+use crate::proc::Bg;
+use crate::site::Site;
+
+/// How to get tcpdump when it is missing.
+pub const INSTALL_TCPDUMP: &str = "apt-get install tcpdump";
+
+/// A running tcpdump.
+pub struct Capture {
+    bg: Bg,
+    /// The pcap file being written.
+    pub path: PathBuf,
+}
+
+/// The tcpdump arguments: `--immediate-mode` hands each packet to tcpdump at once (with the
+/// default TPACKET_V3 ring, a burst shorter than the ring's block timeout would still be in the
+/// kernel when tcpdump is stopped, and lost), `-U` writes each packet as it arrives (Wireshark can
+/// follow the file), `-Z root` keeps root so the file can be written where we ask, `-n` no name
+/// lookups.
+pub fn tcpdump_args(iface: &str, out: &Path, filter: &str) -> Vec<String> {
+    let mut v = vec![
+        "-i".to_owned(),
+        iface.to_owned(),
+        "--immediate-mode".to_owned(),
+        "-U".to_owned(),
+        "-n".to_owned(),
+        "-Z".to_owned(),
+        "root".to_owned(),
+        "-w".to_owned(),
+        out.display().to_string(),
+    ];
+    v.extend(filter.split_whitespace().map(str::to_owned));
+    v
+}
+
+impl Capture {
+    /// Starts tcpdump on `host` (interface `iface`) and waits until it is capturing.
+    pub fn start(
+        site: &Site,
+        host: &str,
+        iface: &str,
+        filter: &str,
+        name: &str,
+    ) -> Result<Capture, String> {
+        let path = site.dir.join(name);
+        let args = tcpdump_args(iface, &path, filter);
+        let mut bg = site.spawn(host, "tcpdump", &args)?;
+        bg.wait_for(Duration::from_secs(10), |_, err| {
+            err.contains("listening on")
+        })
+        .map_err(|e| {
+            format!(
+                "tcpdump on {}: {e}: {}",
+                site.display(host),
+                bg.stderr().trim()
+            )
+        })?;
+        Ok(Capture { bg, path })
+    }
+
+    /// Stops tcpdump (SIGINT flushes the file) and reads the packets.
+    pub fn stop(mut self) -> Result<Vec<Packet>, String> {
+        // Frames still in flight on the veth reach tcpdump's socket within microseconds; a short
+        // grace keeps the last FIN or IGMP leave in the file.
+        crate::proc::pause(Duration::from_millis(300))?;
+        let _ = self.bg.interrupt(Duration::from_secs(5))?;
+        pcap::read(&self.path)
+    }
+}
+
+/// `cargo xtask capture HOST [--iface IF] [--filter EXPR] --out FILE.pcap [-- demo NAME]`.
+pub fn command(args: Vec<std::ffi::OsString>) -> Result<(), labnet::Error> {
+    let mut a = pico_args::Arguments::from_vec(args);
+    let filter: Option<String> = a.opt_value_from_str("--filter")?;
+    let iface: String = a
+        .opt_value_from_str("--iface")?
+        .unwrap_or_else(|| "any".into());
+    let out: Option<PathBuf> = a.opt_value_from_str("--out")?;
+    let rest = a.finish();
+    let mut it = rest.into_iter().map(|s| s.to_string_lossy().into_owned());
+    let host = it.next().ok_or_else(|| {
+        labnet::Error::usage("capture needs a HOST (e.g. router or week3_router)")
+    })?;
+    let tail: Vec<String> = it.collect();
+    let out = out.ok_or_else(|| labnet::Error::usage("capture needs --out FILE.pcap"))?;
+    let demo = match tail.split_first() {
+        None => None,
+        Some((dash, more)) if dash == "--" && more.first().is_some_and(|w| w == "demo") => {
+            Some(more.get(1).cloned().unwrap_or_else(|| "all".into()))
+        }
+        Some((w, _)) => return Err(labnet::Error::usage(format!("unexpected argument '{w}'"))),
+    };
+    if !crate::proc::have("tcpdump") {
+        return Err(labnet::Error::msg(format!(
+            "tcpdump is not installed: {INSTALL_TCPDUMP}"
+        )));
+    }
+    let (topo, h) = crate::lab::resolve_host(&host)?;
+    let ns = topo.container(h.name);
+    let out = std::path::absolute(&out).unwrap_or(out);
+    let filter = filter.unwrap_or_default();
+    match demo {
+        None => {
+            if !crate::lab::is_up(&ns) {
+                return Err(labnet::Error::msg(format!(
+                    "{ns} is not up: run `cargo xtask lab up {}` first",
+                    topo.name
+                )));
+            }
+            println!(
+                "capturing on {ns} ({iface}) into {}; Ctrl-C to stop",
+                out.display()
+            );
+            println!(
+                "  {ns}$ tcpdump {}",
+                tcpdump_args(&iface, &out, &filter).join(" ")
+            );
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &ns, "tcpdump"])
+                .args(tcpdump_args(&iface, &out, &filter))
+                .spawn()
+                .map_err(|e| labnet::Error::msg(format!("start tcpdump: {e}")))?;
+            // Ctrl-C reaches tcpdump too (same terminal process group); it flushes and ends. Our
+            // handler only notes it, and we wait for tcpdump to finish writing.
+            let status = child
+                .wait()
+                .map_err(|e| labnet::Error::msg(format!("wait for tcpdump: {e}")))?;
+            if !status.success() && !crate::proc::interrupted() {
+                return Err(labnet::Error::msg(format!("tcpdump ended with {status}")));
+            }
+            println!("wrote {} (open it in Wireshark)", out.display());
+            Ok(())
+        }
+        Some(name) => crate::demo::run_with_capture(&name, &ns, h.name, &iface, &filter, &out),
+    }
+}

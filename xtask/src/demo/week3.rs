@@ -1,0 +1,713 @@
+//! Week 3 (seed 000): exercise 1 / demo 1 (broadcast), exercise 2 / demo 2 (multicast),
+//! exercise 3 / demo 3 (tunnel), and the exercise 4 observations read from their captures.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use labnet::topo::{self, WEEK3};
+
+use super::{Ctx, NEEDS_NETNS, args, line, recv_lines, secs};
+use crate::pcap;
+use crate::site::Site;
+
+/// Pause between two datagrams of a sender: quick, but slow enough to watch.
+const INTERVAL: Duration = Duration::from_millis(200);
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn payloads(out: &str) -> Vec<String> {
+    recv_lines(out).into_iter().map(|r| r.text).collect()
+}
+
+/// Demo 1 / exercise 1: two receivers get the same broadcasts; the router keeps them in.
+pub fn broadcast(ctx: &mut Ctx) -> Result<(), String> {
+    let site = ctx.bring_up(&WEEK3)?;
+    let port = topo::BROADCAST_PORT.to_string();
+    let dst = if site.netns() {
+        "255.255.255.255"
+    } else {
+        "127.255.255.255"
+    };
+    let cap = ctx.capture(
+        &site,
+        "receiver",
+        &format!("udp port {port}"),
+        "broadcast.pcap",
+    );
+
+    let recv_args = args(&["recv", "--port", &port, "--count", "10", "--timeout", "15"]);
+    let mut receivers = Vec::new();
+    for host in ["client", "receiver"] {
+        ctx.r
+            .command(&site.display(host), &line("udp-broadcast", &recv_args));
+        receivers.push(site.spawn(host, "udp-broadcast", &recv_args)?);
+    }
+    site.await_udp(
+        "client",
+        topo::BROADCAST_PORT,
+        if site.netns() { 1 } else { 2 },
+        LIMIT,
+    )?;
+    site.await_udp("receiver", topo::BROADCAST_PORT, 1, LIMIT)?;
+    let mut remote = None;
+    if site.netns() {
+        let a = args(&["recv", "--port", &port, "--count", "10", "--timeout", "4"]);
+        ctx.r.command(
+            &site.display("remote"),
+            &format!("{}    # behind the router", line("udp-broadcast", &a)),
+        );
+        remote = Some(site.spawn("remote", "udp-broadcast", &a)?);
+        site.await_udp("remote", topo::BROADCAST_PORT, 1, LIMIT)?;
+    }
+
+    let mut send_args = args(&[
+        "send",
+        "--dst",
+        dst,
+        "--port",
+        &port,
+        "--count",
+        "5",
+        "--interval",
+        &secs(INTERVAL),
+    ]);
+    if !site.netns() {
+        send_args.extend(args(&["--bind", "127.0.0.100"]));
+    }
+    let mut sender_out = String::new();
+    for run in 1..=2 {
+        ctx.r.command(
+            &site.display("client"),
+            &format!("{}    # run {run} of 2", line("udp-broadcast", &send_args)),
+        );
+        let (st, out, err) = site.run("client", "udp-broadcast", &send_args, LIMIT)?;
+        ctx.r.output(&out, 3);
+        if !st.is_some_and(|s| s.success()) {
+            return Err(format!("the sender failed: {}", err.trim()));
+        }
+        sender_out.push_str(&out);
+    }
+    let mut outs = Vec::new();
+    for (host, mut bg) in ["client", "receiver"].into_iter().zip(receivers) {
+        bg.finish(LIMIT)?;
+        ctx.r.say(&format!("  {} printed:", site.display(host)));
+        ctx.r.output(&bg.stdout(), 4);
+        outs.push(bg.stdout());
+    }
+    ctx.r.observe("both receivers print the same ten datagrams; the source port is ephemeral and new for each sender run; the source address is the client's");
+
+    let a = payloads(&outs[0]);
+    let b = payloads(&outs[1]);
+    ctx.r.check(
+        "E1",
+        "both receivers display datagrams with identical content",
+        if a.len() == 10 && a == b {
+            Ok(format!(
+                "{} identical datagrams on each ('{}' … '{}')",
+                a.len(),
+                a[0],
+                a[9]
+            ))
+        } else {
+            Err(format!(
+                "client got {} datagrams, receiver {}; identical: {}",
+                a.len(),
+                b.len(),
+                a == b
+            ))
+        },
+    );
+    let srcs: Vec<_> = recv_lines(&outs[1])
+        .into_iter()
+        .filter_map(|r| r.src)
+        .collect();
+    let ports: BTreeSet<u16> = srcs.iter().map(|s| s.port()).collect();
+    ctx.r.check(
+        "E1",
+        "the source port is ephemeral (>= 1024) and varies between sender runs",
+        if ports.len() >= 2 && ports.iter().all(|p| *p >= 1024) {
+            Ok(format!("source ports {ports:?}"))
+        } else {
+            Err(format!("source ports {ports:?}"))
+        },
+    );
+    let want_ip = IpAddr::V4(if site.netns() {
+        site.addr("client")
+    } else {
+        Ipv4Addr::new(127, 0, 0, 100)
+    });
+    ctx.r.check(
+        "E1",
+        "the receiver output shows the sender's IP",
+        if !srcs.is_empty() && srcs.iter().all(|s| s.ip() == want_ip) {
+            Ok(format!("every datagram from {want_ip}"))
+        } else {
+            Err(format!("sources {srcs:?}, expected {want_ip}"))
+        },
+    );
+
+    match remote {
+        Some(mut bg) => {
+            bg.finish(LIMIT)?;
+            let got = payloads(&bg.stdout()).len();
+            ctx.r.check(
+                "E1",
+                "the router does not forward broadcast to the other segment",
+                if got == 0 {
+                    Ok("week3_remote (172.21.0.10) received nothing".into())
+                } else {
+                    Err(format!("week3_remote received {got} datagrams"))
+                },
+            );
+        }
+        None => ctx.r.not_shown(
+            "E1",
+            "the router does not forward broadcast to the other segment",
+            NEEDS_NETNS,
+        ),
+    }
+
+    let no_flag = args(&[
+        "send",
+        "--dst",
+        dst,
+        "--port",
+        &port,
+        "--count",
+        "1",
+        "--no-broadcast-flag",
+    ]);
+    ctx.r
+        .command(&site.display("client"), &line("udp-broadcast", &no_flag));
+    let (st, out, err) = site.run("client", "udp-broadcast", &no_flag, LIMIT)?;
+    ctx.r.output(&format!("{out}{err}"), 3);
+    ctx.r
+        .observe("without SO_BROADCAST the kernel refuses the send: EACCES (permission denied)");
+    ctx.r.check(
+        "E1",
+        "SO_BROADCAST not set: the send fails with EACCES",
+        if !st.is_some_and(|s| s.success())
+            && (err.contains("EACCES") || err.to_lowercase().contains("permission denied"))
+        {
+            Ok(err.trim().to_owned())
+        } else {
+            Err(format!("exit {st:?}, stderr '{}'", err.trim()))
+        },
+    );
+
+    match cap.and_then(|c| c.stop()) {
+        Ok(packets) => {
+            ctx.r.observe("in the capture: destination MAC ff:ff:ff:ff:ff:ff, an 8-byte UDP header with no sequence or acknowledgement numbers");
+            let n = pcap::broadcast_dst_mac(&packets, topo::BROADCAST_PORT).len();
+            ctx.r.check(
+                "E4",
+                "broadcast frames have destination ff:ff:ff:ff:ff:ff",
+                if n >= 10 {
+                    Ok(format!("{n} frames to ff:ff:ff:ff:ff:ff, port 5007"))
+                } else {
+                    Err(format!("{n} broadcast frames captured"))
+                },
+            );
+            ctx.r.check(
+                "E4",
+                "UDP datagrams lack sequence numbers or acknowledgements",
+                if pcap::udp_has_no_seq(&packets, topo::BROADCAST_PORT) {
+                    Ok(
+                        "every datagram has the bare 8-byte UDP header (ports, length, checksum)"
+                            .into(),
+                    )
+                } else {
+                    Err(
+                        "no UDP datagram to port 5007 with a plain 8-byte header in the capture"
+                            .into(),
+                    )
+                },
+            );
+        }
+        Err(why) => {
+            ctx.r.not_shown(
+                "E4",
+                "broadcast frames have destination ff:ff:ff:ff:ff:ff",
+                &why,
+            );
+            ctx.r.not_shown(
+                "E4",
+                "UDP datagrams lack sequence numbers or acknowledgements",
+                &why,
+            );
+        }
+    }
+    drop(site);
+    Ok(())
+}
+
+/// Demo 2 / exercise 2: IGMP join and leave, only members receive, TTL decides how far it goes.
+pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
+    let site = ctx.bring_up(&WEEK3)?;
+    let group = topo::WEEK3_GROUP;
+    let g = group.to_string();
+    let port = topo::MULTICAST_PORT.to_string();
+    let netns = site.netns();
+    let route_ok = netns && ctx.no_mroute.is_none();
+    if route_ok {
+        ctx.r.say(
+            "  (router: static multicast route for 239.1.1.1 from eth0 to eth1 with smcroute)",
+        );
+        if let Some(bed) = site.bed() {
+            bed.enable_mroute(IpAddr::V4(group))
+                .map_err(|e| format!("multicast route: {e}"))?;
+        }
+    }
+    let cap = ctx.capture(
+        &site,
+        "router",
+        &format!("igmp or udp port {port}"),
+        "multicast.pcap",
+    );
+    let dev = if netns { "eth0" } else { "lo" };
+
+    // Phase 1: the handout's steps, TTL 4; remote joins too, behind the router.
+    let mut recv_args = args(&[
+        "recv",
+        "--group",
+        &g,
+        "--port",
+        &port,
+        "--count",
+        "5",
+        "--timeout",
+        "15",
+    ]);
+    let mut send_args = args(&[
+        "send",
+        "--group",
+        &g,
+        "--port",
+        &port,
+        "--count",
+        "5",
+        "--interval",
+        &secs(INTERVAL),
+        "--ttl",
+        "4",
+    ]);
+    if !netns {
+        recv_args.extend(args(&["--iface", "127.0.0.1"]));
+        send_args = args(&[
+            "send",
+            "--group",
+            &g,
+            "--port",
+            &port,
+            "--count",
+            "5",
+            "--interval",
+            &secs(INTERVAL),
+            "--ttl",
+            "0",
+            "--iface",
+            "127.0.0.1",
+            "--loop",
+        ]);
+    }
+    let members: &[&str] = if netns {
+        &["client", "receiver", "remote"]
+    } else {
+        &["client", "receiver"]
+    };
+    let mut bgs = Vec::new();
+    for h in members {
+        let note = if *h == "remote" {
+            "    # behind the router"
+        } else {
+            ""
+        };
+        ctx.r.command(
+            &site.display(h),
+            &format!("{}{note}", line("udp-multicast", &recv_args)),
+        );
+        bgs.push(site.spawn(h, "udp-multicast", &recv_args)?);
+        // One join at a time: an IGMPv2 host that hears another member's report while its own
+        // is pending suppresses it (RFC 2236 §3), and the capture would show only one report.
+        site.await_group(h, dev, IpAddr::V4(group), LIMIT)?;
+    }
+    ctx.r
+        .command(&site.display("server"), &line("udp-multicast", &send_args));
+    let (st, out, err) = site.run("server", "udp-multicast", &send_args, LIMIT)?;
+    ctx.r.output(&out, 2);
+    if !st.is_some_and(|s| s.success()) {
+        return Err(format!("the multicast sender failed: {}", err.trim()));
+    }
+    let mut got = Vec::new();
+    for (h, mut bg) in members.iter().zip(bgs) {
+        bg.finish(LIMIT)?;
+        ctx.r.say(&format!("  {} printed:", site.display(h)));
+        ctx.r.output(&bg.stdout(), 3);
+        got.push(payloads(&bg.stdout()).len());
+    }
+    ctx.r.observe("the members print the five datagrams; with TTL 4 they also cross the router to week3_remote");
+    ctx.r.check(
+        "E2",
+        "the receivers that joined 239.1.1.1 receive the datagrams",
+        if got[0] == 5 && got[1] == 5 {
+            Ok("client 5, receiver 5".into())
+        } else {
+            Err(format!("client {}, receiver {}", got[0], got[1]))
+        },
+    );
+    let ttl_pass = "TTL >= 2 crosses the router to the second segment";
+    if netns && route_ok {
+        ctx.r.check(
+            "E2",
+            ttl_pass,
+            if got[2] == 5 {
+                Ok("week3_remote received 5 with TTL 4".into())
+            } else {
+                Err(format!("week3_remote received {} with TTL 4", got[2]))
+            },
+        );
+    } else {
+        ctx.r.not_shown(
+            "E2",
+            ttl_pass,
+            ctx.no_mroute.as_deref().unwrap_or(NEEDS_NETNS),
+        );
+    }
+
+    // Phase 2: TTL 1, and a host listening on the port without joining.
+    let nonmember = args(&["recv", "--port", &port, "--count", "5", "--timeout", "4"]);
+    let mut send1 = send_args.clone();
+    if let Some(i) = send1.iter().position(|a| a == "--ttl") {
+        send1[i + 1] = if netns { "1".into() } else { "0".into() };
+    }
+    let mut phase2 = Vec::new();
+    if netns {
+        ctx.r.say(
+            "\n  Now TTL 1, and week3_receiver listens on the port WITHOUT joining the group:",
+        );
+        let m = args(&[
+            "recv",
+            "--group",
+            &g,
+            "--port",
+            &port,
+            "--count",
+            "5",
+            "--timeout",
+            "15",
+        ]);
+        let r = args(&[
+            "recv",
+            "--group",
+            &g,
+            "--port",
+            &port,
+            "--count",
+            "5",
+            "--timeout",
+            "4",
+        ]);
+        ctx.r
+            .command(&site.display("client"), &line("udp-multicast", &m));
+        phase2.push(site.spawn("client", "udp-multicast", &m)?);
+        ctx.r.command(
+            &site.display("receiver"),
+            &format!("{}    # not a member", line("udp-broadcast", &nonmember)),
+        );
+        phase2.push(site.spawn("receiver", "udp-broadcast", &nonmember)?);
+        ctx.r
+            .command(&site.display("remote"), &line("udp-multicast", &r));
+        phase2.push(site.spawn("remote", "udp-multicast", &r)?);
+        site.await_group("client", dev, IpAddr::V4(group), LIMIT)?;
+        site.await_udp("receiver", topo::MULTICAST_PORT, 1, LIMIT)?;
+        site.await_group("remote", dev, IpAddr::V4(group), LIMIT)?;
+        ctx.r
+            .command(&site.display("server"), &line("udp-multicast", &send1));
+        let (st, _, err) = site.run("server", "udp-multicast", &send1, LIMIT)?;
+        if !st.is_some_and(|s| s.success()) {
+            return Err(format!("the multicast sender failed: {}", err.trim()));
+        }
+        let mut n = Vec::new();
+        for mut bg in phase2 {
+            bg.finish(LIMIT)?;
+            n.push(payloads(&bg.stdout()).len());
+        }
+        ctx.r.observe("the member gets all five; the non-member gets nothing; TTL 1 dies at the router, week3_remote gets nothing");
+        ctx.r.check(
+            "E2",
+            "only hosts that joined the group receive the datagrams",
+            if n[0] == 5 && n[1] == 0 {
+                Ok("member client 5, non-member receiver 0".into())
+            } else {
+                Err(format!("member {}, non-member {}", n[0], n[1]))
+            },
+        );
+        let ttl1 = "TTL 1 stops at the router";
+        if route_ok {
+            ctx.r.check(
+                "E2",
+                ttl1,
+                if n[2] == 0 {
+                    Ok("week3_remote received 0 with TTL 1".into())
+                } else {
+                    Err(format!("week3_remote received {} with TTL 1", n[2]))
+                },
+            );
+        } else {
+            ctx.r
+                .not_shown("E2", ttl1, ctx.no_mroute.as_deref().unwrap_or(NEEDS_NETNS));
+        }
+    } else {
+        ctx.r.not_shown(
+            "E2",
+            "only hosts that joined the group receive the datagrams",
+            NEEDS_NETNS,
+        );
+        ctx.r
+            .not_shown("E2", "TTL 1 stops at the router", NEEDS_NETNS);
+    }
+
+    match cap.and_then(|c| c.stop()) {
+        Ok(p) => {
+            ctx.r.observe("in the capture: IGMP membership reports when the receivers join, a leave when they exit; destination 239.1.1.1");
+            let reports = pcap::igmp_reports(&p, group);
+            let want: Vec<IpAddr> = ["client", "receiver"]
+                .iter()
+                .map(|h| IpAddr::V4(site.addr(h)))
+                .collect();
+            ctx.r.check(
+                "E2",
+                "IGMP membership reports when the receivers join",
+                if want.iter().all(|w| reports.contains(w)) {
+                    Ok(format!("reports for 239.1.1.1 from {reports:?}"))
+                } else {
+                    Err(format!("reports from {reports:?}, expected {want:?}"))
+                },
+            );
+            let leaves = pcap::igmp_leaves(&p, group);
+            ctx.r.check(
+                "E2",
+                "IGMP leave when a receiver exits",
+                // IGMPv2 (RFC 2236 §3): only the host that sent the last report for the group sends
+                // the leave, so one leave per group on the segment is the expected sight.
+                if leaves.iter().any(|l| want.contains(l)) {
+                    Ok(format!("leave for 239.1.1.1 from {leaves:?}"))
+                } else {
+                    Err(format!("leaves from {leaves:?}"))
+                },
+            );
+            let n = pcap::udp_to(&p, Some(IpAddr::V4(group)), topo::MULTICAST_PORT).len();
+            ctx.r.check(
+                "E4",
+                "multicast destination addresses begin with 239.x.x.x",
+                if n >= 5 {
+                    Ok(format!("{n} datagrams to 239.1.1.1:5008"))
+                } else {
+                    Err(format!("{n} datagrams to 239.1.1.1"))
+                },
+            );
+        }
+        Err(why) => {
+            for w in [
+                "IGMP membership reports when the receivers join",
+                "IGMP leave when a receiver exits",
+            ] {
+                ctx.r.not_shown("E2", w, &why);
+            }
+            ctx.r.not_shown(
+                "E4",
+                "multicast destination addresses begin with 239.x.x.x",
+                &why,
+            );
+        }
+    }
+    drop(site);
+    Ok(())
+}
+
+/// Demo 3 / exercise 3: the tunnel relays each client over a second, separate connection.
+pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
+    let mut site = ctx.bring_up(&WEEK3)?;
+    let dir = site.dir.clone();
+    let svcs = crate::lab::services(&site, &dir);
+    for s in &svcs {
+        let mut a = s.args.clone();
+        if !site.netns() {
+            // Loopback: each host is a 127.0.0.x address of this machine.
+            if s.prog == "echo-server" {
+                a.extend(args(&["--bind", &site.addr("server").to_string()]));
+            } else {
+                a[1] = format!(
+                    "{}:{}={}:{}",
+                    site.addr("router"),
+                    topo::TUNNEL_PORT,
+                    site.addr("server"),
+                    topo::ECHO_PORT
+                );
+            }
+        }
+        ctx.r.command(&site.display(s.host), &line(s.prog, &a));
+        let bg = site.spawn(s.host, s.prog, &a)?;
+        site.keep(bg);
+        for p in &s.ports {
+            site.await_tcp(s.probe_from, IpAddr::V4(site.addr(s.host)), *p, LIMIT)?;
+        }
+    }
+    let cap = ctx.capture(
+        &site,
+        "router",
+        "tcp port 8080 or tcp port 9090",
+        "tunnel.pcap",
+    );
+
+    let nc = |site: &Site, to: &str, port: u16, msg: &str| -> Result<String, String> {
+        let a = vec![
+            "__nc".to_owned(),
+            site.name(to),
+            port.to_string(),
+            msg.to_owned(),
+        ];
+        let (st, out, err) = crate::proc::run(site.helper("client", &a), LIMIT)?;
+        if st.is_some_and(|s| s.success()) {
+            Ok(out)
+        } else {
+            Err(err.trim().to_owned())
+        }
+    };
+    ctx.r.command(
+        &site.display("client"),
+        &format!("echo 'DIRECT TEST' | nc -N {} 8080", site.name("server")),
+    );
+    let direct = nc(&site, "server", topo::ECHO_PORT, "DIRECT TEST")?;
+    ctx.r.output(&direct, 2);
+    let mut echoes = Vec::new();
+    for i in 1..=5 {
+        let msg = format!("Message {i}");
+        ctx.r.command(
+            &site.display("client"),
+            &format!("echo '{msg}' | nc -N {} 9090", site.name("router")),
+        );
+        let got = nc(&site, "router", topo::TUNNEL_PORT, &msg)?;
+        ctx.r.output(&got, 2);
+        echoes.push((msg, got));
+    }
+    ctx.r.say(
+        "  (the nc lines are run by xtask's built-in netcat, so the demo needs no nc installed)",
+    );
+    ctx.r
+        .observe("each line comes back: client → router:9090 → server:8080 and back the same path");
+    let ok = echoes.iter().filter(|(m, g)| g.trim_end() == m).count();
+    ctx.r.check(
+        "E3",
+        "echo responses return through the same path",
+        if ok == 5 && direct.trim_end() == "DIRECT TEST" {
+            Ok("5 of 5 messages echoed through the tunnel, and the direct test".into())
+        } else {
+            Err(format!("{ok} of 5 echoed; direct '{}'", direct.trim_end()))
+        },
+    );
+
+    // The tunnel's log: stdout of the service (and its --log file).
+    let log = std::fs::read_to_string(dir.join("tunnel.log")).unwrap_or_default();
+    ctx.r.say("  week3_router (tcp-tunnel) logged:");
+    ctx.r.output(&log, 6);
+    ctx.r.observe("the tunnel logs the accepted connection, its own outbound connection, and bytes in both directions");
+    let closed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("closed") && l.contains("c→s"))
+        .collect();
+    let both = closed
+        .iter()
+        .filter(|l| !l.contains("c→s 0 bytes") && !l.contains("s→c 0 bytes"))
+        .count();
+    ctx.r.check(
+        "E3",
+        "the tunnel log shows bidirectional data for each client connection",
+        if both >= 5 {
+            Ok(format!("{both} connections with bytes c→s and s→c"))
+        } else {
+            Err(format!(
+                "{both} connections logged with bytes both ways (want 5)"
+            ))
+        },
+    );
+    let acc = log.lines().filter(|l| l.contains("accepted")).count();
+    let con = log.lines().filter(|l| l.contains("connected")).count();
+    ctx.r.check(
+        "E3",
+        "connection acceptance on the listen port and the outbound connection to the target are logged",
+        if acc >= 6 && con >= 6 { Ok(format!("{acc} accepted, {con} connected")) } else { Err(format!("{acc} accepted, {con} connected lines")) },
+    );
+
+    match cap.and_then(|c| c.stop()) {
+        Ok(p) => {
+            ctx.r.observe("in the capture on the router: two separate TCP connections per client, each with SYN, SYN-ACK, ACK, and FINs both ways at the end");
+            let client_ip = IpAddr::V4(site.addr("client"));
+            let router_ip = IpAddr::V4(site.addr("router"));
+            let outer: Vec<_> = pcap::tcp_handshakes(&p, topo::TUNNEL_PORT)
+                .into_iter()
+                .filter(|h| h.client.ip() == client_ip)
+                .collect();
+            let inner: Vec<_> = pcap::tcp_handshakes(&p, topo::ECHO_PORT)
+                .into_iter()
+                .filter(|h| h.client.ip() == router_ip)
+                .collect();
+            ctx.r.check(
+                "E3",
+                "two separate TCP connections: client→router:9090 and router→server:8080",
+                if outer.len() == 5 && inner.len() == 5 {
+                    Ok(format!("5 × {} → {}, 5 × {} → {}", client_ip, outer[0].server, router_ip, inner[0].server))
+                } else {
+                    Err(format!("{} client→router:9090 and {} router→server:8080 handshakes ({} TCP packets captured)", outer.len(), inner.len(), p.len()))
+                },
+            );
+            ctx.r.check(
+                "E4",
+                "TCP shows SYN, SYN-ACK, ACK before data",
+                if !outer.is_empty() {
+                    Ok(format!(
+                        "{} complete three-way handshakes",
+                        outer.len() + inner.len()
+                    ))
+                } else {
+                    Err("no complete handshake".into())
+                },
+            );
+            let clean = outer
+                .iter()
+                .chain(&inner)
+                .filter(|h| pcap::fins_both_ways(&p, **h))
+                .count();
+            ctx.r.check(
+                "E3",
+                "clean connection teardown in both directions (FIN each way)",
+                if clean == outer.len() + inner.len() && clean > 0 {
+                    Ok(format!(
+                        "{clean} of {clean} connections closed with a FIN from each side"
+                    ))
+                } else {
+                    Err(format!(
+                        "{clean} of {} connections with FINs both ways",
+                        outer.len() + inner.len()
+                    ))
+                },
+            );
+        }
+        Err(why) => {
+            ctx.r.not_shown(
+                "E3",
+                "two separate TCP connections: client→router:9090 and router→server:8080",
+                &why,
+            );
+            ctx.r
+                .not_shown("E4", "TCP shows SYN, SYN-ACK, ACK before data", &why);
+            ctx.r.not_shown(
+                "E3",
+                "clean connection teardown in both directions (FIN each way)",
+                &why,
+            );
+        }
+    }
+    drop(site);
+    Ok(())
+}

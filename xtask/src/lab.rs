@@ -1,0 +1,481 @@
+//! `cargo xtask lab up|down|status|exec`: the three SPEC topologies as named network namespaces
+//! (visible to `ip netns`), with the standing services of each lab.
+//!
+//! `up` builds the namespaces with [`labnet::testkit::Testbed`] (kept after xtask exits), builds
+//! the lab binaries once in release mode, and starts the services detached, each with a PID file
+//! and a log under `/run/netlab/<ns>/`, waiting until each one answers. `down` ends exactly those
+//! PIDs, then removes the namespaces (which ends anything else still inside them), their hosts
+//! files and runtime directories; it is idempotent and also sweeps what a crashed run left.
+
+use std::ffi::OsString;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use labnet::Error;
+use labnet::testkit::{self, Testbed};
+use labnet::topo::{self, Host, Topology};
+
+use crate::site::{self, Mode, Opts, Site};
+
+/// Where the runtime files of a namespace live.
+pub fn run_dir(ns: &str) -> PathBuf {
+    Path::new("/run/netlab").join(ns)
+}
+
+/// True when the namespace exists.
+pub fn is_up(ns: &str) -> bool {
+    Path::new("/run/netns").join(ns).exists()
+}
+
+/// A host by short (`client`) or container (`week3_client`) name.
+pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host), Error> {
+    for t in topo::ALL {
+        let short = name.strip_prefix(&format!("{}_", t.name)).unwrap_or(name);
+        if let Some(h) = t.host(short) {
+            return Ok((t, h));
+        }
+    }
+    let all: Vec<String> = topo::ALL
+        .iter()
+        .flat_map(|t| t.hosts.iter().map(|h| h.name.to_owned()))
+        .collect();
+    Err(Error::usage(format!(
+        "unknown host '{name}': one of {}",
+        all.join(", ")
+    )))
+}
+
+/// The topologies named by `week3|chat|tp3|all`.
+pub fn topologies(which: &str) -> Result<Vec<&'static Topology>, Error> {
+    if which == "all" {
+        return Ok(topo::ALL.to_vec());
+    }
+    topo::Topology::by_name(which)
+        .map(|t| vec![t])
+        .ok_or_else(|| Error::usage(format!("unknown lab '{which}': week3, chat, tp3 or all")))
+}
+
+/// A standing service of a lab.
+pub struct Service {
+    /// Host it runs on.
+    pub host: &'static str,
+    /// Short name for its PID and log files.
+    pub name: &'static str,
+    /// Program.
+    pub prog: &'static str,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// TCP ports that answer once it is ready (probed from `probe_from`).
+    pub ports: Vec<u16>,
+    /// Host the readiness probe connects from.
+    pub probe_from: &'static str,
+}
+
+/// The standing services of a topology (SPEC "runs" column). `dir` holds logs such as the
+/// tunnel's log file and the TV recording.
+pub fn services(site: &Site, dir: &Path) -> Vec<Service> {
+    match site.topo.name {
+        "week3" => vec![
+            Service {
+                host: "server",
+                name: "echo-server",
+                prog: "echo-server",
+                args: vec!["--port".into(), topo::ECHO_PORT.to_string()],
+                ports: vec![topo::ECHO_PORT],
+                probe_from: "client",
+            },
+            Service {
+                host: "router",
+                name: "tcp-tunnel",
+                prog: "tcp-tunnel",
+                args: vec![
+                    "-L".into(),
+                    format!(
+                        "0.0.0.0:{}={}:{}",
+                        topo::TUNNEL_PORT,
+                        site.name("server"),
+                        topo::ECHO_PORT
+                    ),
+                    "--log".into(),
+                    dir.join("tunnel.log").display().to_string(),
+                ],
+                ports: vec![topo::TUNNEL_PORT],
+                probe_from: "client",
+            },
+        ],
+        "chat" => vec![Service {
+            host: "webserver",
+            name: "chat-server",
+            prog: "chat-server",
+            args: vec!["--port".into(), topo::CHAT_PORT.to_string()],
+            ports: vec![topo::CHAT_PORT],
+            probe_from: "client1",
+        }],
+        "tp3" => vec![Service {
+            host: "tcpip",
+            name: "lab-server",
+            prog: "lab-server",
+            args: vec![
+                "--iface".into(),
+                site.addr("tcpip").to_string(),
+                "--record".into(),
+                dir.join("tv.jsonl").display().to_string(),
+            ],
+            ports: vec![topo::PMU_PORT, topo::WS_PORT],
+            probe_from: "student1",
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// `cargo xtask lab …`.
+pub fn command(args: Vec<OsString>, opts: &Opts) -> Result<(), Error> {
+    let mut it = args.into_iter().map(|a| a.to_string_lossy().into_owned());
+    let sub = it.next().unwrap_or_default();
+    let rest: Vec<String> = it.collect();
+    let docker = rest.iter().any(|a| a == "--docker");
+    let rest: Vec<String> = rest.into_iter().filter(|a| a != "--docker").collect();
+    if docker {
+        return crate::images::lab_docker(&sub, &rest);
+    }
+    match sub.as_str() {
+        "up" => {
+            let which = one_arg(&rest, "all")?;
+            up(&topologies(&which)?, opts)
+        }
+        "down" => {
+            let which = one_arg(&rest, "all")?;
+            down(&topologies(&which)?, &opts.prefix, true);
+            Ok(())
+        }
+        "status" => {
+            one_arg(&rest, "all")?;
+            status(&opts.prefix);
+            Ok(())
+        }
+        "exec" => exec(&rest, opts),
+        "" => Err(Error::usage("lab needs up, down, status or exec")),
+        other => Err(Error::usage(format!(
+            "unknown lab command '{other}': up, down, status or exec"
+        ))),
+    }
+}
+
+fn one_arg(rest: &[String], default: &str) -> Result<String, Error> {
+    match rest {
+        [] => Ok(default.to_owned()),
+        [one] => Ok(one.clone()),
+        [_, extra, ..] => Err(Error::usage(format!("unexpected argument '{extra}'"))),
+    }
+}
+
+fn root_needed() -> Result<(), Error> {
+    testkit::netns_available().map_err(|why| {
+        Error::msg(format!(
+            "{why}; `lab` needs root (sudo -E cargo xtask lab …), or use `cargo xtask demo`, which falls back to loopback"
+        ))
+    })
+}
+
+/// Brings the topologies up with their services.
+pub fn up(topos: &[&'static Topology], opts: &Opts) -> Result<(), Error> {
+    root_needed()?;
+    let bins = site::binaries(opts).map_err(Error::msg)?;
+    for t in topos {
+        // Idempotent: a previous `up` (or a crash) is cleared first.
+        down(&[*t], &opts.prefix, false);
+        let bed = Testbed::up(t, &opts.prefix)
+            .map_err(|e| Error::msg(format!("build the {} topology: {e}", t.name)))?
+            .keep();
+        let site = Site::standing(t, bed, &bins);
+        let res = start_standing(&site);
+        if let Err(e) = res {
+            drop(site);
+            down(&[*t], &opts.prefix, false);
+            return Err(Error::msg(format!("{}: {e}", t.name)));
+        }
+        println!("{} is up:", t.name);
+        print_hosts(&site, &opts.prefix);
+    }
+    println!(
+        "\nrun a program on a host: cargo xtask lab exec client -- udp-broadcast recv --port 5007"
+    );
+    println!("tear it down:             cargo xtask lab down");
+    Ok(())
+}
+
+fn start_standing(site: &Site) -> Result<(), String> {
+    let Mode::Netns(bed) = &site.mode else {
+        return Err("not a namespace lab".into());
+    };
+    if site.topo.name == "week3" {
+        crate::tools::ensure(&["smcroute"], false)?;
+        bed.enable_mroute(IpAddr::V4(topo::WEEK3_GROUP))
+            .map_err(|e| format!("multicast route on the router: {e}"))?;
+    }
+    let logdir = run_dir(&bed.ns("router"));
+    for s in services(site, &logdir) {
+        let ns = bed.ns(s.host);
+        let dir = run_dir(&ns);
+        fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let log = fs::File::create(dir.join(format!("{}.log", s.name)))
+            .map_err(|e| format!("create the log of {}: {e}", s.name))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        site.bin(s.prog)?;
+        let mut cmd = site.cmd(s.host, s.prog, &s.args);
+        // Its own process group: Ctrl-C in this terminal later must not end the lab's services.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", s.prog))?;
+        fs::write(
+            dir.join(format!("{}.pid", s.name)),
+            format!("{}\n", child.id()),
+        )
+        .map_err(|e| format!("write the PID file of {}: {e}", s.name))?;
+        for port in &s.ports {
+            site.await_tcp(
+                s.probe_from,
+                IpAddr::V4(site.addr(s.host)),
+                *port,
+                Duration::from_secs(15),
+            )
+            .map_err(|e| format!("{} on {}: {e}", s.prog, site.display(s.host)))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_hosts(site: &Site, prefix: &str) {
+    for h in site.topo.hosts {
+        let addrs: Vec<String> = h
+            .links
+            .iter()
+            .map(|l| match l.ipv6 {
+                Some(v6) => format!("{} {}", l.ipv4, v6),
+                None => l.ipv4.to_string(),
+            })
+            .collect();
+        println!(
+            "  {prefix}{:<16} {:<34} {}",
+            site.topo.container(h.name),
+            addrs.join(", "),
+            h.runs
+        );
+    }
+}
+
+/// Every namespace name a topology uses (hosts and the switch).
+pub fn namespaces(t: &Topology, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = t
+        .hosts
+        .iter()
+        .map(|h| format!("{prefix}{}", t.container(h.name)))
+        .collect();
+    v.push(format!("{prefix}{}_sw", t.name));
+    v
+}
+
+/// Ends the services by their PID files, then removes every namespace of the topologies with
+/// whatever still runs inside, the hosts files and runtime directories. Idempotent.
+pub fn down(topos: &[&'static Topology], prefix: &str, verbose: bool) {
+    for t in topos {
+        let mut removed = 0;
+        for ns in namespaces(t, prefix) {
+            let dir = run_dir(&ns);
+            if let Ok(entries) = fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.extension().is_some_and(|x| x == "pid") {
+                        kill_pidfile(&p);
+                    }
+                }
+            }
+            let existed = is_up(&ns) || dir.exists() || Path::new("/etc/netns").join(&ns).exists();
+            testkit::delete_ns(&ns);
+            if existed {
+                removed += 1;
+            }
+        }
+        if verbose {
+            if removed > 0 {
+                println!(
+                    "{}: removed {removed} namespaces and their processes",
+                    t.name
+                );
+            } else {
+                println!("{}: nothing to remove", t.name);
+            }
+        }
+    }
+}
+
+fn kill_pidfile(p: &Path) {
+    let Some(pid) = fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    if Path::new("/proc").join(pid.to_string()).exists() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let gone = testkit::wait_until(Duration::from_secs(2), || {
+            (!Path::new("/proc").join(pid.to_string()).exists()).then_some(())
+        });
+        if gone.is_none() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn pid_alive(ns: &str, name: &str) -> Option<u32> {
+    let pid: u32 = fs::read_to_string(run_dir(ns).join(format!("{name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Path::new("/proc")
+        .join(pid.to_string())
+        .exists()
+        .then_some(pid)
+}
+
+/// Prints every lab that is up: hosts, addresses, services and whether each answers.
+pub fn status(prefix: &str) {
+    let mut any = false;
+    for t in topo::ALL {
+        let sw = format!("{prefix}{}_sw", t.name);
+        if !is_up(&sw) {
+            println!("{}: down", t.name);
+            continue;
+        }
+        any = true;
+        println!("{}: up", t.name);
+        for h in t.hosts {
+            let ns = format!("{prefix}{}", t.container(h.name));
+            let state = if is_up(&ns) {
+                ""
+            } else {
+                "  (namespace missing)"
+            };
+            let addrs: Vec<String> = h
+                .links
+                .iter()
+                .map(|l| match l.ipv6 {
+                    Some(v6) => format!("{} {}", l.ipv4, v6),
+                    None => l.ipv4.to_string(),
+                })
+                .collect();
+            println!("  {ns:<18} {}{state}", addrs.join(", "));
+        }
+        // Probing needs a Site only for its helper command; build a light one around names.
+        let probe = |from: &str, addr: IpAddr, port: u16| -> bool {
+            let ns = format!("{prefix}{}", t.container(from));
+            let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
+            Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .arg(me)
+                .args(["__probe", &addr.to_string(), &port.to_string(), "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let fake = Site::names_only(t);
+        for s in services(&fake, Path::new("/")) {
+            let ns = format!("{prefix}{}", t.container(s.host));
+            let pid = pid_alive(&ns, s.name);
+            let h = t
+                .host(s.host)
+                .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |h| {
+                    IpAddr::V4(h.ipv4())
+                });
+            let answers: Vec<String> = s
+                .ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        ":{p} {}",
+                        if probe(s.probe_from, h, *p) {
+                            "answers"
+                        } else {
+                            "does NOT answer"
+                        }
+                    )
+                })
+                .collect();
+            println!(
+                "  service {:<12} on {ns:<16} {} {}",
+                s.name,
+                pid.map_or("not running".to_owned(), |p| format!("pid {p}")),
+                answers.join(", ")
+            );
+        }
+        if t.name == "week3" {
+            let ns = format!("{prefix}week3_router");
+            let mroute = fs::read_to_string(run_dir(&ns).join("smcroute.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .filter(|p| Path::new("/proc").join(p.to_string()).exists());
+            println!(
+                "  multicast route 239.1.1.1 eth0→eth1 on {ns}: {}",
+                mroute.map_or("smcrouted not running".to_owned(), |p| format!(
+                    "smcrouted pid {p}"
+                ))
+            );
+        }
+    }
+    if !any {
+        println!("no lab is up: cargo xtask lab up [week3|chat|tp3|all]");
+    }
+}
+
+/// `lab exec HOST -- CMD…`: runs CMD inside the host with the lab binaries on the PATH.
+fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
+    let (host, cmd) = match rest.split_first() {
+        Some((h, tail)) => (h, tail.strip_prefix(&["--".to_owned()]).unwrap_or(tail)),
+        None => return Err(Error::usage("lab exec needs HOST -- COMMAND…")),
+    };
+    if cmd.is_empty() {
+        return Err(Error::usage(
+            "lab exec needs a command after the host: lab exec client -- bash",
+        ));
+    }
+    let (t, h) = resolve_host(host)?;
+    let ns = format!("{}{}", opts.prefix, t.container(h.name));
+    if !is_up(&ns) {
+        return Err(Error::msg(format!(
+            "{ns} is not up: run `cargo xtask lab up {}` first",
+            t.name
+        )));
+    }
+    let bins = opts
+        .bin_dir
+        .clone()
+        .unwrap_or_else(|| site::workspace_root().join("target").join("release"));
+    let mut kv = OsString::from("PATH=");
+    kv.push(site::path_with(&bins));
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns, "env"])
+        .arg(kv)
+        .args(cmd)
+        .status()
+        .map_err(|e| Error::msg(format!("run ip netns exec {ns}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::msg(format!("{} exited with {status}", cmd[0])))
+    }
+}

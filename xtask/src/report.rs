@@ -1,0 +1,189 @@
+//! The narration of a demo and the verdict on every expected observation.
+//!
+//! A demo says what a student types on which host, shows what the program printed, says what to
+//! observe, and then records one [`Check`] per observation: PASS, FAIL (with why), or NOT SHOWN
+//! (with what it would take, e.g. "needs namespaces: run as root"). `verify` uses the same
+//! checks with the narration switched off.
+
+use std::fmt::Write as _;
+
+/// The verdict on one observation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The observation held; the text says what was seen.
+    Pass(String),
+    /// It did not; the text says what was seen instead.
+    Fail(String),
+    /// It could not be shown in this setting; the text says what it needs.
+    NotShown(String),
+}
+
+/// One expected observation of a handout, checked.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Where it comes from: `E1` (week 3 exercise 1), `Q9` (TP3), `chat`.
+    pub tag: String,
+    /// The observation, as the handout words it.
+    pub what: String,
+    /// The verdict.
+    pub outcome: Outcome,
+}
+
+/// The checks of a run plus the narration printer.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// No narration (verify).
+    pub quiet: bool,
+    /// Every check so far.
+    pub checks: Vec<Check>,
+    /// Only checks with one of these tags are recorded (empty: all).
+    pub only: Vec<String>,
+}
+
+impl Report {
+    /// A report printing narration unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Report {
+            quiet,
+            ..Default::default()
+        }
+    }
+
+    /// A heading for a demo.
+    pub fn title(&self, text: &str) {
+        if !self.quiet {
+            println!("\n=== {text} ===");
+        }
+    }
+
+    /// A sentence of narration.
+    pub fn say(&self, text: &str) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+
+    /// The command a student types, and on which host.
+    pub fn command(&self, host: &str, line: &str) {
+        if !self.quiet {
+            println!("\n  {host}$ {line}");
+        }
+    }
+
+    /// What a program printed (indented, at most `max` lines).
+    pub fn output(&self, text: &str, max: usize) {
+        if self.quiet {
+            return;
+        }
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut s = String::new();
+        for l in lines.iter().take(max) {
+            let _ = writeln!(s, "    | {l}");
+        }
+        if lines.len() > max {
+            let _ = writeln!(s, "    | … ({} more lines)", lines.len() - max);
+        }
+        print!("{s}");
+    }
+
+    /// What to look at.
+    pub fn observe(&self, text: &str) {
+        if !self.quiet {
+            println!("  Observe: {text}");
+        }
+    }
+
+    fn wanted(&self, tag: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t == tag)
+    }
+
+    /// Records a check from a result: `Ok(seen)` passes, `Err(why)` fails.
+    pub fn check(&mut self, tag: &str, what: &str, result: Result<String, String>) {
+        let outcome = match result {
+            Ok(seen) => Outcome::Pass(seen),
+            Err(why) => Outcome::Fail(why),
+        };
+        self.record(tag, what, outcome);
+    }
+
+    /// Records an observation this setting cannot show.
+    pub fn not_shown(&mut self, tag: &str, what: &str, needs: &str) {
+        self.record(tag, what, Outcome::NotShown(needs.to_owned()));
+    }
+
+    fn record(&mut self, tag: &str, what: &str, outcome: Outcome) {
+        if !self.wanted(tag) {
+            return;
+        }
+        if !self.quiet {
+            let line = match &outcome {
+                Outcome::Pass(seen) => format!("  PASS [{tag}] {what}: {seen}"),
+                Outcome::Fail(why) => format!("  FAIL [{tag}] {what}: {why}"),
+                Outcome::NotShown(needs) => format!("  NOT SHOWN [{tag}] {what}: {needs}"),
+            };
+            println!("{line}");
+        }
+        self.checks.push(Check {
+            tag: tag.to_owned(),
+            what: what.to_owned(),
+            outcome,
+        });
+    }
+
+    /// A step that could not even run (a program missing, the lab not coming up): every listed
+    /// observation fails with that reason.
+    pub fn fail_all(&mut self, items: &[(&str, &str)], why: &str) {
+        for (tag, what) in items {
+            self.record(tag, what, Outcome::Fail(why.to_owned()));
+        }
+    }
+
+    /// Counts (passed, failed, not shown).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for k in &self.checks {
+            match k.outcome {
+                Outcome::Pass(_) => c.0 += 1,
+                Outcome::Fail(_) => c.1 += 1,
+                Outcome::NotShown(_) => c.2 += 1,
+            }
+        }
+        c
+    }
+
+    /// The one-screen summary of a demo run: one line per observation.
+    pub fn summary(&self) -> String {
+        let mut s = String::from("\n=== summary ===\n");
+        for k in &self.checks {
+            let (word, note) = match &k.outcome {
+                Outcome::Pass(_) => ("PASS", String::new()),
+                Outcome::Fail(why) => ("FAIL", format!(" — {why}")),
+                Outcome::NotShown(needs) => ("NOT SHOWN", format!(" — {needs}")),
+            };
+            let _ = writeln!(s, "{word:>9}  [{}] {}{note}", k.tag, k.what);
+        }
+        let (p, f, n) = self.counts();
+        let _ = write!(s, "{p} observations held, {f} failed");
+        if n > 0 {
+            let _ = write!(s, ", {n} not shown here");
+        }
+        s.push('\n');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_filter_by_tag() {
+        let mut r = Report::new(true);
+        r.only = vec!["E1".into()];
+        r.check("E1", "a", Ok("x".into()));
+        r.check("E2", "b", Err("y".into()));
+        r.not_shown("E1", "c", "root");
+        assert_eq!(r.counts(), (1, 0, 1));
+        assert!(r.summary().contains("NOT SHOWN  [E1] c — root"));
+    }
+}

@@ -1,0 +1,404 @@
+//! Where a demo runs: the SPEC topology in network namespaces (root), or the loopback variant
+//! (no permission to create namespaces). The demos are written once against [`Site`]: it says how
+//! to run a program "on host X", which address X has, and ends everything it started.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use labnet::testkit::{self, Testbed};
+use labnet::topo::Topology;
+
+use crate::proc::Bg;
+
+/// Options shared by `lab`, `demo` and `verify`.
+#[derive(Clone, Debug, Default)]
+pub struct Opts {
+    /// Directory holding the lab binaries (`target/release` unless `--bin-dir`).
+    pub bin_dir: Option<PathBuf>,
+    /// Namespace name prefix (empty: the SPEC names; tests use a unique one).
+    pub prefix: String,
+    /// Force the loopback variants even where namespaces are possible.
+    pub loopback: bool,
+    /// Quiet output (verify).
+    pub quiet: bool,
+}
+
+/// How the hosts of a site exist.
+pub enum Mode {
+    /// One network namespace per host.
+    Netns(Testbed),
+    /// Every host is this machine, on a loopback address of its own.
+    Loopback,
+}
+
+/// A topology brought up for a demo.
+pub struct Site {
+    /// The topology.
+    pub topo: &'static Topology,
+    /// Namespaces or loopback.
+    pub mode: Mode,
+    /// Directory of the lab binaries.
+    pub bins: PathBuf,
+    /// Scratch directory for captures, logs and certificates (removed at teardown).
+    pub dir: PathBuf,
+    services: Vec<Bg>,
+    own_dir: bool,
+}
+
+impl Site {
+    /// Brings `topo` up in namespaces when this process may create them, else the loopback
+    /// variant. Returns the reason namespaces are not used, if they are not.
+    pub fn up(
+        topo: &'static Topology,
+        opts: &Opts,
+        bins: &Path,
+    ) -> Result<(Site, Option<String>), String> {
+        let why_not = if opts.loopback {
+            Some("--loopback was given".to_owned())
+        } else {
+            testkit::netns_available().err()
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "netlab-{}{}-{}",
+            opts.prefix,
+            topo.name,
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let mode = match why_not {
+            None => {
+                // A leftover of a crashed run (or a standing `lab up`) with the same names would be
+                // swept by Testbed::up; the namespaces are ours from here on.
+                let bed = Testbed::up(topo, &opts.prefix)
+                    .map_err(|e| format!("build the {} topology: {e}", topo.name))?;
+                Mode::Netns(bed)
+            }
+            Some(_) => Mode::Loopback,
+        };
+        Ok((
+            Site {
+                topo,
+                mode,
+                bins: bins.to_path_buf(),
+                dir,
+                services: Vec::new(),
+                own_dir: true,
+            },
+            why_not,
+        ))
+    }
+
+    /// A standing lab (`lab up`): the kept testbed, nothing removed when this value drops.
+    pub fn standing(topo: &'static Topology, bed: Testbed, bins: &Path) -> Site {
+        Site {
+            topo,
+            mode: Mode::Netns(bed),
+            bins: bins.to_path_buf(),
+            dir: PathBuf::new(),
+            services: Vec::new(),
+            own_dir: false,
+        }
+    }
+
+    /// Names and addresses only (for `lab status`): starts and removes nothing.
+    pub fn names_only(topo: &'static Topology) -> Site {
+        Site {
+            topo,
+            mode: Mode::Loopback,
+            bins: PathBuf::new(),
+            dir: PathBuf::new(),
+            services: Vec::new(),
+            own_dir: false,
+        }
+    }
+
+    /// True in the namespace backend.
+    pub fn netns(&self) -> bool {
+        matches!(self.mode, Mode::Netns(_))
+    }
+
+    /// The testbed, in the namespace backend.
+    pub fn bed(&self) -> Option<&Testbed> {
+        match &self.mode {
+            Mode::Netns(b) => Some(b),
+            Mode::Loopback => None,
+        }
+    }
+
+    /// The name printed before a command: `week3_client` (or `local` on loopback).
+    pub fn display(&self, host: &str) -> String {
+        match self.mode {
+            Mode::Netns(_) => self.topo.container(host),
+            Mode::Loopback => "local".to_owned(),
+        }
+    }
+
+    /// The IPv4 address of a host: the SPEC one, or 127.0.0.<last octet> on loopback.
+    pub fn addr(&self, host: &str) -> Ipv4Addr {
+        let a = self
+            .topo
+            .host(host)
+            .map_or(Ipv4Addr::LOCALHOST, |h| h.ipv4());
+        match self.mode {
+            Mode::Netns(_) => a,
+            Mode::Loopback => Ipv4Addr::new(127, 0, 0, a.octets()[3]),
+        }
+    }
+
+    /// The IPv6 address of a host (`::1` on loopback).
+    pub fn addr6(&self, host: &str) -> Option<Ipv6Addr> {
+        match self.mode {
+            Mode::Netns(_) => self.topo.host(host).and_then(|h| h.ipv6()),
+            Mode::Loopback => Some(Ipv6Addr::LOCALHOST),
+        }
+    }
+
+    /// The name a student types for a host (`server`), or its loopback address.
+    pub fn name(&self, host: &str) -> String {
+        match self.mode {
+            Mode::Netns(_) => host.to_owned(),
+            Mode::Loopback => {
+                if self.topo.name == "tp3" {
+                    // Both families resolve for `localhost`, as for the dual-stack lab host.
+                    "localhost".to_owned()
+                } else {
+                    self.addr(host).to_string()
+                }
+            }
+        }
+    }
+
+    /// The path of a lab binary, or why it is missing.
+    pub fn bin(&self, prog: &str) -> Result<PathBuf, String> {
+        let p = self.bins.join(prog);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "binary {prog} is not built in {} (cargo build --release --bins)",
+                self.bins.display()
+            ))
+        }
+    }
+
+    /// A command running `prog args…` on `host` with the lab binaries on the PATH.
+    pub fn cmd<S: AsRef<std::ffi::OsStr>>(&self, host: &str, prog: &str, args: &[S]) -> Command {
+        let path = path_with(&self.bins);
+        match &self.mode {
+            Mode::Netns(bed) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec"]).arg(bed.ns(host)).arg("env");
+                let mut kv = OsString::from("PATH=");
+                kv.push(&path);
+                c.arg(kv).arg(prog).args(args);
+                c
+            }
+            Mode::Loopback => {
+                let mut c = Command::new(prog);
+                c.env("PATH", path).args(args);
+                c
+            }
+        }
+    }
+
+    /// Starts `prog args…` on `host` with captured output.
+    pub fn spawn(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+        self.bin(prog).or_else(|e| {
+            if crate::proc::have(prog) {
+                Ok(PathBuf::new())
+            } else {
+                Err(e)
+            }
+        })?;
+        Bg::start(self.cmd(host, prog, args), false)
+    }
+
+    /// Like [`Site::spawn`] with a writable stdin.
+    pub fn spawn_stdin(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+        self.bin(prog)?;
+        Bg::start(self.cmd(host, prog, args), true)
+    }
+
+    /// Runs `prog args…` on `host` to completion (ended after `limit`).
+    pub fn run(
+        &self,
+        host: &str,
+        prog: &str,
+        args: &[String],
+        limit: Duration,
+    ) -> Result<(Option<std::process::ExitStatus>, String, String), String> {
+        let mut bg = self.spawn(host, prog, args)?;
+        let st = bg.finish(limit)?;
+        Ok((st, bg.stdout(), bg.stderr()))
+    }
+
+    /// Keeps a background service until teardown.
+    pub fn keep(&mut self, bg: Bg) {
+        self.services.push(bg);
+    }
+
+    /// Runs xtask's own helper (`__probe`, `__nc`) on `host`.
+    pub fn helper(&self, host: &str, args: &[String]) -> Command {
+        let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
+        let mut full = vec![me.into_os_string()];
+        full.extend(args.iter().map(OsString::from));
+        match &self.mode {
+            Mode::Netns(bed) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec"]).arg(bed.ns(host)).args(full);
+                c
+            }
+            Mode::Loopback => {
+                let mut c = Command::new(&full[0]);
+                c.args(&full[1..]);
+                c
+            }
+        }
+    }
+
+    /// Waits until `n` UDP sockets are bound to `port` on `host` (`ss -uln`): a receiver is ready
+    /// once its socket exists, whatever it prints.
+    pub fn await_udp(
+        &self,
+        host: &str,
+        port: u16,
+        n: usize,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let filter = format!("sport = :{port}");
+        self.poll(limit, || {
+            let (_, out, _) = crate::proc::run(
+                self.cmd(host, "ss", &["-H", "-u", "-l", "-n", filter.as_str()]),
+                Duration::from_secs(5),
+            )
+            .ok()?;
+            (out.lines().filter(|l| !l.trim().is_empty()).count() >= n).then_some(())
+        })
+        .map_err(|e| format!("no UDP receiver on {} port {port}: {e}", self.display(host)))
+    }
+
+    /// Waits until `host` has joined `group` on `dev` (`ip maddr`): the IGMP report has gone out.
+    pub fn await_group(
+        &self,
+        host: &str,
+        dev: &str,
+        group: IpAddr,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let want = group.to_string();
+        self.poll(limit, || {
+            let (_, out, _) = crate::proc::run(
+                self.cmd(host, "ip", &["maddr", "show", "dev", dev]),
+                Duration::from_secs(5),
+            )
+            .ok()?;
+            out.split_whitespace().any(|w| w == want).then_some(())
+        })
+        .map_err(|e| format!("{} did not join {group}: {e}", self.display(host)))
+    }
+
+    fn poll(&self, limit: Duration, mut f: impl FnMut() -> Option<()>) -> Result<(), String> {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if f().is_some() {
+                return Ok(());
+            }
+            if crate::proc::interrupted() {
+                return Err(crate::proc::INTERRUPTED_MSG.into());
+            }
+            if std::time::Instant::now() >= end {
+                return Err(format!("not after {} s", limit.as_secs_f32()));
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Waits until a TCP service on `host` accepts a connection from `from` (readiness by asking
+    /// the service, never a fixed sleep).
+    pub fn await_tcp(
+        &self,
+        from: &str,
+        to_addr: IpAddr,
+        port: u16,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let args = vec![
+            "__probe".to_owned(),
+            to_addr.to_string(),
+            port.to_string(),
+            format!("{}", limit.as_secs_f64()),
+        ];
+        let (st, _, err) =
+            crate::proc::run(self.helper(from, &args), limit + Duration::from_secs(2))?;
+        match st {
+            Some(s) if s.success() => Ok(()),
+            _ => Err(format!("{to_addr}:{port} does not answer: {}", err.trim())),
+        }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for mut s in self.services.drain(..) {
+            s.kill();
+        }
+        // The testbed's own Drop ends every process in its namespaces and removes them.
+        if self.own_dir && std::env::var_os("NETLAB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `PATH` with the lab binaries first.
+pub fn path_with(bins: &Path) -> OsString {
+    let mut p = bins.as_os_str().to_owned();
+    if let Some(old) = std::env::var_os("PATH") {
+        p.push(":");
+        p.push(old);
+    }
+    p
+}
+
+/// The workspace root (xtask lives in `<root>/xtask`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map_or_else(|| here.to_path_buf(), Path::to_path_buf)
+}
+
+/// The lab binaries: `--bin-dir` (or `NETLAB_BIN_DIR`) as given, else built once in release mode.
+pub fn binaries(opts: &Opts) -> Result<PathBuf, String> {
+    if let Some(d) = &opts.bin_dir {
+        return Ok(d.clone());
+    }
+    if let Some(d) = std::env::var_os("NETLAB_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    if !opts.quiet {
+        println!("building the lab binaries: cargo build --release --bins");
+    }
+    let st = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--exclude",
+            "xtask",
+        ])
+        .status()
+        .map_err(|e| format!("run cargo: {e}"))?;
+    if !st.success() {
+        return Err("cargo build --release --bins failed (see the errors above)".into());
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release"))
+}
