@@ -357,6 +357,9 @@ fn host_script(topo: &Topology, host: &Host) -> String {
         if let (Some(v6), Some((_, len))) = (link.ipv6, seg.subnet6) {
             let _ = writeln!(s, "ip -6 addr add {v6}/{len} dev {} nodad", link.ifname);
         }
+        // The veth existed before `default/accept_dad` was cleared, so clear it on the interface
+        // too, before it comes up: otherwise its link-local address stays tentative for 1-2 s.
+        let _ = writeln!(s, "echo 0 > /proc/sys/net/ipv6/conf/{}/accept_dad", link.ifname);
         let _ = writeln!(s, "ip link set {} up", link.ifname);
     }
     let first = &host.links[0];
