@@ -167,8 +167,18 @@ pub fn run_to_end(program: &str, args: &[&str]) -> (i32, String, String) {
         if let Some(status) = child.try_wait().expect("wait") {
             let mut out = String::new();
             let mut err = String::new();
-            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             return (status.code().unwrap_or(-1), out, err);
         }
         if Instant::now() > deadline {
@@ -216,10 +226,7 @@ fn socket_inodes(pid: u32) -> HashSet<u64> {
         for e in dir.flatten() {
             if let Ok(target) = fs::read_link(e.path()) {
                 let t = target.to_string_lossy();
-                if let Some(n) = t
-                    .strip_prefix("socket:[")
-                    .and_then(|r| r.strip_suffix(']'))
-                {
+                if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
                     if let Ok(n) = n.parse() {
                         set.insert(n);
                     }
