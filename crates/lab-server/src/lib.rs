@@ -93,6 +93,17 @@ pub enum Family {
     Alternate,
 }
 
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+            Family::Both => "both",
+            Family::Alternate => "alternate",
+        })
+    }
+}
+
 impl std::str::FromStr for Family {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

@@ -77,7 +77,7 @@ pub fn bind(bind: IpAddr, port: u16, family: Family) -> Result<Sockets> {
     };
     if missing {
         return Err(Error::usage(format!(
-            "RESET: --family {family:?} cannot be served on --bind {bind}; use --bind ::"
+            "RESET: --family {family} cannot be served on --bind {bind}; use --bind ::"
         )));
     }
     // With port 0 the kernel picks the IPv6 port; the IPv4 socket then needs that same port,
