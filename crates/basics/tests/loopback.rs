@@ -1,0 +1,258 @@
+//! Every basics program against its counterpart on loopback (port 0), exact output lines.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, run};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const UDP_HELLO: &str = env!("CARGO_BIN_EXE_udp-hello");
+const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_tcp-echo-server");
+const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_tcp-echo-client");
+const UDP_UPPER: &str = env!("CARGO_BIN_EXE_udp-upper");
+const TCP_UPPER: &str = env!("CARGO_BIN_EXE_tcp-upper");
+const TCP_SERVER: &str = env!("CARGO_BIN_EXE_tcp-server");
+const TCP_CLIENT: &str = env!("CARGO_BIN_EXE_tcp-client");
+
+#[test]
+fn udp_hello_server_prints_data_and_address() {
+    let server = Server::start(UDP_HELLO, &["serve", "127.0.0.1", "0", "--count", "1"]);
+    let port = server.port().to_string();
+    assert_eq!(
+        server.wait_msgs("INFO", 1)[0],
+        format!("Socket is listening in address 127.0.0.1 and port {port} ...")
+    );
+    let r = run(UDP_HELLO, &["send", "127.0.0.1", &port], LIMIT);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.msgs("SEND"),
+        vec![format!("13 bytes to 127.0.0.1:{port}: 'Hello, Romeo '")]
+    );
+    assert_eq!(r.msgs("INFO"), vec!["Message sent".to_owned()]);
+    assert_eq!(
+        server.wait_msgs("RECV", 1),
+        vec!["Received data: Hello, Romeo ".to_owned()]
+    );
+    let from = &server.wait_msgs("INFO", 2)[1];
+    assert!(from.starts_with("From Address: 127.0.0.1:"), "{from}");
+}
+
+#[test]
+fn echo_server_reads_16_bytes_and_client_8_bytes_per_recv() {
+    let server = Server::start(ECHO_SERVER, &["127.0.0.1", "0", "--clients", "1"]);
+    let port = server.port().to_string();
+    let start = Instant::now();
+    let mut client = std::process::Command::new(ECHO_CLIENT)
+        .args(["127.0.0.1", &port, "--hold", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Q6: three reads on the server, 16 + 16 + 9 bytes.
+    assert_eq!(
+        server.wait_msgs("RECV", 3),
+        vec![
+            "received: O Romeo, Romeo! ".to_owned(),
+            "received: wherefore art th".to_owned(),
+            "received: ou Romeo?".to_owned(),
+        ]
+    );
+    // Q7: while the client holds the connection open, no "No more data".
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !server
+            .events()
+            .iter()
+            .any(|(_, m)| m.starts_with("No more data from")),
+        "printed before the client closed"
+    );
+    let r = common::finish(&mut client, LIMIT);
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.msgs("SEND"),
+        vec!["sending: O Romeo, Romeo! wherefore art thou Romeo?".to_owned()]
+    );
+    // Six reads on the client: 5 × 8 + 1.
+    assert_eq!(
+        r.msgs("RECV"),
+        [
+            "received: O Romeo,",
+            "received:  Romeo! ",
+            "received: wherefor",
+            "received: e art th",
+            "received: ou Romeo",
+            "received: ?"
+        ]
+        .map(String::from)
+    );
+    // Q8: the client closed, recv() returned 0 on the server.
+    let info = server.wait_msgs("INFO", 3);
+    let local = r.msgs("INFO")[0].rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(info[2], format!("No more data from {local}"));
+}
+
+#[test]
+fn echo_server_restarts_on_its_port_at_once_thanks_to_so_reuseaddr() {
+    let first = Server::start(ECHO_SERVER, &["127.0.0.1", "0", "--clients", "1"]);
+    let port = first.port().to_string();
+    let r = run(
+        ECHO_CLIENT,
+        &["127.0.0.1", &port, "hi", "--hold", "0"],
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(0));
+    first.wait_msgs("INFO", 3);
+    drop(first);
+    // The server closed first after the client: its side may sit in TIME_WAIT; the rebind works.
+    let second = Server::start(ECHO_SERVER, &["127.0.0.1", &port, "--clients", "1"]);
+    assert_eq!(second.port().to_string(), port);
+}
+
+#[test]
+fn udp_upper_answers_in_upper_case() {
+    let server = Server::start(UDP_UPPER, &["serve", "127.0.0.1", "0", "--count", "1"]);
+    let port = server.port().to_string();
+    let r = run(
+        UDP_UPPER,
+        &["send", "127.0.0.1", &port, "hello there"],
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.msgs("RECV"), vec!["From Server: HELLO THERE".to_owned()]);
+    assert!(server.wait_msgs("SEND", 1)[0].starts_with("HELLO THERE (to 127.0.0.1:"));
+}
+
+#[test]
+fn udp_upper_client_without_server_times_out_with_one_line() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let r = run(
+        UDP_UPPER,
+        &["send", "127.0.0.1", &port, "x", "--timeout", "0.2"],
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn tcp_upper_answers_in_upper_case_and_closes() {
+    let server = Server::start(TCP_UPPER, &["serve", "127.0.0.1", "0", "--count", "2"]);
+    let port = server.port().to_string();
+    for word in ["abc", "Romeo"] {
+        let r = run(TCP_UPPER, &["send", "127.0.0.1", &port, word], LIMIT);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert_eq!(
+            r.msgs("RECV"),
+            vec![format!("From Server: {}", word.to_uppercase())]
+        );
+    }
+}
+
+#[test]
+fn threaded_server_numbers_clients_and_counts_chars() {
+    let server = Server::start(TCP_SERVER, &["127.0.0.1", "0", "--clients", "2"]);
+    let port = server.port().to_string();
+    assert_eq!(
+        server.wait_msgs("INFO", 1)[0],
+        format!("Socket is listening in address 127.0.0.1 and port {port} ...")
+    );
+    // The first client stays connected while the second is served: one thread each.
+    let mut first = std::process::Command::new(TCP_CLIENT)
+        .args(["127.0.0.1", &port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_msgs("INFO", 3);
+    let r = run(TCP_CLIENT, &["127.0.0.1", &port, "hello"], LIMIT);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.msgs("RECV"),
+        vec!["Server message: I received 5 chars: hello".to_owned()]
+    );
+    {
+        use std::io::Write;
+        let stdin = first.stdin.as_mut().unwrap();
+        stdin.write_all("héllo wörld\nsecond\n".as_bytes()).unwrap();
+    }
+    drop(first.stdin.take());
+    let r1 = common::finish(&mut first, LIMIT);
+    assert_eq!(r1.code, Some(0), "{}", r1.stderr);
+    assert_eq!(
+        r1.msgs("RECV"),
+        vec![
+            "Server message: I received 11 chars: héllo wörld".to_owned(),
+            "Server message: I received 6 chars: second".to_owned()
+        ]
+    );
+    let info: Vec<String> = server.wait_msgs("INFO", 7);
+    assert!(
+        info[1].starts_with("Connected to Client 1, calling from: 127.0.0.1:"),
+        "{info:?}"
+    );
+    assert!(info.contains(&"Thread Number: 1".to_owned()), "{info:?}");
+    assert!(info.contains(&"Thread Number: 2".to_owned()), "{info:?}");
+    assert!(
+        info.iter()
+            .any(|m| m.starts_with("Connected to Client 2, calling from: 127.0.0.1:"))
+    );
+}
+
+#[test]
+fn clients_against_nothing_fail_with_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    for (bin, args) in [
+        (ECHO_CLIENT, vec!["127.0.0.1", port.as_str(), "--hold", "0"]),
+        (TCP_UPPER, vec!["send", "127.0.0.1", port.as_str(), "x"]),
+        (TCP_CLIENT, vec!["127.0.0.1", port.as_str(), "x"]),
+    ] {
+        let r = run(bin, &args, LIMIT);
+        assert_eq!(r.code, Some(1), "{bin}");
+        assert!(
+            r.stderr.ends_with(&format!(
+                "connect to 127.0.0.1:{port}: connection refused (ECONNREFUSED)\n"
+            )),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1);
+    }
+}
+
+#[test]
+fn every_binary_has_help_with_examples_and_rejects_bad_flags() {
+    for bin in [
+        UDP_HELLO,
+        ECHO_SERVER,
+        ECHO_CLIENT,
+        UDP_UPPER,
+        TCP_UPPER,
+        TCP_SERVER,
+        TCP_CLIENT,
+    ] {
+        let r = run(bin, &["--help"], LIMIT);
+        assert_eq!(r.code, Some(0), "{bin}");
+        assert!(r.stdout.contains("EXAMPLES:"), "{bin}");
+        let r = run(bin, &["--prot", "80"], LIMIT);
+        assert_eq!(r.code, Some(2), "{bin}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{bin}");
+    }
+    for bad in [&["nope"][..], &["send", "h", "99999"], &[]] {
+        let r = run(UDP_HELLO, bad, LIMIT);
+        assert_eq!(r.code, Some(2), "{bad:?}");
+    }
+}
