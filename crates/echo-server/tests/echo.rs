@@ -74,7 +74,11 @@ fn tcp_echo_returns_exact_bytes_and_logs_connect_and_close() {
     );
     assert!(close.ends_with(&format!("{} bytes echoed", romeo.len())));
     let lines = p.lines();
-    assert!(lines.iter().any(|l| l.ends_with(&format!("#1 connection from {me}"))));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with(&format!("#1 connection from {me}")))
+    );
     assert!(
         lines
             .iter()
@@ -158,8 +162,10 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     drop(s);
     p.wait_line("#1 ", Duration::from_secs(5)).unwrap();
     let pid = p.pid();
-    labnet::testkit::wait_until(Duration::from_secs(5), || (thread_count(pid) == 1).then_some(()))
-        .expect("client thread ended");
+    labnet::testkit::wait_until(Duration::from_secs(5), || {
+        (thread_count(pid) == 1).then_some(())
+    })
+    .expect("client thread ended");
     let (fds, threads) = (fd_count(pid), thread_count(pid));
     let counts = abuse(addr, 10_000);
     assert_eq!(counts, [2500, 2500, 2500, 2500]);
@@ -182,11 +188,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
         eprintln!("SKIPPED: prlimit (util-linux) not installed");
         return;
     }
-    let p = Proc::start_with_nofile(
-        BIN,
-        64,
-        &["--port", "0", "--bind", "127.0.0.1", "--quiet"],
-    );
+    let p = Proc::start_with_nofile(BIN, 64, &["--port", "0", "--bind", "127.0.0.1", "--quiet"]);
     let addr = p.addr();
     let pid = p.pid();
     // 100 clients that stay open: about 60 are accepted, the rest wait in the accept queue while
@@ -203,7 +205,10 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
     let cpu = cpu_ticks(pid) - cpu_before;
     let warnings = p.count("too many open files") + p.count("accept_backoff") - warn_before;
     // Spinning on accept would burn ~200 ticks in 2 s; backing off costs next to nothing.
-    assert!(cpu <= 20, "{cpu} ticks of CPU in 2 s at the descriptor limit");
+    assert!(
+        cpu <= 20,
+        "{cpu} ticks of CPU in 2 s at the descriptor limit"
+    );
     assert!(warnings <= 3, "{warnings} warning lines in 2 s");
     // The first client was accepted and is served at the limit.
     held[0].write_all(b"first").unwrap();
