@@ -239,6 +239,15 @@ fn handle(
         }
         Err(e) => return Err(format!("read: {e}")),
     };
+    if n >= 3 && first[0] & 0x80 != 0 && first[2] == 0x01 {
+        // A 2-byte SSL 2.0 record header with the high bit set, then CLIENT-HELLO (1).
+        let _ = tcp.shutdown(Shutdown::Both);
+        return Err(
+            "client sent an SSL 2.0 ClientHello; SSL 2.0 is broken (RFC 6176), this \
+                    server requires TLS 1.2 or 1.3"
+                .into(),
+        );
+    }
     if first[0] != hello::HANDSHAKE_RECORD {
         let _ = tcp.shutdown(Shutdown::Both);
         let shown = &first[..n.min(40)];
@@ -366,8 +375,8 @@ fn describe_handshake_error(
                 .collect();
             let names: Vec<String> = real.iter().take(6).map(|&s| hello::suite_name(s)).collect();
             return format!(
-                "no cipher suite in common: the client offers only {}{} — none of them AEAD \
-                 with ECDHE (AES-GCM or ChaCha20-Poly1305), e.g. CBC only (rustls: {tls})",
+                "no cipher suite in common: the client offers only {}{}; this server offers \
+                 ECDHE with AES-GCM or ChaCha20-Poly1305 (AEAD) only (rustls: {tls})",
                 names.join(", "),
                 if real.len() > 6 { ", …" } else { "" }
             );
@@ -378,10 +387,22 @@ fn describe_handshake_error(
         rustls::Error::PeerIncompatible(P::NoCipherSuitesInCommon) => {
             format!("no cipher suite in common: the client offered no AEAD suite (rustls: {tls})")
         }
-        rustls::Error::AlertReceived(alert) => format!(
-            "client aborted the handshake with alert {alert:?} (it probably does not trust \
-             this certificate)"
-        ),
+        rustls::Error::AlertReceived(alert) => {
+            use rustls::AlertDescription as A;
+            let hint = match alert {
+                A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::CertificateRevoked
+                | A::UnsupportedCertificate => {
+                    " (it does not trust this certificate: wrong CA, name or dates?)"
+                }
+                A::CloseNotify => " (it gave up before finishing; scanners do this)",
+                _ => "",
+            };
+            format!("client aborted the handshake with alert {alert:?}{hint}")
+        }
         rustls::Error::InvalidMessage(m) => {
             format!("not a valid TLS message from the client ({m:?})")
         }

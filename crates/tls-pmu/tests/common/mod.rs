@@ -195,7 +195,12 @@ impl Server {
             .arg(cert)
             .arg("--key")
             .arg(key)
-            .args(["--bind", "127.0.0.1", "--port", "0", "--timeout", "3"])
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(if extra.contains(&"--timeout") {
+                &[][..]
+            } else {
+                &["--timeout", "3"][..]
+            })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
