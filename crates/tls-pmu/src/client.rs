@@ -37,13 +37,16 @@ pub struct Summary {
 /// Runs one session and prints it.
 pub fn run(c: &ClientConfig) -> Result<Summary> {
     let roots = load_roots(&c.ca)?;
-    let tls = Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| tls_err("configure TLS versions", e))?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls_err("configure TLS versions", e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // With SSLKEYLOGFILE set (as for curl and browsers), the session secrets are appended to that
+    // file so Wireshark can decrypt the capture (Preferences → Protocols → TLS → (Pre)-Master-
+    // Secret log filename). Without the variable this does nothing.
+    config.key_log = Arc::new(rustls::KeyLogFile::new());
+    let tls = Arc::new(config);
     let name = ServerName::try_from(c.host.clone())
         .map_err(|e| Error::usage(format!("invalid server name '{}': {e}", c.host)))?;
     let tcp = connect(&c.host, c.port, c.timeout)?;

@@ -77,6 +77,7 @@ client: the PDC (for testing the server)
   CMD              CMD_short:<d> (0 <= d <= 10) or CMD_floodme
   --ca FILE        CA certificate to trust (the course's cacert.pem); nothing else is trusted
   --timeout S      connect and read timeout in seconds (default 15)
+  SSLKEYLOGFILE    environment variable: append the TLS secrets to this file, for Wireshark
 
   --json           one JSON object per event instead of text lines
   -h, --help       this text

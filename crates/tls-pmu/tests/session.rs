@@ -154,3 +154,29 @@ fn a_bad_command_inside_tls_gets_an_error_reply_and_the_server_goes_on() {
     let out = client("127.0.0.1", server.port, "CMD_short:0", &ca);
     assert_eq!(received(&out), expected(2));
 }
+
+#[test]
+fn sslkeylogfile_records_the_secrets_wireshark_needs() {
+    let dir = TempDir::new("keylog");
+    let (cert, key, ca) = make_certs(&dir);
+    let server = Server::start(&cert, &key, &["--messages", "2"]);
+    let log = dir.path("keys.log");
+    let out = run(
+        Command::new(BIN)
+            .env("SSLKEYLOGFILE", &log)
+            .args([
+                "client",
+                "127.0.0.1",
+                &server.port.to_string(),
+                "CMD_short:0",
+                "--ca",
+            ])
+            .arg(&ca),
+        b"",
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys = std::fs::read_to_string(&log).unwrap();
+    assert!(keys.contains("CLIENT_TRAFFIC_SECRET_0 "), "{keys}");
+    assert!(keys.contains("SERVER_HANDSHAKE_TRAFFIC_SECRET "), "{keys}");
+}
