@@ -119,6 +119,12 @@ pub fn services(site: &Site, dir: &Path) -> Vec<Service> {
             name: "lab-server",
             prog: "lab-server",
             args: vec![
+                // The handout's server answers resets "either in IPv4 or IPv6 depending on the
+                // time of day": one family at a time, switching every 20 s.
+                "--family".into(),
+                "alternate".into(),
+                "--period".into(),
+                "20".into(),
                 "--iface".into(),
                 site.addr("tcpip").to_string(),
                 "--record".into(),

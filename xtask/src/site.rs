@@ -160,14 +160,7 @@ impl Site {
     pub fn name(&self, host: &str) -> String {
         match self.mode {
             Mode::Netns(_) => host.to_owned(),
-            Mode::Loopback => {
-                if self.topo.name == "tp3" {
-                    // Both families resolve for `localhost`, as for the dual-stack lab host.
-                    "localhost".to_owned()
-                } else {
-                    self.addr(host).to_string()
-                }
-            }
+            Mode::Loopback => self.addr(host).to_string(),
         }
     }
 
@@ -278,6 +271,21 @@ impl Site {
             (out.lines().filter(|l| !l.trim().is_empty()).count() >= n).then_some(())
         })
         .map_err(|e| format!("no UDP receiver on {} port {port}: {e}", self.display(host)))
+    }
+
+    /// Waits until a TCP socket listens on `port` on `host` (`ss -tln`), without connecting to
+    /// it: for servers that print every connection, a probe would show up in their output.
+    pub fn await_listen(&self, host: &str, port: u16, limit: Duration) -> Result<(), String> {
+        let filter = format!("sport = :{port}");
+        self.poll(limit, || {
+            let (_, out, _) = crate::proc::run(
+                self.cmd(host, "ss", &["-H", "-t", "-l", "-n", filter.as_str()]),
+                Duration::from_secs(5),
+            )
+            .ok()?;
+            out.lines().any(|l| !l.trim().is_empty()).then_some(())
+        })
+        .map_err(|e| format!("nothing listens on {} port {port}: {e}", self.display(host)))
     }
 
     /// Waits until `host` has joined `group` on `dev` (`ip maddr`): the IGMP report has gone out.
