@@ -169,8 +169,11 @@ pub fn write_loop(id: u64, stream: Arc<TcpStream>, outbox: Arc<Outbox>, hub: Syn
                 }
                 _ => format!("write failed: {e}"),
             };
-            let _ = stream.shutdown(Shutdown::Both);
-            let _ = hub.send(ToHub::Stalled { id, why });
+            // The hub shuts the socket down when it drops the client; doing it here first would
+            // wake the reader, whose plain Leave could reach the hub before this verdict.
+            if hub.send(ToHub::Stalled { id, why }).is_err() {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
             return;
         }
     }
