@@ -76,7 +76,7 @@ pub struct Service {
 
 /// The standing services of a topology (SPEC "runs" column). `dir` holds logs such as the
 /// tunnel's log file and the TV recording.
-pub fn services(site: &Site, dir: &Path) -> Vec<Service> {
+pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
     match site.topo.name {
         "week3" => vec![
             Service {
@@ -100,7 +100,7 @@ pub fn services(site: &Site, dir: &Path) -> Vec<Service> {
                         topo::ECHO_PORT
                     ),
                     "--log".into(),
-                    dir.join("tunnel.log").display().to_string(),
+                    dir_of("router").join("tunnel.log").display().to_string(),
                 ],
                 ports: vec![topo::TUNNEL_PORT],
                 probe_from: "client",
@@ -128,7 +128,7 @@ pub fn services(site: &Site, dir: &Path) -> Vec<Service> {
                 "--iface".into(),
                 site.addr("tcpip").to_string(),
                 "--record".into(),
-                dir.join("tv.jsonl").display().to_string(),
+                dir_of("tcpip").join("tv.jsonl").display().to_string(),
             ],
             ports: vec![topo::PMU_PORT, topo::WS_PORT],
             probe_from: "student1",
@@ -222,8 +222,7 @@ fn start_standing(site: &Site) -> Result<(), String> {
         bed.enable_mroute(IpAddr::V4(topo::WEEK3_GROUP))
             .map_err(|e| format!("multicast route on the router: {e}"))?;
     }
-    let logdir = run_dir(&bed.ns("router"));
-    for s in services(site, &logdir) {
+    for s in services(site, |host| run_dir(&bed.ns(host))) {
         let ns = bed.ns(s.host);
         let dir = run_dir(&ns);
         fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -400,7 +399,7 @@ pub fn status(prefix: &str) {
                 .is_ok_and(|s| s.success())
         };
         let fake = Site::names_only(t);
-        for s in services(&fake, Path::new("/")) {
+        for s in services(&fake, |_| PathBuf::from("/")) {
             let ns = format!("{prefix}{}", t.container(s.host));
             let pid = pid_alive(&ns, s.name);
             let h = t

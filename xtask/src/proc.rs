@@ -178,11 +178,6 @@ impl Bg {
             .status();
         self.finish(limit)
     }
-
-    /// The process ID.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for Bg {

@@ -130,14 +130,6 @@ impl Report {
         });
     }
 
-    /// A step that could not even run (a program missing, the lab not coming up): every listed
-    /// observation fails with that reason.
-    pub fn fail_all(&mut self, items: &[(&str, &str)], why: &str) {
-        for (tag, what) in items {
-            self.record(tag, what, Outcome::Fail(why.to_owned()));
-        }
-    }
-
     /// Counts (passed, failed, not shown).
     pub fn counts(&self) -> (usize, usize, usize) {
         let mut c = (0, 0, 0);

@@ -3,7 +3,7 @@
 //! to run a program "on host X", which address X has, and ends everything it started.
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -145,14 +145,6 @@ impl Site {
         match self.mode {
             Mode::Netns(_) => a,
             Mode::Loopback => Ipv4Addr::new(127, 0, 0, a.octets()[3]),
-        }
-    }
-
-    /// The IPv6 address of a host (`::1` on loopback).
-    pub fn addr6(&self, host: &str) -> Option<Ipv6Addr> {
-        match self.mode {
-            Mode::Netns(_) => self.topo.host(host).and_then(|h| h.ipv6()),
-            Mode::Loopback => Some(Ipv6Addr::LOCALHOST),
         }
     }
 

@@ -1,8 +1,215 @@
-//! The chat lab (seed 002).
+//! The chat lab (seed 002), on the `chat` topology: chat-server on `webserver`, three clients.
+//! Milestone 3 (room and peer-to-peer delivery, the user list) and the milestone 4 capture
+//! questions a program can answer (the SYN/SYN-ACK of a client's connection, the UDP header).
 
-use super::Ctx;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use labnet::topo::{self, CHAT};
+
+use super::{Ctx, args, line, recv_lines};
+use crate::pcap;
+use crate::proc::Bg;
+use crate::site::Site;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn say(bg: &mut Bg, text: &str) -> Result<(), String> {
+    let w = bg.stdin().ok_or("chat-client has no stdin")?;
+    writeln!(w, "{text}").map_err(|e| format!("write to chat-client: {e}"))?;
+    w.flush().map_err(|e| format!("write to chat-client: {e}"))
+}
+
+fn ok_if(cond: bool, yes: String, no: String) -> Result<String, String> {
+    if cond { Ok(yes) } else { Err(no) }
+}
 
 /// The chat demo.
-pub fn chat(_ctx: &mut Ctx) -> Result<(), String> {
-    Err("not yet".into())
+pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
+    let mut site: Site = ctx.bring_up(&CHAT)?;
+    let port = topo::CHAT_PORT.to_string();
+    let mut srv_args = args(&["--port", &port]);
+    if !site.netns() {
+        srv_args.extend(args(&["--bind", &site.addr("webserver").to_string()]));
+    }
+    ctx.r
+        .command(&site.display("webserver"), &line("chat-server", &srv_args));
+    let bg = site.spawn("webserver", "chat-server", &srv_args)?;
+    site.keep(bg);
+    site.await_listen("webserver", topo::CHAT_PORT, LIMIT)?;
+    let srv_cap = ctx.capture(
+        &site,
+        "webserver",
+        &format!("tcp port {port}"),
+        "chat-server.pcap",
+    );
+    let p2p_cap = ctx.capture(
+        &site,
+        "client3",
+        &format!("udp port {port}"),
+        "client3.pcap",
+    );
+
+    let names = [
+        ("client1", "alice"),
+        ("client2", "bob"),
+        ("client3", "carol"),
+    ];
+    let mut clients = Vec::new();
+    for (i, (host, name)) in names.iter().enumerate() {
+        let mut a = args(&["--server", &site.name("webserver"), "--name", name]);
+        if !site.netns() {
+            a.extend(args(&["--bind", &site.addr(host).to_string()]));
+        }
+        ctx.r.command(&site.display(host), &line("chat-client", &a));
+        let mut bg = site.spawn_stdin(host, "chat-client", &a)?;
+        bg.wait_output("registered", LIMIT)?;
+        // Everyone already in the room hears about the newcomer: wait for that before going on.
+        for (prev, _) in clients.iter_mut().take(i) {
+            let prev: &mut Bg = prev;
+            prev.wait_output(&format!("{name} joined"), LIMIT)?;
+        }
+        clients.push((bg, *name));
+    }
+    ctx.r.observe("every join is announced to the clients already in the room (the server's '!{...}' user list)");
+    let joined = clients[0].0.stdout().contains("bob joined")
+        && clients[0].0.stdout().contains("carol joined");
+    ctx.r.check(
+        "chat",
+        "the user list updates on every join",
+        ok_if(
+            joined,
+            "alice saw bob and carol join".into(),
+            "alice missed a join".into(),
+        ),
+    );
+
+    ctx.r.command(
+        &site.display("client1"),
+        "hello room    # typed in alice's chat-client",
+    );
+    say(&mut clients[0].0, "hello room")?;
+    for (bg, _) in clients.iter_mut().skip(1) {
+        bg.wait_output("alice: hello room", LIMIT)?;
+    }
+    ctx.r.command(
+        &site.display("client2"),
+        "@carol: psst    # typed in bob's chat-client: peer-to-peer over UDP",
+    );
+    say(&mut clients[1].0, "@carol: psst")?;
+    let p2p = clients[2].0.wait_output("psst", LIMIT);
+    for (bg, name) in &clients {
+        ctx.r.say(&format!("  {name} printed:"));
+        ctx.r.output(&bg.stdout(), 8);
+    }
+    ctx.r.observe("the room message reaches bob and carol through the server; 'psst' goes straight from bob to carol, who names the sender from the user list");
+    let room: Vec<bool> = clients
+        .iter()
+        .map(|(bg, _)| {
+            recv_lines(&bg.stdout())
+                .iter()
+                .any(|r| r.text.contains("alice: hello room"))
+        })
+        .collect();
+    ctx.r.check(
+        "chat",
+        "a room message reaches every other client, not its sender",
+        ok_if(
+            room == [false, true, true],
+            "bob and carol got 'alice: hello room'".into(),
+            format!("received by alice/bob/carol: {room:?}"),
+        ),
+    );
+    let bob_ip = site.addr("client2");
+    let carol_line = recv_lines(&clients[2].0.stdout())
+        .into_iter()
+        .find(|r| r.text.contains("psst"));
+    ctx.r.check(
+        "chat",
+        "a peer-to-peer message reaches only its addressee, named from the user list",
+        match (&p2p, carol_line) {
+            (Ok(()), Some(r))
+                if r.text.contains("bob")
+                    && r.text.contains(&bob_ip.to_string())
+                    && !clients[0].0.stdout().contains("psst") =>
+            {
+                Ok(r.text)
+            }
+            (_, Some(r)) => Err(format!("carol printed '{}'", r.text)),
+            (Err(e), None) => Err(e.clone()),
+            (Ok(()), None) => Err("carol got no P2P line".into()),
+        },
+    );
+
+    ctx.r
+        .command(&site.display("client3"), "^D    # carol leaves");
+    let (mut carol, _) = clients.pop().ok_or("no carol")?;
+    carol.close_stdin();
+    let left = clients[0]
+        .0
+        .wait_output("carol left", LIMIT)
+        .and_then(|()| clients[1].0.wait_output("carol left", LIMIT));
+    ctx.r.check(
+        "chat",
+        "the user list updates when a client leaves",
+        left.map(|()| "alice and bob saw 'carol left'".to_owned()),
+    );
+    carol.finish(Duration::from_secs(5))?;
+    for (bg, _) in clients.iter_mut() {
+        bg.close_stdin();
+        bg.finish(Duration::from_secs(5))?;
+    }
+
+    match srv_cap.and_then(|c| c.stop()) {
+        Ok(p) => {
+            let c1 = IpAddr::V4(site.addr("client1"));
+            let hs = pcap::tcp_handshakes(&p, topo::CHAT_PORT);
+            ctx.r.observe("chat-server.pcap: each client's connection opens with SYN, SYN-ACK (ack = client ISN + 1), ACK (Q3, Q4)");
+            ctx.r.check(
+                "chat",
+                "the capture on the server shows client1's SYN / SYN-ACK / ACK",
+                ok_if(
+                    hs.iter().any(|h| h.client.ip() == c1),
+                    format!(
+                        "{} complete handshakes to :5000, client1's among them",
+                        hs.len()
+                    ),
+                    format!(
+                        "handshakes from {:?}",
+                        hs.iter().map(|h| h.client).collect::<Vec<_>>()
+                    ),
+                ),
+            );
+        }
+        Err(why) => ctx.r.not_shown(
+            "chat",
+            "the capture on the server shows client1's SYN / SYN-ACK / ACK",
+            &why,
+        ),
+    }
+    match p2p_cap.and_then(|c| c.stop()) {
+        Ok(p) => {
+            ctx.r.observe(
+                "client3.pcap: the P2P datagram has the 4-field, 8-byte UDP header (Q7, Q8)",
+            );
+            let ok = pcap::udp_has_no_seq(&p, topo::CHAT_PORT);
+            ctx.r.check(
+                "chat",
+                "the P2P datagram's UDP header: 4 fields of 2 bytes",
+                ok_if(
+                    ok,
+                    "source port, destination port, length, checksum: 8 bytes".into(),
+                    "no plain UDP datagram to :5000 captured".into(),
+                ),
+            );
+        }
+        Err(why) => ctx.r.not_shown(
+            "chat",
+            "the P2P datagram's UDP header: 4 fields of 2 bytes",
+            &why,
+        ),
+    }
+    drop(site);
+    Ok(())
 }

@@ -16,7 +16,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn site_with_server(ctx: &mut Ctx) -> Result<Site, String> {
     let mut site = ctx.bring_up(&TP3)?;
     let dir = site.dir.clone();
-    let svc = crate::lab::services(&site, &dir)
+    let svc = crate::lab::services(&site, |_| dir.clone())
         .into_iter()
         .next()
         .ok_or("no lab-server service")?;
@@ -571,7 +571,11 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
     let mut site = ctx.bring_up(&TP3)?;
     let dir = site.dir.join("certs");
     let d = dir.display().to_string();
-    let a = args(&["certs", "--id", "123456", "--out", &d]);
+    let mut a = args(&["certs", "--id", "123456", "--out", &d]);
+    if !site.netns() {
+        // Loopback: the server is 127.0.0.10, which the certificate must name.
+        a.extend(args(&["--hosts", &site.addr("tcpip").to_string()]));
+    }
     ctx.r.command(&site.display("tcpip"), &line("tls-pmu", &a));
     let (st, out, err) = site.run("tcpip", "tls-pmu", &a, LIMIT)?;
     ctx.r.output(&out, 3);
@@ -599,7 +603,7 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
         ),
     );
     let port = "5443";
-    let sa = args(&[
+    let mut sa = args(&[
         "serve",
         "--cert",
         &format!("{d}/123456_cert.pem"),
@@ -608,6 +612,9 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
         "--port",
         port,
     ]);
+    if !site.netns() {
+        sa.extend(args(&["--bind", &site.addr("tcpip").to_string()]));
+    }
     ctx.r.command(&site.display("tcpip"), &line("tls-pmu", &sa));
     let bg = site.spawn("tcpip", "tls-pmu", &sa)?;
     site.keep(bg);

@@ -529,7 +529,7 @@ pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
 pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
     let mut site = ctx.bring_up(&WEEK3)?;
     let dir = site.dir.clone();
-    let svcs = crate::lab::services(&site, &dir);
+    let svcs = crate::lab::services(&site, |_| dir.clone());
     for s in &svcs {
         let mut a = s.args.clone();
         if !site.netns() {
