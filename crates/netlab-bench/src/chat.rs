@@ -19,12 +19,14 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use labnet::{Context, Error, Result};
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token, Waker};
 
 /// Length of the padding in each body.
 pub const PAD: usize = 16;
@@ -59,7 +61,9 @@ pub struct Body {
 impl Body {
     /// The body as sent (without the `\n` that ends it on the wire).
     pub fn encode(&self) -> String {
-        let pad = char::from(b'a' + (self.seq % 26) as u8).to_string().repeat(PAD);
+        let pad = char::from(b'a' + (self.seq % 26) as u8)
+            .to_string()
+            .repeat(PAD);
         let head = format!(
             "{}.{}.{}.{}.{pad}",
             self.phase, self.sender, self.seq, self.t_ns
@@ -312,7 +316,7 @@ fn trim_newlines(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// State shared by the controller and the reader threads of one session.
+/// State shared by the controller and the reader thread of one session.
 struct Shared {
     epoch: Instant,
     received: AtomicU64,
@@ -322,6 +326,8 @@ struct Shared {
     cv: Condvar,
     stop: AtomicBool,
     closed: AtomicUsize,
+    /// One checker per client, locked by the reader once per batch of events.
+    checkers: Mutex<Vec<Checker>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -367,6 +373,14 @@ impl PhaseResult {
         100.0 * self.intact as f64 / self.expected as f64
     }
 
+    /// Deliveries found (intact or glued) as a percentage of the expected ones.
+    pub fn received_pct(&self) -> f64 {
+        if self.expected == 0 {
+            return 0.0;
+        }
+        100.0 * self.received as f64 / self.expected as f64
+    }
+
     /// Server CPU per delivery found, µs.
     pub fn cpu_us_per_delivery(&self) -> f64 {
         if self.received == 0 {
@@ -384,15 +398,22 @@ impl PhaseResult {
     }
 }
 
+/// The poll token of the reader's waker.
+const WAKE: Token = Token(usize::MAX);
+
 /// N clients connected to one chat server.
+///
+/// All clients are read by one thread on one epoll set (mio): a thread per client would make
+/// the generator pay a context switch per delivery and become the bottleneck on two cores.
 pub struct ChatSession {
     label: String,
     server_pid: u32,
     writers: Vec<TcpStream>,
-    checkers: Vec<Arc<Mutex<Checker>>>,
-    threads: Vec<JoinHandle<()>>,
+    reader: Option<JoinHandle<()>>,
+    add: mpsc::Sender<(usize, MioStream)>,
+    waker: Arc<Waker>,
     shared: Arc<Shared>,
-    phase: Arc<AtomicU32>,
+    phase: u32,
     /// Seconds the joins took (every join sends the whole user list to everyone: O(N²) bytes).
     pub join_seconds: f64,
 }
@@ -419,51 +440,61 @@ impl ChatSession {
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
             closed: AtomicUsize::new(0),
+            checkers: Mutex::new((0..n).map(|i| Checker::new(i as u32, n as u32)).collect()),
         });
+        let poll = Poll::new().context("epoll_create")?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE).context("eventfd waker")?);
+        let (add, added) = mpsc::channel();
+        let sh = shared.clone();
+        let reader = thread::Builder::new()
+            .name(format!("{label}-reader"))
+            .spawn(move || reader(poll, added, n, sh))
+            .context("start reader thread")?;
         let mut session = ChatSession {
             label: label.to_owned(),
             server_pid,
             writers: Vec::with_capacity(n),
-            checkers: Vec::with_capacity(n),
-            threads: Vec::with_capacity(n),
+            reader: Some(reader),
+            add,
+            waker,
             shared,
-            phase: Arc::new(AtomicU32::new(0)),
+            phase: 0,
             join_seconds: 0.0,
         };
         for i in 0..n {
             let mut s = connect_retry(server, deadline)?;
             s.set_nodelay(true).context("TCP_NODELAY")?;
-            s.set_write_timeout(Some(Duration::from_secs(10)))
-                .context("write timeout")?;
-            let r = s.try_clone().context("clone client socket")?;
-            r.set_read_timeout(Some(Duration::from_millis(500)))
-                .context("read timeout")?;
-            let checker = Arc::new(Mutex::new(Checker::new(i as u32, n as u32)));
-            let (c, sh) = (checker.clone(), session.shared.clone());
-            let t = thread::Builder::new()
-                .name(format!("{label}-c{i}"))
-                .stack_size(256 * 1024)
-                .spawn(move || reader(r, c, sh))
-                .context("start reader thread")?;
-            session.threads.push(t);
             s.write_all(client_name(i).as_bytes())
                 .with_context(|| format!("{label}: send name of client {i}"))?;
+            // The clone shares the open file: both are non-blocking from here on.
+            let r = s.try_clone().context("clone client socket")?;
+            r.set_nonblocking(true).context("O_NONBLOCK")?;
+            session
+                .add
+                .send((i, MioStream::from_std(r)))
+                .map_err(|_| Error::msg(format!("{label}: reader thread ended")))?;
+            session.waker.wake().context("wake reader")?;
             session.writers.push(s);
-            session.checkers.push(checker.clone());
             // Registered once its first user list arrives.
-            while lock(&checker).users == 0 {
+            while lock(&session.shared.checkers)[i].users == 0 {
                 if Instant::now() >= deadline {
-                    return Err(Error::msg(format!("{label}: client {i} not registered in time")));
+                    return Err(Error::msg(format!(
+                        "{label}: client {i} not registered in time"
+                    )));
                 }
                 if session.shared.closed.load(Ordering::Relaxed) > 0 {
-                    return Err(Error::msg(format!("{label}: server closed a client during the joins")));
+                    return Err(Error::msg(format!(
+                        "{label}: server closed a client during the joins"
+                    )));
                 }
-                thread::sleep(Duration::from_micros(200));
+                thread::sleep(Duration::from_micros(100));
             }
         }
-        while session.checkers.iter().any(|c| lock(c).users < n) {
+        while lock(&session.shared.checkers).iter().any(|c| c.users < n) {
             if Instant::now() >= deadline {
-                return Err(Error::msg(format!("{label}: user lists of {n} not seen by all in time")));
+                return Err(Error::msg(format!(
+                    "{label}: user lists of {n} not seen by all in time"
+                )));
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -486,9 +517,10 @@ impl ChatSession {
     }
 
     fn begin(&mut self, target: u64) -> Result<(u32, f64, u64)> {
-        let phase = self.phase.fetch_add(1, Ordering::Relaxed) + 1;
-        for c in &self.checkers {
-            lock(c).reset(phase);
+        self.phase += 1;
+        let phase = self.phase;
+        for c in lock(&self.shared.checkers).iter_mut() {
+            c.reset(phase);
         }
         self.shared.received.store(0, Ordering::Relaxed);
         self.shared.last_ns.store(0, Ordering::Relaxed);
@@ -497,7 +529,7 @@ impl ChatSession {
         Ok((phase, cpu, self.now_ns()))
     }
 
-    fn send(&mut self, phase: u32, sender: usize, seq: u32) -> Result<()> {
+    fn send(&mut self, phase: u32, sender: usize, seq: u32, deadline: Instant) -> Result<()> {
         let body = Body {
             phase,
             sender: sender as u32,
@@ -506,8 +538,7 @@ impl ChatSession {
         };
         let mut line = body.encode();
         line.push('\n');
-        self.writers[sender]
-            .write_all(line.as_bytes())
+        write_all_nonblocking(&mut self.writers[sender], line.as_bytes(), deadline)
             .with_context(|| format!("{}: client {sender} send", self.label))
     }
 
@@ -529,7 +560,11 @@ impl ChatSession {
             if now >= deadline || now.duration_since(last_change) >= quiet {
                 return false;
             }
-            guard = match self.shared.cv.wait_timeout(guard, Duration::from_millis(20)) {
+            guard = match self
+                .shared
+                .cv
+                .wait_timeout(guard, Duration::from_millis(20))
+            {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
@@ -546,8 +581,7 @@ impl ChatSession {
             closed: self.shared.closed.load(Ordering::Relaxed),
             ..PhaseResult::default()
         };
-        for c in &self.checkers {
-            let mut c = lock(c);
+        for c in lock(&self.shared.checkers).iter_mut() {
             r.intact += c.intact;
             r.received += c.received;
             r.mangled += c.mangled;
@@ -566,7 +600,7 @@ impl ChatSession {
         let (phase, cpu0, t0) = self.begin(expected)?;
         for seq in 0..k {
             for s in 0..self.len() {
-                self.send(phase, s, seq)?;
+                self.send(phase, s, seq, deadline)?;
             }
         }
         self.wait(expected, Duration::from_secs(3), deadline);
@@ -586,7 +620,7 @@ impl ChatSession {
         for i in 0..m {
             let sender = i as usize % self.len();
             let t = Instant::now();
-            self.send(phase, sender, i)?;
+            self.send(phase, sender, i, deadline)?;
             sent += 1;
             let target = sent * (n - 1);
             self.shared.target.store(target, Ordering::Relaxed);
@@ -611,7 +645,12 @@ impl ChatSession {
 
     /// Messages from rotating senders at a fixed rate so that the deliveries add up to
     /// `deliveries_per_s`, for `seconds`; every delivery's latency is recorded.
-    pub fn paced(&mut self, deliveries_per_s: f64, seconds: f64, budget: Duration) -> Result<PhaseResult> {
+    pub fn paced(
+        &mut self,
+        deliveries_per_s: f64,
+        seconds: f64,
+        budget: Duration,
+    ) -> Result<PhaseResult> {
         let n = self.len() as u64;
         let per_s = (deliveries_per_s / (n - 1) as f64).max(1.0);
         let m = (per_s * seconds).round().max(1.0) as u32;
@@ -629,7 +668,7 @@ impl ChatSession {
             if Instant::now() >= deadline {
                 break;
             }
-            self.send(phase, i as usize % self.len(), i)?;
+            self.send(phase, i as usize % self.len(), i, deadline)?;
         }
         self.wait(expected, Duration::from_secs(3), deadline);
         self.finish(expected, cpu0, t0)
@@ -639,13 +678,39 @@ impl ChatSession {
 impl Drop for ChatSession {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        for w in &self.writers {
-            let _ = w.shutdown(Shutdown::Both);
-        }
-        for t in self.threads.drain(..) {
+        let _ = self.waker.wake();
+        if let Some(t) = self.reader.take() {
             let _ = t.join();
         }
+        for w in self.writers.drain(..) {
+            let _ = w.shutdown(Shutdown::Both);
+            crate::load::abort(w);
+        }
     }
+}
+
+/// `write_all` on a non-blocking socket: a full send buffer is waited out (50 µs naps) until
+/// `deadline`.
+fn write_all_nonblocking(
+    s: &mut TcpStream,
+    mut buf: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match s.write(buf) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+                thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn connect_retry(addr: SocketAddr, deadline: Instant) -> Result<TcpStream> {
@@ -660,41 +725,82 @@ fn connect_retry(addr: SocketAddr, deadline: Instant) -> Result<TcpStream> {
     }
 }
 
-/// One client's reader: parse, judge, count, wake the controller when the target is reached.
-fn reader(mut s: TcpStream, checker: Arc<Mutex<Checker>>, shared: Arc<Shared>) {
-    let mut parser = StreamParser::new();
-    let mut buf = vec![0u8; 64 * 1024];
+/// The reader: one epoll set over every client; each readable socket is drained, parsed and
+/// judged; the controller is woken when the delivery target is reached.
+fn reader(
+    mut poll: Poll,
+    added: mpsc::Receiver<(usize, MioStream)>,
+    n: usize,
+    shared: Arc<Shared>,
+) {
+    let mut events = Events::with_capacity(1024);
+    let mut streams: Vec<Option<MioStream>> = (0..n).map(|_| None).collect();
+    let mut parsers: Vec<StreamParser> = (0..n).map(|_| StreamParser::new()).collect();
+    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) => {
-                if !shared.stop.load(Ordering::Relaxed) {
-                    shared.closed.fetch_add(1, Ordering::Relaxed);
-                }
-                return;
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match poll.poll(&mut events, Some(Duration::from_millis(200))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+        // New clients: registering reports a socket that is already readable (epoll checks the
+        // current state on EPOLL_CTL_ADD), so no byte that came early is missed.
+        while let Ok((i, mut s)) = added.try_recv() {
+            if i < n
+                && poll
+                    .registry()
+                    .register(&mut s, Token(i), Interest::READABLE)
+                    .is_ok()
+            {
+                streams[i] = Some(s);
             }
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if shared.stop.load(Ordering::Relaxed) {
-                    return;
-                }
+        }
+        let mut delta = 0u64;
+        let mut checkers = lock(&shared.checkers);
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if ev.token() == WAKE || i >= n {
                 continue;
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => {
-                if !shared.stop.load(Ordering::Relaxed) {
-                    shared.closed.fetch_add(1, Ordering::Relaxed);
+            let Some(s) = streams[i].as_mut() else {
+                continue;
+            };
+            let ck = &mut checkers[i];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => {
+                        if !shared.stop.load(Ordering::Relaxed) {
+                            shared.closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = poll.registry().deregister(s);
+                        streams[i] = None;
+                        break;
+                    }
+                    Ok(len) => {
+                        let now = shared.epoch.elapsed().as_nanos() as u64;
+                        let before = ck.received;
+                        parsers[i].push(&buf[..len], &mut |u| ck.on_unit(u, now));
+                        delta += ck.received - before;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        if !shared.stop.load(Ordering::Relaxed) {
+                            shared.closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = poll.registry().deregister(s);
+                        streams[i] = None;
+                        break;
+                    }
                 }
-                return;
             }
-        };
-        let now = shared.epoch.elapsed().as_nanos() as u64;
-        let delta = {
-            let mut c = lock(&checker);
-            let before = c.received;
-            parser.push(&buf[..n], &mut |u| c.on_unit(u, now));
-            c.received - before
-        };
+        }
+        drop(checkers);
         if delta > 0 {
+            let now = shared.epoch.elapsed().as_nanos() as u64;
             let total = shared.received.fetch_add(delta, Ordering::Relaxed) + delta;
             shared.last_ns.fetch_max(now, Ordering::Relaxed);
             if total >= shared.target.load(Ordering::Relaxed) {

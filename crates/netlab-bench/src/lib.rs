@@ -101,7 +101,13 @@ pub enum Bench {
 
 impl Bench {
     /// Every benchmark, in the order `all` runs them.
-    pub const ALL: [Bench; 5] = [Bench::Startup, Bench::Pmu, Bench::Ws, Bench::Tunnel, Bench::Chat];
+    pub const ALL: [Bench; 5] = [
+        Bench::Startup,
+        Bench::Pmu,
+        Bench::Ws,
+        Bench::Tunnel,
+        Bench::Chat,
+    ];
 
     /// Its name on the command line and in file names.
     pub fn name(self) -> &'static str {
@@ -219,7 +225,9 @@ impl Config {
         sizes.flood_bytes = labnet::args::opt_or(&mut a, "--flood-bytes", sizes.flood_bytes)?;
         sizes.ws_bytes = labnet::args::opt_or(&mut a, "--ws-bytes", sizes.ws_bytes)?;
         if sizes.clients < 2 || sizes.conns == 0 || sizes.sessions == 0 || sizes.burst == 0 {
-            return Err(Error::usage("--clients must be at least 2; --conns, --sessions, --burst at least 1"));
+            return Err(Error::usage(
+                "--clients must be at least 2; --conns, --sessions, --burst at least 1",
+            ));
         }
         if !(sizes.rate.is_finite() && sizes.rate > 0.0) {
             return Err(Error::usage("--rate must be a positive number"));
@@ -273,18 +281,27 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
 /// Runs the configured benchmarks and writes their results.
 pub fn run_config(config: &Config) -> Result<()> {
     if cfg!(debug_assertions) {
-        log::warn("netlab-bench is a debug build: the load generators may become the bottleneck; use --release");
+        log::warn(
+            "netlab-bench is a debug build: the load generators may become the bottleneck; use --release",
+        );
     }
     if config.rounds < 5 {
-        log::warn(format!("{} rounds: the issue asks for at least 5", config.rounds));
+        log::warn(format!(
+            "{} rounds: the issue asks for at least 5",
+            config.rounds
+        ));
     }
-    fs::create_dir_all(&config.out)
-        .with_context(|| format!("create {}", config.out.display()))?;
+    fs::create_dir_all(&config.out).with_context(|| format!("create {}", config.out.display()))?;
     let started = Instant::now();
     let stamp = file_stamp();
     let mut all: Vec<(Bench, Vec<Case>)> = Vec::new();
     for &bench in &config.benches {
-        log::info(format!("benchmark {} ({}), {}", bench.name(), config.rounds, sys::load_note()));
+        log::info(format!(
+            "benchmark {} ({}), {}",
+            bench.name(),
+            config.rounds,
+            sys::load_note()
+        ));
         let t = Instant::now();
         let load_before = sys::load_note();
         let mut cases = match bench {
@@ -296,15 +313,28 @@ pub fn run_config(config: &Config) -> Result<()> {
         }?;
         let load_after = sys::load_note();
         for c in &mut cases {
-            c.notes.push(format!("machine: {load_before} before, {load_after} after"));
+            c.notes
+                .push(format!("machine: {load_before} before, {load_after} after"));
             c.print();
         }
-        write_results(config, bench.name(), &stamp, &cases, t.elapsed().as_secs_f64())?;
+        write_results(
+            config,
+            bench.name(),
+            &stamp,
+            &cases,
+            t.elapsed().as_secs_f64(),
+        )?;
         all.push((bench, cases));
     }
     if all.len() > 1 {
         let cases: Vec<Case> = all.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
-        write_results(config, "all", &stamp, &cases, started.elapsed().as_secs_f64())?;
+        write_results(
+            config,
+            "all",
+            &stamp,
+            &cases,
+            started.elapsed().as_secs_f64(),
+        )?;
     }
     print_verdicts(&all);
     log::info(format!(
@@ -329,7 +359,9 @@ fn print_verdicts(all: &[(Bench, Vec<Case>)]) {
             }
         }
     }
-    log::stat(format!("targets: {met} met, {missed} missed, {unmeasured} not measured"));
+    log::stat(format!(
+        "targets: {met} met, {missed} missed, {unmeasured} not measured"
+    ));
 }
 
 /// `20261123-142031` for file names.
@@ -345,7 +377,13 @@ fn file_stamp() -> String {
         .collect()
 }
 
-fn write_results(config: &Config, name: &str, stamp: &str, cases: &[Case], seconds: f64) -> Result<()> {
+fn write_results(
+    config: &Config,
+    name: &str,
+    stamp: &str,
+    cases: &[Case],
+    seconds: f64,
+) -> Result<()> {
     let doc = json!({
         "bench": name,
         "date": log::timestamp(SystemTime::now()),
@@ -356,7 +394,10 @@ fn write_results(config: &Config, name: &str, stamp: &str, cases: &[Case], secon
         "cases": cases.iter().map(Case::to_json).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    for file in [format!("{name}-{stamp}.json"), format!("{name}-latest.json")] {
+    for file in [
+        format!("{name}-{stamp}.json"),
+        format!("{name}-latest.json"),
+    ] {
         let path = config.out.join(file);
         fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
     }

@@ -117,7 +117,10 @@ pub fn ping_pong(addr: SocketAddr, warmup: usize, max: usize, duration: Duration
         s.write_all(&[i as u8]).context("ping write")?;
         s.read_exact(&mut byte).context("pong read")?;
         if byte[0] != i as u8 {
-            return Err(Error::wire(format!("pong {} for ping {}", byte[0], i as u8)));
+            return Err(Error::wire(format!(
+                "pong {} for ping {}",
+                byte[0], i as u8
+            )));
         }
         Ok(())
     };
@@ -303,7 +306,9 @@ fn verify(
     let mut held = lock(&holder.held);
     for s in held.iter_mut() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let _ = s.set_read_timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_secs(2))));
+        let _ = s.set_read_timeout(Some(
+            left.clamp(Duration::from_millis(1), Duration::from_secs(2)),
+        ));
         let mut b = [0u8; 1];
         if s.read_exact(&mut b).is_ok() {
             let _ = s.write_all(&b);
@@ -313,7 +318,9 @@ fn verify(
     let mut ok = 0;
     for c in clients.iter_mut() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let _ = c.set_read_timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_secs(2))));
+        let _ = c.set_read_timeout(Some(
+            left.clamp(Duration::from_millis(1), Duration::from_secs(2)),
+        ));
         let mut b = [0u8; 1];
         match c.read_exact(&mut b) {
             Ok(()) if &b == b"h" => ok += 1,
@@ -354,7 +361,9 @@ pub fn direct_transfer(bytes: u64, budget: Duration) -> Result<f64> {
     let secs = start.elapsed().as_secs_f64();
     let _ = sender.join();
     if got != bytes {
-        return Err(Error::msg(format!("direct transfer: got {got} of {bytes} bytes")));
+        return Err(Error::msg(format!(
+            "direct transfer: got {got} of {bytes} bytes"
+        )));
     }
     Ok(got as f64 * 8.0 / secs / 1e9)
 }
@@ -393,9 +402,13 @@ mod tests {
     fn hold_direct_to_holder_verifies_every_connection() {
         let holder = Holder::start().unwrap();
         let mut inspected = false;
-        let held = hold(holder.addr(), &holder, 300, Duration::from_secs(20), &mut || {
-            inspected = true
-        });
+        let held = hold(
+            holder.addr(),
+            &holder,
+            300,
+            Duration::from_secs(20),
+            &mut || inspected = true,
+        );
         assert!(inspected);
         assert_eq!(held.connected, 300, "{:?}", held.error);
         assert_eq!(held.accepted, 300);

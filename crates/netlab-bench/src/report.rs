@@ -228,7 +228,13 @@ impl Case {
     }
 
     /// Adds a target on the median of `of`'s metric.
-    pub fn target_value(mut self, metric: &'static str, of: &str, bound: Bound, text: &str) -> Self {
+    pub fn target_value(
+        mut self,
+        metric: &'static str,
+        of: &str,
+        bound: Bound,
+        text: &str,
+    ) -> Self {
         self.targets.push(Target {
             metric,
             figure: Figure::Value { of: of.to_owned() },
@@ -347,7 +353,10 @@ impl Case {
 
     /// Prints the case as STAT lines and the verdicts.
     pub fn print(&self) {
-        log::stat(format!("== {} ({:.0} s): {}", self.name, self.seconds, self.method));
+        log::stat(format!(
+            "== {} ({:.0} s): {}",
+            self.name, self.seconds, self.method
+        ));
         for m in &self.metrics {
             let reference = self.median(&self.reference, m.key);
             for e in &self.entries {
@@ -466,7 +475,11 @@ impl Case {
         let mut header = String::from("| competitor |");
         let mut rule = String::from("|---|");
         for m in &self.metrics {
-            let _ = write!(header, " {} [{}] median (min–max) | × {} |", m.key, m.unit, self.reference);
+            let _ = write!(
+                header,
+                " {} [{}] median (min–max) | × {} |",
+                m.key, m.unit, self.reference
+            );
             rule.push_str("---|---|");
         }
         let _ = writeln!(out, "{header}\n{rule}");
@@ -634,13 +647,8 @@ mod tests {
 
     #[test]
     fn ratio_target_uses_medians_of_the_same_run() {
-        let case = case_with(&[("ref", &[10.0, 10.0, 1.0]), ("x", &[7.0, 6.0, 100.0])]).target_ratio(
-            "rate",
-            "x",
-            "ref",
-            Bound::AtLeast(0.6),
-            "≥ 0.6× ref",
-        );
+        let case = case_with(&[("ref", &[10.0, 10.0, 1.0]), ("x", &[7.0, 6.0, 100.0])])
+            .target_ratio("rate", "x", "ref", Bound::AtLeast(0.6), "≥ 0.6× ref");
         let v = &case.verdicts()[0];
         assert_eq!(v.measured, Some(0.7));
         assert_eq!(v.met, Some(true));

@@ -242,7 +242,11 @@ pub fn is_root() -> bool {
 
 /// Finds a Debian tool, installing its package with apt-get when it is missing and we are root
 /// (and installing is allowed). `Err` says why the competitor must be skipped.
-pub fn ensure_tool(program: &str, package: &str, install: bool) -> std::result::Result<PathBuf, String> {
+pub fn ensure_tool(
+    program: &str,
+    package: &str,
+    install: bool,
+) -> std::result::Result<PathBuf, String> {
     if let Some(p) = which(program) {
         return Ok(p);
     }
@@ -250,7 +254,9 @@ pub fn ensure_tool(program: &str, package: &str, install: bool) -> std::result::
         return Err(format!("{program} not installed (--no-install)"));
     }
     if !is_root() {
-        return Err(format!("{program} not installed and not root: apt-get install {package}"));
+        return Err(format!(
+            "{program} not installed and not root: apt-get install {package}"
+        ));
     }
     static UPDATED: Mutex<bool> = Mutex::new(false);
     let mut updated = match UPDATED.lock() {
@@ -273,7 +279,9 @@ pub fn ensure_tool(program: &str, package: &str, install: bool) -> std::result::
         .is_ok_and(|s| s.success());
     match (ok, which(program)) {
         (true, Some(p)) => Ok(p),
-        _ => Err(format!("{program} missing and apt-get install {package} failed")),
+        _ => Err(format!(
+            "{program} missing and apt-get install {package} failed"
+        )),
     }
 }
 

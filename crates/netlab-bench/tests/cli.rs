@@ -14,7 +14,10 @@ fn help_exits_0_and_shows_examples() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("EXAMPLES:"), "{text}");
-    assert!(text.contains("cargo run --release -p netlab-bench -- tunnel"), "{text}");
+    assert!(
+        text.contains("cargo run --release -p netlab-bench -- tunnel"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -161,10 +161,18 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
                 .arg("127.0.0.1");
             match start_server("python-threaded", cmd, port, n) {
                 Ok(s) => servers.push(s),
-                Err(e) => skip("python-threaded", e.to_string(), [&mut burst, &mut lockstep, &mut paced]),
+                Err(e) => skip(
+                    "python-threaded",
+                    e.to_string(),
+                    [&mut burst, &mut lockstep, &mut paced],
+                ),
             }
         }
-        Err(why) => skip("python-threaded", why, [&mut burst, &mut lockstep, &mut paced]),
+        Err(why) => skip(
+            "python-threaded",
+            why,
+            [&mut burst, &mut lockstep, &mut paced],
+        ),
     }
     match config.bins.get("chat-server", "chat-server") {
         Ok(bin) => {
@@ -174,7 +182,11 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
                 .args(["--max-clients", &(n + 16).to_string()]);
             match start_server("chat-server", cmd, port, n) {
                 Ok(s) => servers.push(s),
-                Err(e) => skip("chat-server", e.to_string(), [&mut burst, &mut lockstep, &mut paced]),
+                Err(e) => skip(
+                    "chat-server",
+                    e.to_string(),
+                    [&mut burst, &mut lockstep, &mut paced],
+                ),
             }
         }
         Err(why) => skip("chat-server", why, [&mut burst, &mut lockstep, &mut paced]),
@@ -233,7 +245,10 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
 
 fn check_closed(r: &PhaseResult) -> Result<()> {
     if r.closed > 0 {
-        return Err(Error::msg(format!("the server closed {} clients", r.closed)));
+        return Err(Error::msg(format!(
+            "the server closed {} clients",
+            r.closed
+        )));
     }
     Ok(())
 }

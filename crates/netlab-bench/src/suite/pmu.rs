@@ -38,7 +38,13 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
     let mut bytes = config.sizes.flood_bytes;
     let mut flood = Case::new("pmu-flood", String::new(), "direct")
         .metric(Metric::higher("rate", "Gbit/s"))
-        .target_ratio("rate", "lab-server", "direct", Bound::AtLeast(0.5), "flood ≥ 0.5× direct");
+        .target_ratio(
+            "rate",
+            "lab-server",
+            "direct",
+            Bound::AtLeast(0.5),
+            "flood ≥ 0.5× direct",
+        );
 
     let bin = match config.bins.get("lab-server", "lab-server") {
         Ok(b) => b,
@@ -74,7 +80,10 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
         vec![Competitor::new("lab-server", |_| {
             let t = Instant::now();
             let served = short_sessions(addr, n, Duration::from_secs(60))?;
-            Ok(vec![("served", served as f64), ("seconds", t.elapsed().as_secs_f64())])
+            Ok(vec![
+                ("served", served as f64),
+                ("seconds", t.elapsed().as_secs_f64()),
+            ])
         })],
     );
     interleave(
@@ -129,7 +138,10 @@ pub fn short_sessions(addr: SocketAddr, n: usize, budget: Duration) -> Result<us
             Ok(_) if reply_ok(&reply, MESSAGES) => served += 1,
             Ok(_) => {
                 first_bad.get_or_insert_with(|| {
-                    format!("session {i}: {:?}", String::from_utf8_lossy(&reply[..reply.len().min(80)]))
+                    format!(
+                        "session {i}: {:?}",
+                        String::from_utf8_lossy(&reply[..reply.len().min(80)])
+                    )
                 });
             }
             Err(e) => {
@@ -138,7 +150,10 @@ pub fn short_sessions(addr: SocketAddr, n: usize, budget: Duration) -> Result<us
         }
     }
     if let Some(bad) = first_bad {
-        labnet::log::warn(format!("pmu sessions: {} of {n} served; first failure {bad}", served));
+        labnet::log::warn(format!(
+            "pmu sessions: {} of {n} served; first failure {bad}",
+            served
+        ));
     }
     Ok(served)
 }

@@ -73,7 +73,10 @@ fn mean_ms(program: &PathBuf, args: &[&str], runs: u32) -> Result<f64> {
             .status()
             .map_err(|e| Error::msg(format!("run {}: {e}", program.display())))?;
         if !status.success() {
-            return Err(Error::msg(format!("{} {args:?} exited with {status}", program.display())));
+            return Err(Error::msg(format!(
+                "{} {args:?} exited with {status}",
+                program.display()
+            )));
         }
     }
     Ok(t.elapsed().as_secs_f64() * 1000.0 / f64::from(runs))

@@ -105,7 +105,8 @@ fn start(kind: Kind, program: &PathBuf, target: u16, conns: usize) -> Result<Pro
                 "global\n    maxconn {max}\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n\nlisten bench\n    bind 127.0.0.1:{port}\n    maxconn {max}\n    server target 127.0.0.1:{target}\n",
                 max = conns + 1000
             );
-            fs::write(&cfg, text).map_err(|e| Error::msg(format!("write {}: {e}", cfg.display())))?;
+            fs::write(&cfg, text)
+                .map_err(|e| Error::msg(format!("write {}: {e}", cfg.display())))?;
             let mut c = Command::new(program);
             c.arg("-db").arg("-f").arg(&cfg);
             dir = Some(d);
@@ -161,20 +162,15 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
     let want = (config.sizes.conns as u64) * 2 + 1024;
     let limit = sys::raise_nofile(want);
     let tools = Tools::find(config);
-    let mut cases = Vec::new();
-    cases.push(throughput(config, &tools, 1)?);
-    cases.push(throughput(config, &tools, 8)?);
-    cases.push(round_trip(config, &tools)?);
-    cases.push(idle(config, &tools, limit)?);
-    Ok(cases)
+    Ok(vec![
+        throughput(config, &tools, 1)?,
+        throughput(config, &tools, 8)?,
+        round_trip(config, &tools)?,
+        idle(config, &tools, limit)?,
+    ])
 }
 
-fn proxies_for(
-    case: &mut Case,
-    tools: &Tools,
-    target: u16,
-    conns: usize,
-) -> Vec<(Kind, Proxy)> {
+fn proxies_for(case: &mut Case, tools: &Tools, target: u16, conns: usize) -> Vec<(Kind, Proxy)> {
     let mut out = Vec::new();
     for kind in [Kind::Tunnel, Kind::Socat, Kind::Haproxy] {
         match tools.path(kind) {
@@ -199,14 +195,23 @@ fn throughput(config: &Config, tools: &Tools, streams: u32) -> Result<Case> {
     )
     .metric(Metric::higher("rate", "Gbit/s"));
     if streams == 1 {
-        case = case.target_ratio("rate", "tcp-tunnel", "direct", Bound::AtLeast(0.6), "≥ 0.6× direct on 1 stream");
+        case = case.target_ratio(
+            "rate",
+            "tcp-tunnel",
+            "direct",
+            Bound::AtLeast(0.6),
+            "≥ 0.6× direct on 1 stream",
+        );
     }
     case = case.target_ratio(
         "rate",
         "tcp-tunnel",
         "haproxy",
         Bound::AtLeast(2.0),
-        &format!("≥ 2× haproxy ({streams} stream{})", if streams > 1 { "s" } else { "" }),
+        &format!(
+            "≥ 2× haproxy ({streams} stream{})",
+            if streams > 1 { "s" } else { "" }
+        ),
     );
     let iperf = match &tools.iperf3 {
         Ok(p) => p.clone(),
