@@ -64,7 +64,7 @@ OPTIONS:
     --seconds S        seconds of each iperf3 run (default 3)
     --conns N          idle connections held through each proxy (default 10000)
     --clients N        chat clients (default 1000)
-    --burst K          messages per client in burst mode (default 1)
+    --burst K          messages per client in burst mode (default 2)
     --lockstep M       messages in lockstep mode (default 200)
     --rate R           paced mode: deliveries per second (default 100000)
     --paced-seconds S  paced mode: seconds of sending (default 2)
@@ -153,7 +153,7 @@ impl Sizes {
             seconds: 3.0,
             conns: 10_000,
             clients: 1_000,
-            burst: 1,
+            burst: 2,
             lockstep: 200,
             rate: 100_000.0,
             paced_seconds: 2.0,

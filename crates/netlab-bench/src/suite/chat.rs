@@ -91,6 +91,7 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
     .metric(Metric::lower("cpu_per_delivery", "µs"))
     .metric(Metric::higher("rate", "deliveries/s"))
     .metric(Metric::higher("intact", "%"))
+    .metric(Metric::higher("received", "%"))
     .target_value("intact", "chat-server", Bound::AtLeast(100.0), "100% intact in burst")
     .target_ratio(
         "cpu_per_delivery",
@@ -203,6 +204,7 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
             ("cpu_per_delivery", r.cpu_us_per_delivery()),
             ("rate", r.rate()),
             ("intact", r.intact_pct()),
+            ("received", r.received_pct()),
         ])
     });
     let m = config.sizes.lockstep;

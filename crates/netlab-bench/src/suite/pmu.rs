@@ -99,7 +99,9 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
                 })
             }),
             Competitor::new("lab-server", |_| {
-                repeat_rate(repeats, bytes, || flood_once(addr, bytes, Duration::from_secs(60)))
+                repeat_rate(repeats, bytes, || {
+                    flood_once(addr, bytes, Duration::from_secs(60))
+                })
             }),
         ],
     );
@@ -118,7 +120,10 @@ fn repeat_rate(
         let gbps = once()?;
         seconds += bytes as f64 * 8.0 / (gbps * 1e9);
     }
-    Ok(vec![("rate", (repeats * bytes) as f64 * 8.0 / seconds / 1e9)])
+    Ok(vec![(
+        "rate",
+        (repeats * bytes) as f64 * 8.0 / seconds / 1e9,
+    )])
 }
 
 fn start(bin: &std::path::Path, flood_bytes: u64) -> Result<(Proc, u16)> {

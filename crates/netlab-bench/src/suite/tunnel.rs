@@ -312,7 +312,11 @@ fn idle(config: &Config, tools: &Tools, limit: u64) -> Result<Case> {
         case.notes.push(format!(
             "open-file hard limit {limit} here (prlimit may not raise it without CAP_SYS_RESOURCE): a proxy needs 2 descriptors per connection plus its listener, so {n} cannot fit in one process; measured with {fit}"
         ));
-        case.method = case.method.replacen(&format!("{n} connections"), &format!("{fit} connections"), 1);
+        case.method = case.method.replacen(
+            &format!("{n} connections"),
+            &format!("{fit} connections"),
+            1,
+        );
         n = fit;
         case.targets[0].text = format!("all {n} held (the most that fit under the limit)");
         case.targets[0].bound = Bound::AtLeast(n as f64);
