@@ -1,4 +1,4 @@
-//! The network-namespace testbed, and helpers for tests.
+//! The network-namespace testbed, and helpers for tests (programs under test: [`proc`]).
 //!
 //! [`Testbed::up`] builds a [`Topology`] for real with `ip netns`, veth pairs and Linux bridges:
 //! one namespace per host, plus one "switch" namespace holding a bridge per segment (with the
@@ -19,6 +19,11 @@
 //! prefix (`nlt<pid>x<n>_`), so parallel tests never collide, and a new testbed first sweeps the
 //! namespaces of test processes that no longer exist (a test killed by a timeout cannot run its
 //! destructors).
+//!
+//! [`proc`] runs the programs under test: output collected as it comes, waits that wake on a
+//! line and end at a deadline, the child killed on drop.
+
+pub mod proc;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -359,7 +364,11 @@ fn host_script(topo: &Topology, host: &Host) -> String {
         }
         // The veth existed before `default/accept_dad` was cleared, so clear it on the interface
         // too, before it comes up: otherwise its link-local address stays tentative for 1-2 s.
-        let _ = writeln!(s, "echo 0 > /proc/sys/net/ipv6/conf/{}/accept_dad", link.ifname);
+        let _ = writeln!(
+            s,
+            "echo 0 > /proc/sys/net/ipv6/conf/{}/accept_dad",
+            link.ifname
+        );
         let _ = writeln!(s, "ip link set {} up", link.ifname);
     }
     let first = &host.links[0];
