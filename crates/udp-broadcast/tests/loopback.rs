@@ -2,11 +2,9 @@
 //! broadcast address of `lo`'s 127.0.0.0/8, which never leaves the host).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Command;
 
-use common::{Proc, json, payloads, sources, stat};
+use labnet::testkit::proc::{Proc, json};
 
 fn tool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_udp-broadcast"))
@@ -17,7 +15,7 @@ fn receiver(args: &[&str]) -> (Proc, u16) {
     let mut cmd = tool();
     cmd.arg("recv").args(args);
     let json_mode = args.contains(&"--json");
-    let mut p = Proc::spawn(cmd);
+    let p = Proc::spawn(cmd);
     let line = p.wait_for("listening on");
     let local = if json_mode {
         json(&line)["local"].as_str().unwrap().to_owned()
@@ -74,12 +72,15 @@ fn two_receivers_on_one_port_get_identical_broadcasts_with_the_senders_address()
     assert!(json.status.success(), "{}", json.stderr);
 
     let want: Vec<String> = (0..3).map(|i| format!("HELLO_BCAST #{i}")).collect();
-    assert_eq!(payloads(&json), want);
-    assert_eq!(sources(&json), vec![format!("127.0.0.1:{src_port}"); 3]);
+    assert_eq!(json.field("RECV", "payload"), want);
+    assert_eq!(
+        json.field("RECV", "src"),
+        vec![format!("127.0.0.1:{src_port}"); 3]
+    );
     // The text receiver printed the same datagrams, in the documented line format.
-    let recv_lines: Vec<&String> = text
+    let recv_lines: Vec<&str> = text
         .stdout
-        .iter()
+        .lines()
         .filter(|l| l.contains("[RECV]"))
         .collect();
     assert_eq!(recv_lines.len(), 3, "{:?}", text.stdout);
@@ -91,7 +92,7 @@ fn two_receivers_on_one_port_get_identical_broadcasts_with_the_senders_address()
             "{line}"
         );
     }
-    let s = stat(&json);
+    let s = json.only("STAT");
     assert_eq!(s["packets"], 3);
     assert_eq!(s["bytes"], 42);
     assert_eq!(s["ended"], "count");
@@ -99,7 +100,7 @@ fn two_receivers_on_one_port_get_identical_broadcasts_with_the_senders_address()
     assert_eq!(s["sources"][0]["ports"][0], src_port);
     assert!(
         text.stdout
-            .iter()
+            .lines()
             .any(|l| l.contains("[STAT] statistics: 3 packets, 42 bytes from 1 source")),
         "{:?}",
         text.stdout
@@ -162,7 +163,7 @@ fn statistics_count_packets_bytes_and_each_source_and_prefix_filters() {
     let f = r.finish();
     assert!(f.status.success(), "{}", f.stderr);
     assert_eq!(
-        payloads(&f),
+        f.field("RECV", "payload"),
         [
             "HELLO_BCAST #0",
             "HELLO_BCAST #1",
@@ -170,7 +171,7 @@ fn statistics_count_packets_bytes_and_each_source_and_prefix_filters() {
             "HELLO_BCAST #0"
         ]
     );
-    let s = stat(&f);
+    let s = f.only("STAT");
     assert_eq!(s["packets"], 4);
     assert_eq!(s["bytes"], 56);
     assert_eq!(s["ignored"], 2);
@@ -212,7 +213,7 @@ fn idle_timeout_ends_reception_cleanly_with_statistics() {
     let f = r.finish();
     assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    let s = stat(&f);
+    let s = f.only("STAT");
     assert_eq!(s["ended"], "idle timeout");
     assert_eq!(s["packets"], 2);
 }

@@ -3,10 +3,8 @@
 //! process may not create namespaces, fails instead under NETLAB_REQUIRE_NETNS=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{Proc, json, payloads, sources, stat};
 use labnet::testkit::Testbed;
+use labnet::testkit::proc::{Proc, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_udp-broadcast");
 
@@ -14,7 +12,7 @@ fn receiver(bed: &Testbed, host: &str, args: &[&str]) -> Proc {
     let child = bed
         .spawn(host, BIN, &[&["recv", "--json"][..], args].concat())
         .unwrap();
-    let mut p = Proc::from_child(child);
+    let p = Proc::from_child(child);
     p.wait_for("listening on");
     p
 }
@@ -26,7 +24,7 @@ fn send(bed: &Testbed, host: &str, args: &[&str]) -> u16 {
         .unwrap();
     let f = Proc::from_child(child).finish();
     assert!(f.status.success(), "sender on {host}: {}", f.stderr);
-    let info = json(&f.stdout[0]);
+    let info = json(f.lines()[0]);
     info["local"]
         .as_str()
         .unwrap()
@@ -95,15 +93,19 @@ fn broadcast_from_client_reaches_server_and_receiver_but_not_the_remote_segment(
     for (name, p) in [("server", server), ("receiver", recv)] {
         let f = p.finish();
         assert!(f.status.success(), "{name}: {}", f.stderr);
-        assert_eq!(payloads(&f), want, "{name}");
-        assert_eq!(sources(&f), want_src, "{name}");
-        let s = stat(&f);
+        assert_eq!(f.field("RECV", "payload"), want, "{name}");
+        assert_eq!(f.field("RECV", "src"), want_src, "{name}");
+        let s = f.only("STAT");
         assert_eq!(s["packets"], 6, "{name}");
         assert_eq!(s["sources"][0]["ip"], "172.20.0.100", "{name}");
     }
     let f = remote.finish();
     assert!(f.status.success(), "remote: {}", f.stderr);
-    assert_eq!(payloads(&f), ["MARKER #0"], "broadcast crossed the router");
+    assert_eq!(
+        f.field("RECV", "payload"),
+        ["MARKER #0"],
+        "broadcast crossed the router"
+    );
 }
 
 #[test]

@@ -3,13 +3,11 @@
 //! a kernel-chosen port, so tests running in parallel never hear each other.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-use common::{Proc, json, payloads, sources, stat};
 use labnet::sock::{Iface, MulticastOptions};
+use labnet::testkit::proc::{Proc, json};
 
 fn tool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_udp-multicast"))
@@ -35,7 +33,7 @@ fn receiver(group: &str, args: &[&str]) -> (Proc, u16) {
         "127.0.0.1",
     ])
     .args(args);
-    let mut p = Proc::spawn(cmd);
+    let p = Proc::spawn(cmd);
     let line = p.wait_for("joined");
     let local = json(&line)["local"].as_str().unwrap().to_owned();
     let port = local.rsplit(':').next().unwrap().parse().unwrap();
@@ -69,10 +67,10 @@ fn joined_receiver_gets_exactly_every_datagram_then_leaves_and_prints_statistics
     let f = r.finish();
     assert!(f.status.success(), "{}", f.stderr);
     let want: Vec<String> = (0..5).map(|i| format!("HELLO_MCAST #{i}")).collect();
-    assert_eq!(payloads(&f), want);
-    assert_eq!(sources(&f), vec![format!("127.0.0.1:{src}"); 5]);
+    assert_eq!(f.field("RECV", "payload"), want);
+    assert_eq!(f.field("RECV", "src"), vec![format!("127.0.0.1:{src}"); 5]);
     // Join first, leave last before the statistics: the order a capture shows IGMP in.
-    let events = f.events();
+    let events = f.json();
     assert_eq!(events[0]["event"], "join");
     assert_eq!(events[0]["group"], g.as_str());
     assert!(
@@ -87,7 +85,7 @@ fn joined_receiver_gets_exactly_every_datagram_then_leaves_and_prints_statistics
         leave["msg"],
         format!("left {g} on 127.0.0.1 at the end (count) (IGMP Leave sent)")
     );
-    let s = stat(&f);
+    let s = f.only("STAT");
     assert_eq!(s["packets"], 5);
     assert_eq!(s["bytes"], 70);
     assert_eq!(s["ended"], "count");
@@ -143,7 +141,7 @@ fn id_header_decodes_tv_datagrams_and_shows_short_or_binary_ones_raw() {
     assert_eq!(recv[2]["id"], "123456");
     assert_eq!(recv[2]["raw"], "0xfffe");
     assert_eq!(recv[3]["text"], "Ünïcødé");
-    assert_eq!(stat(&f)["packets"], 4);
+    assert_eq!(f.only("STAT")["packets"], 4);
 }
 
 #[test]
@@ -173,7 +171,7 @@ fn sender_id_option_puts_the_tv_header_in_front() {
 #[test]
 fn leave_after_n_stops_delivery_and_keeps_listening_until_the_timeout() {
     let g = group(4);
-    let (mut r, port) = receiver(
+    let (r, port) = receiver(
         &g,
         &["--count", "10", "--leave-after", "2", "--timeout", "3"],
     );
@@ -183,8 +181,8 @@ fn leave_after_n_stops_delivery_and_keeps_listening_until_the_timeout() {
     send(&g, port, &["--count", "3", "--message", "AFTER"]);
     let f = r.finish();
     assert!(f.status.success(), "{}", f.stderr);
-    assert_eq!(payloads(&f), ["BEFORE #0", "BEFORE #1"]);
-    let events = f.events();
+    assert_eq!(f.field("RECV", "payload"), ["BEFORE #0", "BEFORE #1"]);
+    let events = f.json();
     let leave = events.iter().find(|e| e["event"] == "leave").unwrap();
     assert_eq!(
         leave["msg"],
@@ -199,7 +197,7 @@ fn leave_after_n_stops_delivery_and_keeps_listening_until_the_timeout() {
             .iter()
             .any(|e| e["after_leave"] == 0 && e["level"] == "INFO")
     );
-    let s = stat(&f);
+    let s = f.only("STAT");
     assert_eq!(s["ended"], "timeout");
     assert_eq!(s["packets"], 2);
 }
@@ -210,7 +208,7 @@ fn text_output_shows_source_length_and_payload() {
     let mut cmd = tool();
     cmd.args(["recv", "--group", &g, "--port", "0", "--iface", "127.0.0.1"])
         .args(["--count", "1", "--timeout", "15"]);
-    let mut r = Proc::spawn(cmd);
+    let r = Proc::spawn(cmd);
     let line = r.wait_for("joined");
     let port: u16 = line
         .split("listening on ")
@@ -227,7 +225,7 @@ fn text_output_shows_source_length_and_payload() {
     let src = send(&g, port, &["--count", "1"]);
     let f = r.finish();
     assert!(f.status.success());
-    let recv: Vec<&String> = f.stdout.iter().filter(|l| l.contains("[RECV]")).collect();
+    let recv: Vec<&str> = f.stdout.lines().filter(|l| l.contains("[RECV]")).collect();
     assert_eq!(recv.len(), 1);
     assert!(
         recv[0].ends_with(&format!(
@@ -238,7 +236,7 @@ fn text_output_shows_source_length_and_payload() {
     );
     assert!(
         f.stdout
-            .iter()
+            .lines()
             .any(|l| l.contains("[STAT] statistics: 1 packets, 14 bytes from 1 source")),
         "{:?}",
         f.stdout

@@ -5,13 +5,11 @@
 //! NETLAB_REQUIRE_NETNS=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use common::{Finished, Proc, json, payloads, sources, stat};
 use labnet::testkit::Testbed;
+use labnet::testkit::proc::{Finished, Proc, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_udp-multicast");
 
@@ -20,7 +18,7 @@ fn receiver(bed: &Testbed, host: &str, args: &[&str]) -> Proc {
     let child = bed
         .spawn(host, BIN, &[&["recv", "--json"][..], args].concat())
         .unwrap();
-    let mut p = Proc::from_child(child);
+    let p = Proc::from_child(child);
     p.wait_for("joined");
     p
 }
@@ -36,7 +34,7 @@ fn send(bed: &Testbed, host: &str, args: &[&str]) -> u16 {
         .unwrap();
     let f = Proc::from_child(child).finish();
     assert!(f.status.success(), "sender on {host}: {}", f.stderr);
-    let local = json(&f.stdout[0])["local"].as_str().unwrap().to_owned();
+    let local = json(f.lines()[0])["local"].as_str().unwrap().to_owned();
     local.rsplit(':').next().unwrap().parse().unwrap()
 }
 
@@ -77,12 +75,12 @@ fn ttl_1_stops_at_the_router_and_ttl_2_crosses_it() {
 
     let c = finished(client, "client");
     let want: Vec<String> = seq("TTL1", 5).into_iter().chain(seq("TTL2", 5)).collect();
-    assert_eq!(payloads(&c), want);
+    assert_eq!(c.field("RECV", "payload"), want);
     // remote stops after 5: had a TTL 1 datagram crossed, it would be among them, first.
     let r = finished(remote, "remote");
-    assert_eq!(payloads(&r), seq("TTL2", 5));
+    assert_eq!(r.field("RECV", "payload"), seq("TTL2", 5));
     // Forwarded multicast keeps its source address: the router is no proxy.
-    assert_eq!(sources(&r), vec![format!("172.20.0.10:{p2}"); 5]);
+    assert_eq!(r.field("RECV", "src"), vec![format!("172.20.0.10:{p2}"); 5]);
     assert_ne!(p1, p2);
 }
 
@@ -112,12 +110,15 @@ fn no_loop_keeps_the_senders_own_host_from_getting_a_copy() {
         ]
         .concat(),
     );
-    assert_eq!(payloads(&finished(own, "client")), ["MARKER #0"]);
+    assert_eq!(
+        finished(own, "client").field("RECV", "payload"),
+        ["MARKER #0"]
+    );
     let want: Vec<String> = seq("NOLOOP", 3)
         .into_iter()
         .chain(seq("MARKER", 1))
         .collect();
-    assert_eq!(payloads(&finished(other, "receiver")), want);
+    assert_eq!(finished(other, "receiver").field("RECV", "payload"), want);
 }
 
 #[test]
@@ -158,10 +159,7 @@ fn ipv6_group_on_eth0_reaches_a_joined_host_over_link_local_addresses() {
             "20",
         ],
     );
-    let first = {
-        let line = rx.seen.iter().find(|l| l.contains("joined")).unwrap();
-        json(line)
-    };
+    let first = json(&rx.wait_for("joined"));
     assert!(
         first["msg"]
             .as_str()
@@ -186,15 +184,15 @@ fn ipv6_group_on_eth0_reaches_a_joined_host_over_link_local_addresses() {
         ],
     );
     let f = finished(rx, "receiver");
-    assert_eq!(payloads(&f), seq("HELLO_MCAST", 5));
-    for src in sources(&f) {
+    assert_eq!(f.field("RECV", "payload"), seq("HELLO_MCAST", 5));
+    for src in f.field("RECV", "src") {
         assert!(src.starts_with("[fe80::"), "{src}");
         assert!(src.ends_with(&format!("]:{port}")), "{src}");
     }
-    let s = stat(&f);
+    let s = f.only("STAT");
     assert_eq!(s["packets"], 5);
     let leave = f
-        .events()
+        .json()
         .into_iter()
         .find(|e| e["event"] == "leave")
         .unwrap();
