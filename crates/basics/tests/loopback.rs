@@ -1,11 +1,9 @@
 //! Every basics program against its counterpart on loopback (port 0), exact output lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Server, run};
+use labnet::testkit::proc::{Proc, run};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const UDP_HELLO: &str = env!("CARGO_BIN_EXE_udp-hello");
@@ -16,10 +14,28 @@ const TCP_UPPER: &str = env!("CARGO_BIN_EXE_tcp-upper");
 const TCP_SERVER: &str = env!("CARGO_BIN_EXE_tcp-server");
 const TCP_CLIENT: &str = env!("CARGO_BIN_EXE_tcp-client");
 
+/// The port a server announced in its first line, in the handout's words (`… and port PORT …`)
+/// or as `IP:PORT`.
+fn announced_port(server: &Proc) -> u16 {
+    let first = server.wait_msgs("INFO", 1).remove(0);
+    let after = match first.find(" and port ") {
+        Some(i) => &first[i + " and port ".len()..],
+        None => {
+            let i = first
+                .find(|c: char| c.is_ascii_digit())
+                .expect("an address");
+            let rest = &first[i..];
+            &rest[rest.find(':').expect("ip:port") + 1..]
+        }
+    };
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().expect("port number")
+}
+
 #[test]
 fn udp_hello_server_prints_data_and_address() {
-    let server = Server::start(UDP_HELLO, &["serve", "127.0.0.1", "0", "--count", "1"]);
-    let port = server.port().to_string();
+    let server = Proc::start(UDP_HELLO, &["serve", "127.0.0.1", "0", "--count", "1"]);
+    let port = announced_port(&server).to_string();
     assert_eq!(
         server.wait_msgs("INFO", 1)[0],
         format!("Socket is listening in address 127.0.0.1 and port {port} ...")
@@ -41,15 +57,10 @@ fn udp_hello_server_prints_data_and_address() {
 
 #[test]
 fn echo_server_reads_16_bytes_and_client_8_bytes_per_recv() {
-    let server = Server::start(ECHO_SERVER, &["127.0.0.1", "0", "--clients", "1"]);
-    let port = server.port().to_string();
+    let server = Proc::start(ECHO_SERVER, &["127.0.0.1", "0", "--clients", "1"]);
+    let port = announced_port(&server).to_string();
     let start = Instant::now();
-    let mut client = std::process::Command::new(ECHO_CLIENT)
-        .args(["127.0.0.1", &port, "--hold", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = Proc::start(ECHO_CLIENT, &["127.0.0.1", &port, "--hold", "1"]);
     // Q6: three reads on the server, 16 + 16 + 9 bytes.
     assert_eq!(
         server.wait_msgs("RECV", 3),
@@ -68,7 +79,7 @@ fn echo_server_reads_16_bytes_and_client_8_bytes_per_recv() {
             .any(|(_, m)| m.starts_with("No more data from")),
         "printed before the client closed"
     );
-    let r = common::finish(&mut client, LIMIT);
+    let r = client.finish_within(LIMIT);
     assert!(start.elapsed() >= Duration::from_secs(1));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(
@@ -96,8 +107,8 @@ fn echo_server_reads_16_bytes_and_client_8_bytes_per_recv() {
 
 #[test]
 fn echo_server_restarts_on_its_port_at_once_thanks_to_so_reuseaddr() {
-    let first = Server::start(ECHO_SERVER, &["127.0.0.1", "0", "--clients", "1"]);
-    let port = first.port().to_string();
+    let first = Proc::start(ECHO_SERVER, &["127.0.0.1", "0", "--clients", "1"]);
+    let port = announced_port(&first).to_string();
     let r = run(
         ECHO_CLIENT,
         &["127.0.0.1", &port, "hi", "--hold", "0"],
@@ -107,14 +118,14 @@ fn echo_server_restarts_on_its_port_at_once_thanks_to_so_reuseaddr() {
     first.wait_msgs("INFO", 3);
     drop(first);
     // The server closed first after the client: its side may sit in TIME_WAIT; the rebind works.
-    let second = Server::start(ECHO_SERVER, &["127.0.0.1", &port, "--clients", "1"]);
-    assert_eq!(second.port().to_string(), port);
+    let second = Proc::start(ECHO_SERVER, &["127.0.0.1", &port, "--clients", "1"]);
+    assert_eq!(announced_port(&second).to_string(), port);
 }
 
 #[test]
 fn udp_upper_answers_in_upper_case() {
-    let server = Server::start(UDP_UPPER, &["serve", "127.0.0.1", "0", "--count", "1"]);
-    let port = server.port().to_string();
+    let server = Proc::start(UDP_UPPER, &["serve", "127.0.0.1", "0", "--count", "1"]);
+    let port = announced_port(&server).to_string();
     let r = run(
         UDP_UPPER,
         &["send", "127.0.0.1", &port, "hello there"],
@@ -144,8 +155,8 @@ fn udp_upper_client_without_server_times_out_with_one_line() {
 
 #[test]
 fn tcp_upper_answers_in_upper_case_and_closes() {
-    let server = Server::start(TCP_UPPER, &["serve", "127.0.0.1", "0", "--count", "2"]);
-    let port = server.port().to_string();
+    let server = Proc::start(TCP_UPPER, &["serve", "127.0.0.1", "0", "--count", "2"]);
+    let port = announced_port(&server).to_string();
     for word in ["abc", "Romeo"] {
         let r = run(TCP_UPPER, &["send", "127.0.0.1", &port, word], LIMIT);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -158,20 +169,15 @@ fn tcp_upper_answers_in_upper_case_and_closes() {
 
 #[test]
 fn threaded_server_numbers_clients_and_counts_chars() {
-    let server = Server::start(TCP_SERVER, &["127.0.0.1", "0", "--clients", "2"]);
-    let port = server.port().to_string();
+    let server = Proc::start(TCP_SERVER, &["127.0.0.1", "0", "--clients", "2"]);
+    let port = announced_port(&server).to_string();
     assert_eq!(
         server.wait_msgs("INFO", 1)[0],
         format!("Socket is listening in address 127.0.0.1 and port {port} ...")
     );
     // The first client stays connected while the second is served: one thread each.
-    let mut first = std::process::Command::new(TCP_CLIENT)
-        .args(["127.0.0.1", &port])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first =
+        Proc::spawn_with_stdin(std::process::Command::new(TCP_CLIENT).args(["127.0.0.1", &port]));
     server.wait_msgs("INFO", 3);
     let r = run(TCP_CLIENT, &["127.0.0.1", &port, "hello"], LIMIT);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -179,13 +185,10 @@ fn threaded_server_numbers_clients_and_counts_chars() {
         r.msgs("RECV"),
         vec!["Server message: I received 5 chars: hello".to_owned()]
     );
-    {
-        use std::io::Write;
-        let stdin = first.stdin.as_mut().unwrap();
-        stdin.write_all("héllo wörld\nsecond\n".as_bytes()).unwrap();
-    }
-    drop(first.stdin.take());
-    let r1 = common::finish(&mut first, LIMIT);
+    first.send("héllo wörld");
+    first.send("second");
+    first.close_stdin();
+    let r1 = first.finish_within(LIMIT);
     assert_eq!(r1.code, Some(0), "{}", r1.stderr);
     assert_eq!(
         r1.msgs("RECV"),

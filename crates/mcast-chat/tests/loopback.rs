@@ -5,13 +5,10 @@
 //! it is checked between two hosts in `tests/tests/tp3_namespaces.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Run, finish};
+use labnet::testkit::proc::{Finished, Proc, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcast-chat");
 const LIMIT: Duration = Duration::from_secs(20);
@@ -25,27 +22,18 @@ fn free_udp_port() -> u16 {
 }
 
 /// Starts a chat on loopback; its stdin stays open until `end`.
-fn chat(id: &str, group: &str, port: u16, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(["--id", id, "--group", group, "--port", &port.to_string()])
-        .args(["--ttl", "0", "--iface", "127.0.0.1", "--linger", "0.5"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn chat(id: &str, group: &str, port: u16, extra: &[&str]) -> Proc {
+    Proc::spawn_with_stdin(
+        Command::new(BIN)
+            .args(["--id", id, "--group", group, "--port", &port.to_string()])
+            .args(["--ttl", "0", "--iface", "127.0.0.1", "--linger", "0.5"])
+            .args(extra),
+    )
 }
 
-fn say(c: &mut Child, line: &str) {
-    let stdin = c.stdin.as_mut().unwrap();
-    writeln!(stdin, "{line}").unwrap();
-    stdin.flush().unwrap();
-}
-
-fn end(mut c: Child) -> Run {
-    drop(c.stdin.take());
-    finish(&mut c, LIMIT)
+fn end(mut c: Proc) -> Finished {
+    c.close_stdin();
+    c.finish_within(LIMIT)
 }
 
 #[test]
@@ -55,9 +43,9 @@ fn each_sees_the_other_and_never_itself() {
     let mut a = chat("AAAAAA", group, port, &[]);
     let mut b = chat("BBBBBB", group, port, &[]);
     std::thread::sleep(Duration::from_millis(400));
-    say(&mut a, "hello from A");
+    a.send("hello from A");
     std::thread::sleep(Duration::from_millis(100));
-    say(&mut b, "hello from B");
+    b.send("hello from B");
     std::thread::sleep(Duration::from_millis(100));
     let ra = end(a);
     let rb = end(b);
@@ -85,7 +73,7 @@ fn same_id_from_another_socket_is_recognised_by_id() {
     let a = chat("123456", group, port, &[]);
     let mut b = chat("123456", group, port, &[]);
     std::thread::sleep(Duration::from_millis(400));
-    say(&mut b, "same ID, other socket");
+    b.send("same ID, other socket");
     std::thread::sleep(Duration::from_millis(100));
     let ra = end(a);
     let rb = end(b);
@@ -134,7 +122,7 @@ fn short_datagrams_are_warned_about() {
 
 #[test]
 fn help_shows_examples_and_bad_input_exits_2() {
-    let r = common::run(BIN, &["--help"], LIMIT);
+    let r = run(BIN, &["--help"], LIMIT);
     assert_eq!(r.code, Some(0));
     assert!(r.stdout.contains("EXAMPLES:"));
     for bad in [
@@ -144,7 +132,7 @@ fn help_shows_examples_and_bad_input_exits_2() {
         &["--id", "123456", "--ttl", "300"],
         &["--id", "123456", "--bogus"],
     ] {
-        let r = common::run(BIN, bad, LIMIT);
+        let r = run(BIN, bad, LIMIT);
         assert_eq!(r.code, Some(2), "{bad:?}: {}", r.stderr);
         assert_eq!(r.stderr.lines().count(), 1);
     }

@@ -2,14 +2,12 @@
 //! session of `labnet::pmu`, and servers that misbehave (close early, send garbage, refuse).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{Run, run};
+use labnet::testkit::proc::{Finished, run};
 use labnet::wire::pmu;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pmu-pdc-client");
@@ -43,7 +41,7 @@ fn odd_server(
     (port, h)
 }
 
-fn pdc(args: &[&str]) -> Run {
+fn pdc(args: &[&str]) -> Finished {
     run(BIN, args, LIMIT)
 }
 

@@ -6,15 +6,13 @@
 //! stale replies and the failure modes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Run, run};
+use labnet::testkit::proc::{Finished, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reset-client");
 const LIMIT: Duration = Duration::from_secs(30);
@@ -62,7 +60,7 @@ impl Server {
     }
 }
 
-fn client(host: &str, port: u16, extra: &[&str]) -> Run {
+fn client(host: &str, port: u16, extra: &[&str]) -> Finished {
     let port = port.to_string();
     let mut args = vec![host, "--port", &port];
     args.extend_from_slice(extra);

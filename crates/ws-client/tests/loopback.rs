@@ -2,14 +2,12 @@
 //! and against servers that answer the handshake wrongly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{Run, run};
+use labnet::testkit::proc::{Finished, run};
 use labnet::wire::pmu;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -69,7 +67,7 @@ fn raw_server(answer: &'static [u8]) -> (u16, JoinHandle<()>) {
     (port, h)
 }
 
-fn client(port: u16, cmd: &str, extra: &[&str]) -> Run {
+fn client(port: u16, cmd: &str, extra: &[&str]) -> Finished {
     let url = format!("ws://127.0.0.1:{port}/");
     let mut args = vec![url.as_str(), cmd];
     args.extend_from_slice(extra);
