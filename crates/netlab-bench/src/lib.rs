@@ -407,6 +407,22 @@ fn write_results(
         config.rounds,
         seconds
     );
+    md.push_str("| case | target | measured | verdict |\n|---|---|---|---|\n");
+    for c in cases {
+        for v in c.verdicts() {
+            let word = match v.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None if v.info => "for comparison",
+                None => "not measured",
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {word} |\n",
+                c.name, v.text, v.shown
+            ));
+        }
+    }
+    md.push('\n');
     for c in cases {
         md.push_str(&c.to_markdown());
     }
