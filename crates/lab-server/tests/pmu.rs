@@ -17,13 +17,13 @@ fn short0_returns_exactly_n_messages_over_ipv6_and_ipv4() {
     assert_eq!(pmu("127.0.0.1", port, b"CMD_short:0"), short_reply(7));
     // The IPv4 client reached the dual-stack socket and is logged with its plain IPv4 address.
     let line = server
-        .wait_log("PMU #2 127.0.0.1:", WAIT)
+        .wait_line("PMU #2 127.0.0.1:", WAIT)
         .expect("v4 session logged");
     assert!(
         line.contains("CMD_short:0 served: 7 messages, 126 bytes"),
         "{line}"
     );
-    assert!(server.wait_log("PMU #1 [::1]:", WAIT).is_some());
+    assert!(server.wait_line("PMU #1 [::1]:", WAIT).is_some());
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn floodme_sends_exactly_the_flood_bytes() {
     let got = pmu("127.0.0.1", port, b"CMD_floodme");
     assert_eq!(got.len(), 300_000);
     assert_eq!(got, flood_text(300_000));
-    let line = server.wait_log("CMD_floodme served", WAIT).unwrap();
+    let line = server.wait_line("CMD_floodme served", WAIT).unwrap();
     assert!(line.contains("300000 bytes in one send"), "{line}");
 }
 
@@ -167,7 +167,7 @@ fn silent_client_is_closed_after_the_command_timeout() {
     );
     assert!(
         server
-            .wait_log("no command before the timeout", WAIT)
+            .wait_line("no command before the timeout", WAIT)
             .is_some(),
         "{}",
         server.log()
@@ -189,7 +189,7 @@ fn client_leaving_mid_flood_is_logged_and_server_keeps_serving() {
         assert_eq!(&buf[..], &flood_text(1000)[..]);
     }
     let line = server
-        .wait_log("went away during CMD_floodme", WAIT)
+        .wait_line("went away during CMD_floodme", WAIT)
         .unwrap_or_else(|| panic!("{}", server.log()));
     assert!(line.contains("[WARN]"), "{line}");
     assert_eq!(pmu("127.0.0.1", port, b"CMD_short:0"), short_reply(2));

@@ -139,18 +139,18 @@ fn alternate_switches_family_every_period() {
     let port = server.port("RESET");
     let short = Duration::from_millis(300);
     server
-        .wait_log("RESET now answering on IPv4", WAIT)
+        .wait_line("RESET now answering on IPv4", WAIT)
         .unwrap();
     assert!(ask(&client(false, WAIT), port, b"RESET:5").is_some());
     assert_eq!(ask(&client(true, short), port, b"RESET:5"), None);
     server
-        .wait_log("RESET now answering on IPv6", WAIT)
+        .wait_line("RESET now answering on IPv6", WAIT)
         .unwrap();
     assert!(ask(&client(true, WAIT), port, b"RESET:5").is_some());
     assert_eq!(ask(&client(false, short), port, b"RESET:5"), None);
     assert!(
         server
-            .wait_log("ignored: the service is on the other family", WAIT)
+            .wait_line("ignored: the service is on the other family", WAIT)
             .is_some()
     );
 }

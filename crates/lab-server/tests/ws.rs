@@ -54,7 +54,7 @@ fn short_sends_one_binary_message_per_pmu_message_then_close() {
     }
     assert!(
         server
-            .wait_log("CMD_short:0 served: 6 binary messages", WAIT)
+            .wait_line("CMD_short:0 served: 6 binary messages", WAIT)
             .is_some()
     );
 }
@@ -94,7 +94,7 @@ fn unknown_command_gets_error_message() {
         "{m:?}"
     );
     assert!(matches!(ws.read().unwrap(), Message::Close(Some(_))));
-    assert!(server.wait_log("refused: unknown command", WAIT).is_some());
+    assert!(server.wait_line("refused: unknown command", WAIT).is_some());
 }
 
 /// The server must still serve a normal client.
@@ -119,7 +119,7 @@ fn plain_http_request_gets_426_and_close() {
         "{answer}"
     );
     assert!(answer.contains("Upgrade: websocket\r\n"), "{answer}");
-    assert!(server.wait_log("bad handshake", WAIT).is_some());
+    assert!(server.wait_line("bad handshake", WAIT).is_some());
     still_serving(port);
 }
 
@@ -161,7 +161,7 @@ fn never_completed_handshake_is_closed_after_the_timeout() {
     );
     assert!(
         server
-            .wait_log("handshake not completed within 1 s", WAIT)
+            .wait_line("handshake not completed within 1 s", WAIT)
             .is_some(),
         "{}",
         server.log()
@@ -273,7 +273,7 @@ fn oversized_frame_is_refused_with_1009() {
     f.extend_from_slice(&[0u8; 1000]);
     rejected(port, &f, 1009);
     still_serving(port);
-    assert!(server.wait_log("connection ended", WAIT).is_some());
+    assert!(server.wait_line("connection ended", WAIT).is_some());
 }
 
 #[test]
@@ -287,7 +287,7 @@ fn silent_after_handshake_is_closed_after_the_timeout() {
     assert!(matches!(m, Ok(Message::Close(_)) | Err(_)), "{m:?}");
     assert!(
         server
-            .wait_log("no command before the timeout", WAIT)
+            .wait_line("no command before the timeout", WAIT)
             .is_some()
     );
 }

@@ -7,10 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, TempDir, make_certs, run, text};
+use common::{BIN, TempDir, make_certs, text};
+use labnet::testkit::proc::output;
 
 fn openssl(args: &[&str]) -> String {
-    let out = run(
+    let out = output(
         Command::new("openssl").args(args),
         b"",
         Duration::from_secs(20),
@@ -102,7 +103,7 @@ fn certs_makes_ca_key_csr_and_a_ca_signed_certificate_with_the_lab_names() {
     }
 
     // Validity: at most 90 days (openssl -checkend: still valid in 89 days, expired in 91).
-    let out = run(
+    let out = output(
         Command::new("openssl").args(["x509", "-in", s(&cert), "-noout", "-checkend", "7689600"]),
         b"",
         Duration::from_secs(10),
@@ -111,7 +112,7 @@ fn certs_makes_ca_key_csr_and_a_ca_signed_certificate_with_the_lab_names() {
         out.status.success(),
         "leaf should be valid 89 days from now"
     );
-    let out = run(
+    let out = output(
         Command::new("openssl").args(["x509", "-in", s(&cert), "-noout", "-checkend", "7776000"]),
         b"",
         Duration::from_secs(10),
@@ -127,7 +128,7 @@ fn a_second_run_reuses_the_ca_and_adds_extra_hosts() {
     let dir = TempDir::new("reuse");
     make_certs(&dir);
     let ca_before = std::fs::read(dir.path("cacert.pem")).unwrap();
-    let out = run(
+    let out = output(
         Command::new(BIN)
             .args([
                 "certs",
@@ -153,7 +154,7 @@ fn a_second_run_reuses_the_ca_and_adds_extra_hosts() {
         leaf.contains("DNS:pmu.example") && leaf.contains("IP Address:10.9.8.7"),
         "{leaf}"
     );
-    let out = run(
+    let out = output(
         Command::new("openssl").args(["x509", "-in", s(&cert), "-noout", "-checkend", "691200"]),
         b"",
         Duration::from_secs(10),
@@ -173,7 +174,7 @@ fn certs_refuses_long_validity_bad_ids_and_explains_rsa() {
         vec!["certs", "--id", "../etc"],
         vec!["certs"],
     ] {
-        let out = run(
+        let out = output(
             Command::new(BIN).args(&args).arg("--out").arg(&dir.0),
             b"",
             Duration::from_secs(10),
@@ -186,7 +187,7 @@ fn certs_refuses_long_validity_bad_ids_and_explains_rsa() {
         );
         assert_eq!(text(&out.stderr).lines().count(), 1);
     }
-    let out = run(
+    let out = output(
         Command::new(BIN)
             .args(["certs", "--id", "1", "--rsa", "--out"])
             .arg(&dir.0),
@@ -203,7 +204,7 @@ fn certs_refuses_long_validity_bad_ids_and_explains_rsa() {
 
 #[test]
 fn help_shows_examples_and_bad_flags_exit_2() {
-    let out = run(
+    let out = output(
         Command::new(BIN).arg("--help"),
         b"",
         Duration::from_secs(10),
@@ -222,7 +223,7 @@ fn help_shows_examples_and_bad_flags_exit_2() {
         vec!["frobnicate"],
         vec![],
     ] {
-        let out = run(Command::new(BIN).args(&args), b"", Duration::from_secs(10));
+        let out = output(Command::new(BIN).args(&args), b"", Duration::from_secs(10));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
         assert!(

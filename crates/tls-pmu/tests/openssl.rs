@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, TempDir, client, make_certs, received, run, s_client, text};
+use common::{Server, TempDir, client, make_certs, received, s_client, text};
+use labnet::testkit::proc::output;
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = run(
+    let out = output(
         Command::new("openssl").current_dir(dir).args(args),
         b"",
         Duration::from_secs(60),
@@ -99,7 +100,7 @@ fn openssl_pki(dir: &TempDir, key_cmd: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
 fn s_client_verifies_with_the_ca_and_sees_tls13_and_tls12() {
     let dir = TempDir::new("sclient");
     let (cert, key, ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &["--messages", "5"]);
+    let server = Server::start(&cert, &key, &["--messages", "5"]);
     let ca = ca.to_str().unwrap();
     let out = s_client(
         server.port,
@@ -126,14 +127,14 @@ fn s_client_verifies_with_the_ca_and_sees_tls13_and_tls12() {
         "server order: {stdout}"
     );
     assert!(stdout.contains(&data));
-    server.expect("TLSv1_2");
+    server.wait_for("TLSv1_2");
 }
 
 #[test]
 fn s_client_without_the_ca_fails_verification() {
     let dir = TempDir::new("noca");
     let (cert, key, _ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &[]);
+    let server = Server::start(&cert, &key, &[]);
     // The system store does not know the lab CA.
     let out = s_client(server.port, &["-verify_return_error"], b"CMD_short:0");
     let all = text(&out.stdout) + &text(&out.stderr);
@@ -143,7 +144,7 @@ fn s_client_without_the_ca_fails_verification() {
         "{all}"
     );
     assert!(!all.contains("This is PMU data"), "{all}");
-    server.expect("refused: client aborted the handshake with alert");
+    server.wait_for("refused: client aborted the handshake with alert");
 }
 
 #[test]
@@ -164,7 +165,7 @@ fn openssl_made_rsa_2048_keys_work_in_pkcs8_and_pkcs1_form() {
             "BEGIN PRIVATE KEY"
         };
         assert!(label.contains(want), "{tag}: {label}");
-        let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+        let server = Server::start(&cert, &key, &["--messages", "3"]);
         let out = client("localhost", server.port, "CMD_short:0", &ca);
         assert!(out.status.success(), "{tag}: {}", text(&out.stderr));
         assert_eq!(received(&out).len(), 3, "{tag}");
@@ -183,7 +184,7 @@ fn openssl_made_rsa_2048_keys_work_in_pkcs8_and_pkcs1_form() {
             stdout.contains("ECDHE-RSA-AES256-GCM-SHA384"),
             "{tag}: {stdout}"
         );
-        server.expect("CMD_short:0 served: 3 messages");
+        server.wait_for("CMD_short:0 served: 3 messages");
     }
 }
 

@@ -25,7 +25,7 @@ fn still_serves(server: &Server, ca: &std::path::Path) {
 fn plaintext_client_is_refused_with_what_it_sent() {
     let dir = TempDir::new("plain");
     let (cert, key, ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+    let server = Server::start(&cert, &key, &["--messages", "3"]);
     let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     tcp.write_all(b"CMD_short:0").unwrap();
@@ -35,7 +35,7 @@ fn plaintext_client_is_refused_with_what_it_sent() {
         !reply.windows(8).any(|w| w == b"PMU data"),
         "plaintext got data: {reply:?}"
     );
-    let line = server.expect("refused: not TLS");
+    let line = server.wait_for("refused: not TLS");
     assert!(
         line.contains("'CMD_short:0'") && line.contains("[WARN]"),
         "{line}"
@@ -47,7 +47,7 @@ fn plaintext_client_is_refused_with_what_it_sent() {
 fn tls10_and_tls11_clients_are_refused() {
     let dir = TempDir::new("oldtls");
     let (cert, key, ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+    let server = Server::start(&cert, &key, &["--messages", "3"]);
     for (flag, name) in [("-tls1", "TLS 1.0"), ("-tls1_1", "TLS 1.1")] {
         // SECLEVEL=0: openssl 3 would not even try TLS 1.0/1.1 otherwise.
         let out = s_client(
@@ -59,7 +59,7 @@ fn tls10_and_tls11_clients_are_refused() {
         assert!(!out.status.success(), "{flag}: {all}");
         assert!(all.contains("alert"), "{flag} should get an alert: {all}");
         assert!(!all.contains("PMU data"), "{all}");
-        let line = server.expect(&format!("refused: client offers at most {name}"));
+        let line = server.wait_for(&format!("refused: client offers at most {name}"));
         assert!(line.contains("requires TLS 1.2 or 1.3"), "{line}");
         still_serves(&server, &ca);
     }
@@ -73,7 +73,7 @@ fn cbc_only_client_hello_is_refused() {
     for cipher in ["AES128-SHA", "ECDHE-ECDSA-AES128-SHA"] {
         let out = s_client(server.port, &["-tls1_2", "-cipher", cipher], b"CMD_short:0");
         assert!(!out.status.success(), "{cipher}: {}", text(&out.stdout));
-        let line = server.expect(&format!(
+        let line = server.wait_for(&format!(
             "only TLS_{}",
             if cipher == "AES128-SHA" {
                 "RSA_WITH_AES_128_CBC_SHA"
@@ -82,7 +82,7 @@ fn cbc_only_client_hello_is_refused() {
             }
         ));
         assert!(line.contains("no cipher suite in common"), "{line}");
-        server.log.clear();
+        server.forget_seen();
         still_serves(&server, &ca);
     }
 }
@@ -91,10 +91,10 @@ fn cbc_only_client_hello_is_refused() {
 fn silent_client_times_out_and_others_are_served_meanwhile() {
     let dir = TempDir::new("silent");
     let (cert, key, ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &["--messages", "3"]);
+    let server = Server::start(&cert, &key, &["--messages", "3"]);
     let silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     still_serves(&server, &ca);
-    server.expect("refused: no ClientHello within 3 s");
+    server.wait_for("refused: no ClientHello within 3 s");
     drop(silent);
 }
 
@@ -160,12 +160,12 @@ fn client_refuses_an_expired_certificate() {
         now - 30 * DAY,
         now - DAY,
     );
-    let mut server = Server::start(&cert, &key, &[]);
+    let server = Server::start(&cert, &key, &[]);
     let out = client("127.0.0.1", server.port, "CMD_short:0", &ca);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("server certificate has expired"), "{err}");
     // The client's alert (certificate_expired) shows up in the server's log.
-    server.expect("refused: client aborted the handshake with alert CertificateExpired");
+    server.wait_for("refused: client aborted the handshake with alert CertificateExpired");
 }

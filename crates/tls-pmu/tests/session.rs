@@ -9,7 +9,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server, TempDir, client, make_certs, received, run, text};
+use common::{BIN, Server, TempDir, client, make_certs, received, text};
+use labnet::testkit::proc::{Proc, json, output};
 
 fn expected(n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("This is PMU data {i}")).collect()
@@ -19,7 +20,7 @@ fn expected(n: u32) -> Vec<String> {
 fn short_0_prints_exactly_the_n_messages_over_ipv4_and_by_name() {
     let dir = TempDir::new("short0");
     let (cert, key, ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &["--messages", "7"]);
+    let server = Server::start(&cert, &key, &["--messages", "7"]);
     for host in ["127.0.0.1", "localhost"] {
         let out = client(host, server.port, "CMD_short:0", &ca);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -29,7 +30,7 @@ fn short_0_prints_exactly_the_n_messages_over_ipv4_and_by_name() {
         assert!(stdout.contains("(close_notify)"), "{stdout}");
         assert!(stdout.contains("TLSv1_3"), "{stdout}");
     }
-    server.expect("CMD_short:0 served: 7 messages, 126 bytes");
+    server.wait_for("CMD_short:0 served: 7 messages, 126 bytes");
 }
 
 #[test]
@@ -52,7 +53,7 @@ fn short_1_spaces_the_messages_one_second_apart() {
 fn floodme_arrives_whole_with_the_byte_count_the_server_sent() {
     let dir = TempDir::new("flood");
     let (cert, key, ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &["--flood-bytes", "300000"]);
+    let server = Server::start(&cert, &key, &["--flood-bytes", "300000"]);
     let out = client("127.0.0.1", server.port, "CMD_floodme", &ca);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -64,7 +65,7 @@ fn floodme_arrives_whole_with_the_byte_count_the_server_sent() {
     // The text itself: the numbered lines of labnet's flood, the last one cut at 300000 bytes.
     let flood = String::from_utf8(labnet::wire::pmu::flood_text(300_000)).unwrap();
     assert!(stdout.contains(&flood), "flood text differs");
-    server.expect("CMD_floodme served: 300000 bytes");
+    server.wait_for("CMD_floodme served: 300000 bytes");
 }
 
 #[test]
@@ -72,41 +73,33 @@ fn ipv6_loopback_and_json_output() {
     let dir = TempDir::new("v6");
     let (cert, key, ca) = make_certs(&dir);
     // The client dials ::1, which the certificate lists as an IP subjectAltName.
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--bind",
-            "::1",
-            "--port",
-            "0",
-            "--messages",
-            "4",
-            "--json",
-            "--cert",
-        ])
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = Vec::new();
-    let mut byte = [0u8; 1];
-    while !first.ends_with(b"\n") && stdout.read(&mut byte).unwrap() == 1 {
-        first.push(byte[0]);
-    }
-    let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    let server = Proc::spawn(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--bind",
+                "::1",
+                "--port",
+                "0",
+                "--messages",
+                "4",
+                "--json",
+                "--cert",
+            ])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key),
+    );
+    let v = json(&server.wait_for(""));
     let port = v["port"].as_u64().unwrap().to_string();
-    let out = run(
+    let out = output(
         Command::new(BIN)
             .args(["client", "::1", &port, "CMD_short:0", "--json", "--ca"])
             .arg(&ca),
         b"",
         Duration::from_secs(20),
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let events: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
@@ -147,10 +140,10 @@ fn raw_tls(port: u16, ca: &std::path::Path, payload: &[u8]) -> Vec<u8> {
 fn a_bad_command_inside_tls_gets_an_error_reply_and_the_server_goes_on() {
     let dir = TempDir::new("badcmd");
     let (cert, key, ca) = make_certs(&dir);
-    let mut server = Server::start(&cert, &key, &["--messages", "2"]);
+    let server = Server::start(&cert, &key, &["--messages", "2"]);
     let reply = raw_tls(server.port, &ca, b"CMD_short:abc");
     assert!(reply.starts_with(b"ERROR: "), "{:?}", text(&reply));
-    server.expect("refused: bad delay");
+    server.wait_for("refused: bad delay");
     let out = client("127.0.0.1", server.port, "CMD_short:0", &ca);
     assert_eq!(received(&out), expected(2));
 }
@@ -161,7 +154,7 @@ fn sslkeylogfile_records_the_secrets_wireshark_needs() {
     let (cert, key, ca) = make_certs(&dir);
     let server = Server::start(&cert, &key, &["--messages", "2"]);
     let log = dir.path("keys.log");
-    let out = run(
+    let out = output(
         Command::new(BIN)
             .env("SSLKEYLOGFILE", &log)
             .args([

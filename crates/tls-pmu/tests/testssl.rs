@@ -12,7 +12,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, TempDir, make_certs, run, text};
+use common::{Server, TempDir, make_certs, text};
+use labnet::testkit::proc::output;
 
 /// testssl findings accepted, each with the reason it is inherent to the lab and not fixable.
 const ACCEPTED: &[(&str, &str)] = &[(
@@ -50,7 +51,7 @@ fn testssl_scan_finds_nothing_at_medium_or_above() {
     let started = Instant::now();
     // -p protocols, -P server preference, -S server defaults (certificate), -s cipher
     // categories, -f forward secrecy, -E every cipher per protocol, -U vulnerabilities.
-    let out = run(
+    let out = output(
         Command::new(testssl)
             .args(["--quiet", "--color", "0", "--warnings", "off", "--jsonfile"])
             .arg(&json)

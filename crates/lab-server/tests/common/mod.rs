@@ -1,21 +1,20 @@
-//! Shared by the lab-server tests: start the binary on port 0, read the ports it logs, watch its
-//! log, and kill it by PID on drop.
+//! Shared by the lab-server tests: start the binary on port 0 and read the ports it logs (the
+//! process itself is a [`Proc`]: log collected, waits with deadlines, killed on drop), plus small
+//! clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
 use std::time::{Duration, Instant};
+
+use labnet::testkit::proc::Proc;
 
 /// Time any test waits for something that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A running lab-server.
-pub struct Server {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+pub struct Server(Proc);
 
 impl Server {
     /// Starts lab-server with every port 0 and the given extra arguments; the TV is off unless
@@ -29,89 +28,20 @@ impl Server {
             args.push("--no-tv");
         }
         args.extend(extra.iter().filter(|a| **a != "--tv-on"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lab-server"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lab-server");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let err = child.stderr.take().unwrap();
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(format!("STDERR {line}"));
-            }
-        });
-        Server { child, lines }
+        Server(Proc::start(env!("CARGO_BIN_EXE_lab-server"), &args))
     }
 
     /// The port a service logged (`PMU`, `WS`, `TV`, `RESET`).
     pub fn port(&self, service: &str) -> u16 {
-        let needle = format!("{service} listening on ");
-        let line = self
-            .wait_log(&needle, WAIT)
-            .unwrap_or_else(|| panic!("no '{needle}' line; log:\n{}", self.log()));
-        let rest = &line[line.find(&needle).unwrap() + needle.len()..];
-        let addr = rest.split_whitespace().next().unwrap();
-        addr.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    /// Waits for a log line containing `needle`.
-    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
-        self.wait_count(needle, 1, timeout).map(|mut v| v.remove(0))
-    }
-
-    /// Waits until `count` log lines contain `needle`.
-    pub fn wait_count(&self, needle: &str, count: usize, timeout: Duration) -> Option<Vec<String>> {
-        labnet::testkit::wait_until(timeout, || {
-            let found: Vec<String> = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(needle))
-                .cloned()
-                .collect();
-            (found.len() >= count).then_some(found)
-        })
-    }
-
-    /// How many log lines contain `needle` now.
-    pub fn count(&self, needle: &str) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    /// The whole log so far.
-    pub fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// True while the process runs.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.addr_after(&format!("{service} listening on ")).port()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The log, its waits and counts are those of the process.
+impl Deref for Server {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.0
     }
 }
 

@@ -1,13 +1,15 @@
-//! Helpers shared by the tls-pmu integration tests: temporary directories, a `serve` process
-//! whose log lines the test can wait for, and commands run with a hard time limit.
+//! Helpers shared by the tls-pmu integration tests: temporary directories, certificates, and a
+//! `serve` process on an OS-chosen port (a [`Proc`]: its log lines can be waited for). Commands
+//! run with a hard time limit through [`output`].
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use labnet::testkit::proc::{Proc, output};
 
 use rcgen::{CertificateParams, Issuer, KeyPair};
 
@@ -45,7 +47,7 @@ impl Drop for TempDir {
 
 /// Runs `tls-pmu certs --id 123456 --out DIR` and returns (cert, key, ca).
 pub fn make_certs(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
-    let out = run(
+    let out = output(
         Command::new(BIN)
             .args(["certs", "--id", "123456", "--out"])
             .arg(&dir.0),
@@ -105,59 +107,13 @@ pub fn leaf(
     (c, k)
 }
 
-/// Runs a command with `stdin` fed and a hard time limit (killed after it).
-pub fn run(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let s = child.wait().unwrap();
-            eprintln!("killed after {limit:?}: {cmd:?}");
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = writer.join();
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
-}
-
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// Runs `tls-pmu client HOST PORT CMD --ca CA`.
 pub fn client(host: &str, port: u16, cmd: &str, ca: &Path) -> Output {
-    run(
+    output(
         Command::new(BIN)
             .args(["client", host, &port.to_string(), cmd, "--ca"])
             .arg(ca)
@@ -177,10 +133,8 @@ pub fn received(out: &Output) -> Vec<String> {
 
 /// A running `tls-pmu serve` on 127.0.0.1 with an OS-chosen port; killed on drop.
 pub struct Server {
-    child: Child,
-    lines: Receiver<String>,
+    proc: Proc,
     pub port: u16,
-    pub log: Vec<String>,
 }
 
 impl Server {
@@ -190,104 +144,52 @@ impl Server {
 
     /// Starts the server; `Err` with its stderr when it exits instead of listening.
     pub fn try_start(cert: &Path, key: &Path, extra: &[&str]) -> Result<Server, String> {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--cert"])
-            .arg(cert)
-            .arg("--key")
-            .arg(key)
-            .args(["--bind", "127.0.0.1", "--port", "0"])
-            .args(if extra.contains(&"--timeout") {
-                &[][..]
-            } else {
-                &["--timeout", "3"][..]
-            })
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            lines: rx,
-            port: 0,
-            log: Vec::new(),
-        };
-        match server.wait_for("listening on", Duration::from_secs(10)) {
+        let proc = Proc::spawn(
+            Command::new(BIN)
+                .args(["serve", "--cert"])
+                .arg(cert)
+                .arg("--key")
+                .arg(key)
+                .args(["--bind", "127.0.0.1", "--port", "0"])
+                .args(if extra.contains(&"--timeout") {
+                    &[][..]
+                } else {
+                    &["--timeout", "3"][..]
+                })
+                .args(extra),
+        );
+        match proc.wait_line("listening on", Duration::from_secs(10)) {
             Some(line) => {
                 let port = line
                     .rsplit_once("127.0.0.1:")
                     .and_then(|(_, rest)| rest.split_whitespace().next())
                     .and_then(|p| p.parse().ok())
                     .unwrap_or_else(|| panic!("no port in {line:?}"));
-                server.port = port;
-                Ok(server)
+                Ok(Server { proc, port })
             }
-            None => {
-                let _ = server.child.kill();
-                let _ = server.child.wait();
-                let mut err = String::new();
-                if let Some(mut e) = server.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                Err(err)
-            }
-        }
-    }
-
-    /// Waits for a log line containing `needle` (keeps every line seen in `log`).
-    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> Option<String> {
-        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
-            return Some(l.clone());
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return Some(line);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Like [`Server::wait_for`], failing the test with the log when the line never comes.
-    pub fn expect(&mut self, needle: &str) -> String {
-        match self.wait_for(needle, Duration::from_secs(10)) {
-            Some(l) => l,
-            None => panic!(
-                "server never logged {needle:?}; log:\n{}",
-                self.log.join("\n")
-            ),
+            None => Err(proc.stop_after(Duration::ZERO).stderr),
         }
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The log and its waits are those of the process.
+impl Deref for Server {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 }
 
 /// `openssl s_client` against 127.0.0.1:port with extra arguments; stdin is sent after the
 /// handshake (`-ign_eof`: keep reading until the server closes).
 pub fn s_client(port: u16, args: &[&str], stdin: &[u8]) -> Output {
-    run(
+    output(
         Command::new("openssl")
             .args([
                 "s_client",
