@@ -53,7 +53,18 @@ impl Capture {
         filter: &str,
         name: &str,
     ) -> Result<Capture, String> {
-        let path = site.dir.join(name);
+        Capture::start_at(site, host, iface, filter, site.dir.join(name))
+    }
+
+    /// Like [`Capture::start`], writing to `path` (outside the demo's scratch directory, so the
+    /// file outlives the lab).
+    pub fn start_at(
+        site: &Site,
+        host: &str,
+        iface: &str,
+        filter: &str,
+        path: PathBuf,
+    ) -> Result<Capture, String> {
         let args = tcpdump_args(iface, &path, filter);
         let mut bg = site.spawn(host, "tcpdump", &args)?;
         bg.wait_for(Duration::from_secs(10), |_, err| {

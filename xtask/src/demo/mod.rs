@@ -118,25 +118,21 @@ impl Ctx {
         }
         if let Some(x) = &self.extra {
             if site.topo.host(&x.host).is_some() && site.netns() && self.extra_running.is_none() {
-                let c = Capture::start(&site, &x.host, &x.iface, &x.filter, "extra.pcap")?;
+                let c = Capture::start_at(&site, &x.host, &x.iface, &x.filter, x.out.clone())?;
                 self.extra_running = Some(c);
             }
         }
         Ok(site)
     }
 
-    /// Stops the extra capture (before the site goes down) and copies it out.
+    /// Stops the extra capture (tcpdump wrote every packet as it came, `-U`) and says where it is.
     pub fn finish_extra(&mut self) {
         if let (Some(c), Some(x)) = (self.extra_running.take(), &self.extra) {
-            let path = c.path.clone();
             let n = c.stop().map(|p| p.len()).unwrap_or(0);
-            match std::fs::copy(&path, &x.out) {
-                Ok(_) => println!(
-                    "\ncapture: {n} packets written to {} (open it in Wireshark)",
-                    x.out.display()
-                ),
-                Err(e) => eprintln!("xtask: copy the capture to {}: {e}", x.out.display()),
-            }
+            println!(
+                "\ncapture: {n} packets in {} (open it in Wireshark)",
+                x.out.display()
+            );
         }
     }
 
