@@ -188,7 +188,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
         eprintln!("SKIPPED: prlimit (util-linux) not installed");
         return;
     }
-    let p = Proc::start_with_nofile(BIN, 64, &["--port", "0", "--bind", "127.0.0.1", "--quiet"]);
+    let p = start_with_nofile(BIN, 64, &["--port", "0", "--bind", "127.0.0.1", "--quiet"]);
     let addr = p.addr();
     let pid = p.pid();
     // 100 clients that stay open: about 60 are accepted, the rest wait in the accept queue while

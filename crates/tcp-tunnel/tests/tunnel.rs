@@ -375,7 +375,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
     }
     let target = echo_target();
     let spec = format!("127.0.0.1:0={target}");
-    let t = Proc::start_with_nofile(BIN, 64, &["-L", &spec]);
+    let t = start_with_nofile(BIN, 64, &["-L", &spec]);
     let addr = t.addr();
     let pid = t.pid();
     let mut held = Vec::new();

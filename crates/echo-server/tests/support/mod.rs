@@ -1,193 +1,40 @@
 //! Test support shared by the echo-server and tcp-tunnel tests (the tunnel's tests include this
-//! file with `#[path]`): a child process whose stdout lines are collected, `/proc` probes of its
-//! descriptors, threads, sockets, CPU time and memory, the abuse client, and small targets.
+//! file with `#[path]`): the program under test is a [`Proc`] (from `labnet::testkit::proc`,
+//! re-exported here); `/proc` probes of its descriptors, threads, sockets, CPU time and memory,
+//! the abuse client, and small targets.
 #![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub use labnet::testkit::proc::Proc;
+use labnet::testkit::proc::run;
 
 /// Every socket in a test has this read/write timeout: a failing test ends, it never hangs.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running program; killed and reaped on drop.
-pub struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    /// Starts `program args…` with stdout and stderr collected by reader threads (so the pipe
-    /// never fills and blocks the program).
-    pub fn start(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Proc {
-        Self::from_command(Command::new(program).args(args))
-    }
-
-    /// Starts `program args…` under `prlimit --nofile=N:N` (prlimit execs it: same PID).
-    pub fn start_with_nofile(program: &str, nofile: u32, args: &[&str]) -> Proc {
-        let mut cmd = Command::new("prlimit");
-        cmd.arg(format!("--nofile={nofile}:{nofile}"))
-            .arg("--")
-            .arg(program)
-            .args(args);
-        Self::from_command(&mut cmd)
-    }
-
-    fn from_command(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start program");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().expect("stdout");
-        let sink = Arc::clone(&lines);
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            sink.lock().unwrap().push_str(&s);
-        });
-        Proc {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Every stdout line so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// How many stdout lines contain `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    /// Waits for a stdout line containing `needle`.
-    pub fn wait_line(&self, needle: &str, timeout: Duration) -> Option<String> {
-        labnet::testkit::wait_until(timeout, || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-                .cloned()
-        })
-    }
-
-    /// The addresses of the first `n` "listening on ADDR" lines.
-    pub fn listening(&self, n: usize) -> Vec<SocketAddr> {
-        let found = labnet::testkit::wait_until(Duration::from_secs(10), || {
-            let addrs: Vec<SocketAddr> = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .filter_map(|l| {
-                    let rest = l.split("listening on ").nth(1)?;
-                    let rest = rest
-                        .strip_prefix("tcp ")
-                        .or_else(|| rest.strip_prefix("udp "))
-                        .unwrap_or(rest);
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_hexdigit() || ":.[]".contains(c)))
-                        .unwrap_or(rest.len());
-                    rest[..end].parse().ok()
-                })
-                .collect();
-            (addrs.len() >= n).then_some(addrs)
-        });
-        match found {
-            Some(a) => a,
-            None => panic!(
-                "program did not report {n} listening addresses; stdout {:?} stderr {:?}",
-                self.lines(),
-                self.stderr()
-            ),
-        }
-    }
-
-    /// The first listening address.
-    pub fn addr(&self) -> SocketAddr {
-        self.listening(1)[0]
-    }
-
-    /// What the program wrote on stderr so far.
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `program args…` under `prlimit --nofile=N:N` (prlimit execs it: same PID).
+pub fn start_with_nofile(program: &str, nofile: u32, args: &[&str]) -> Proc {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
+        .arg("--")
+        .arg(program)
+        .args(args);
+    Proc::spawn(cmd)
 }
 
 /// Runs a program to completion (bounded) and returns (exit code, stdout, stderr).
 pub fn run_to_end(program: &str, args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start program");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut out = String::new();
-            let mut err = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.code().unwrap_or(-1), out, err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} {args:?} did not end within 10 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+    let f = run(program, args, Duration::from_secs(10));
+    (f.code.unwrap_or(-1), f.stdout, f.stderr)
 }
 
 /// A connected stream with the test timeouts set.
