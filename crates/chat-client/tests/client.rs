@@ -2,12 +2,14 @@
 //! whose messages arrive glued together, credentials, refusals.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+
+use labnet::testkit::proc::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat-client");
 
@@ -60,23 +62,18 @@ fn against(
         // Keep the connection until the client has read everything, then close it.
         thread::sleep(Duration::from_millis(300));
     });
-    let mut child = Command::new(BIN)
-        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--bind", "127.0.0.2", "--udp-port", &udp_port().to_string()])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
+    let mut client = Proc::spawn_with_stdin(
+        Command::new(BIN)
+            .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--bind", "127.0.0.2", "--udp-port", &udp_port().to_string()])
+            .args(args),
+    );
+    client.stdin().write_all(input.as_bytes()).unwrap();
     let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let out = child.stdout.take().unwrap();
-    let lines: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
-    drop(stdin);
-    let code = child.wait().unwrap().code();
-    (first, lines, code)
+    // Stdin stays open until the client has exited on its own (the server closed).
+    let f = client.finish();
+    let lines = f.lines().into_iter().map(String::from).collect();
+    (first, lines, f.code)
 }
 
 #[test]

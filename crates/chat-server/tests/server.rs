@@ -4,73 +4,33 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use labnet::testkit::proc::{Proc, output};
+
 const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 
+/// A chat-server on 127.0.0.1 with an OS-chosen port; its log is in `proc`.
 struct Server {
-    child: Child,
+    proc: Proc,
     port: u16,
-    log: mpsc::Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["--bind", "127.0.0.1", "--port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out: ChildStdout = child.stdout.take().unwrap();
-        let (tx, log) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = (0..10)
-            .map_while(|_| log.recv_timeout(Duration::from_secs(20)).ok())
-            .find(|l| l.contains("listening on"))
-            .expect("the server says where it listens");
-        let port = first
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
-        Server { child, port, log }
+        let proc = Proc::spawn(
+            Command::new(BIN)
+                .args(["--bind", "127.0.0.1", "--port", "0"])
+                .args(args),
+        );
+        let port = proc.addr().port();
+        Server { proc, port }
     }
 
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// Waits for a log line containing `needle`.
-    fn expect_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.log.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no server log line with {needle:?}");
     }
 }
 
@@ -277,7 +237,7 @@ fn bad_input_of_every_kind_never_stops_the_server() {
     // The dropped connections that sent "drop" were registered for a moment; all leave again.
     let list = watcher.until(|l| l.starts_with('!') && users(l).len() == 2);
     assert!(users(&list).contains_key("watcher"), "{list}");
-    assert!(server.child.id() > 0);
+    assert!(server.proc.pid() > 0);
 }
 
 #[test]
@@ -305,7 +265,7 @@ fn slow_consumer(args: &[&str], why: &str) {
     sock.connect(&addr.into()).unwrap();
     let mut stalled: TcpStream = sock.into();
     stalled.write_all(b"stalled\n").unwrap();
-    server.expect_log("stalled joined");
+    server.proc.wait_for("stalled joined");
 
     let (mut receiver, _) = Raw::join(addr, "receiver");
     let (mut sender, _) = Raw::join(addr, "sender");
@@ -350,7 +310,9 @@ fn slow_consumer(args: &[&str], why: &str) {
         let l = receiver.until(|l| l.starts_with('!'));
         assert!(!l.contains("stalled"), "{l}");
     }
-    let line = server.expect_log("stalled disconnected: stopped reading");
+    let line = server
+        .proc
+        .wait_for("stalled disconnected: stopped reading");
     assert!(line.contains(why), "{line}");
     drop(stalled);
 }
@@ -373,20 +335,12 @@ fn authentication_admits_the_right_password_and_refuses_the_rest_identically() {
     let users_file = dir.join("users.txt");
     let _ = std::fs::remove_file(&users_file);
     for (name, pw) in [("alice", "s3cret pass:word"), ("bob", "hunter2")] {
-        let mut add = Command::new(BIN)
-            .args(["adduser"])
-            .arg(&users_file)
-            .arg(name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{pw}\n").as_bytes())
-            .unwrap();
-        assert!(add.wait().unwrap().success());
+        let add = output(
+            Command::new(BIN).arg("adduser").arg(&users_file).arg(name),
+            format!("{pw}\n").as_bytes(),
+            Duration::from_secs(20),
+        );
+        assert!(add.status.success(), "{add:?}");
     }
     let text = std::fs::read_to_string(&users_file).unwrap();
     assert!(
@@ -417,6 +371,6 @@ fn authentication_admits_the_right_password_and_refuses_the_rest_identically() {
         assert_eq!(answer, "ERROR: authentication failed\n");
         assert!(took >= Duration::from_millis(950), "{took:?}");
     }
-    server.expect_log("failed login as 'mallory'");
+    server.proc.wait_for("failed login as 'mallory'");
     let _ = std::fs::remove_dir_all(&dir);
 }
