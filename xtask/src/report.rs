@@ -27,6 +27,8 @@ pub struct Check {
     pub what: String,
     /// The verdict.
     pub outcome: Outcome,
+    /// The demo it belongs to (`broadcast`, `pmu`, …), for the summary.
+    pub demo: String,
 }
 
 /// The checks of a run plus the narration printer.
@@ -38,6 +40,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Only checks with one of these tags are recorded (empty: all).
     pub only: Vec<String>,
+    /// The demo now running; every check recorded is filed under it.
+    pub demo: String,
 }
 
 impl Report {
@@ -127,6 +131,7 @@ impl Report {
             tag: tag.to_owned(),
             what: what.to_owned(),
             outcome,
+            demo: self.demo.clone(),
         });
     }
 
@@ -143,16 +148,56 @@ impl Report {
         c
     }
 
-    /// The one-screen summary of a demo run: one line per observation.
+    /// The one-screen summary of a demo run: one line per demo with its counts and the tags it
+    /// covered, then every observation that did not hold or could not be shown, in full (the
+    /// passing ones were printed, with what was seen, as they happened).
     pub fn summary(&self) -> String {
         let mut s = String::from("\n=== summary ===\n");
+        let mut demos: Vec<&str> = Vec::new();
         for k in &self.checks {
-            let (word, note) = match &k.outcome {
-                Outcome::Pass(_) => ("PASS", String::new()),
-                Outcome::Fail(why) => ("FAIL", format!(" — {why}")),
-                Outcome::NotShown(needs) => ("NOT SHOWN", format!(" — {needs}")),
-            };
-            let _ = writeln!(s, "{word:>9}  [{}] {}{note}", k.tag, k.what);
+            if !demos.contains(&k.demo.as_str()) {
+                demos.push(&k.demo);
+            }
+        }
+        for demo in &demos {
+            let mine: Vec<&Check> = self.checks.iter().filter(|k| k.demo == *demo).collect();
+            let held = mine
+                .iter()
+                .filter(|k| matches!(k.outcome, Outcome::Pass(_)))
+                .count();
+            let failed = mine
+                .iter()
+                .filter(|k| matches!(k.outcome, Outcome::Fail(_)))
+                .count();
+            let shown = mine.len()
+                - mine
+                    .iter()
+                    .filter(|k| matches!(k.outcome, Outcome::NotShown(_)))
+                    .count();
+            let mut tags: Vec<&str> = Vec::new();
+            for k in &mine {
+                if !tags.contains(&k.tag.as_str()) {
+                    tags.push(&k.tag);
+                }
+            }
+            let verdict = if failed > 0 { "FAIL" } else { "PASS" };
+            let name = if demo.is_empty() { "checks" } else { demo };
+            let _ = write!(s, "  {verdict}  {name:<10} {held:>2}/{shown:<2} held");
+            if shown < mine.len() {
+                let _ = write!(s, ", {} not shown", mine.len() - shown);
+            }
+            let _ = writeln!(s, "   ({})", tags.join(" "));
+        }
+        for k in &self.checks {
+            match &k.outcome {
+                Outcome::Pass(_) => {}
+                Outcome::Fail(why) => {
+                    let _ = writeln!(s, "       FAIL  [{}] {} — {why}", k.tag, k.what);
+                }
+                Outcome::NotShown(needs) => {
+                    let _ = writeln!(s, "  NOT SHOWN  [{}] {} — {needs}", k.tag, k.what);
+                }
+            }
         }
         let (p, f, n) = self.counts();
         let _ = write!(s, "{p} observations held, {f} failed");
@@ -176,6 +221,15 @@ mod tests {
         r.check("E2", "b", Err("y".into()));
         r.not_shown("E1", "c", "root");
         assert_eq!(r.counts(), (1, 0, 1));
-        assert!(r.summary().contains("NOT SHOWN  [E1] c — root"));
+        let summary = r.summary();
+        assert!(summary.contains("NOT SHOWN  [E1] c — root"), "{summary}");
+        assert!(
+            summary.contains("PASS  checks      1/1  held, 1 not shown   (E1)"),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("1 observations held, 0 failed, 1 not shown here\n"),
+            "{summary}"
+        );
     }
 }

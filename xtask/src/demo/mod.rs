@@ -166,6 +166,7 @@ pub fn run(ctx: &mut Ctx, names: &[&str]) -> bool {
 
 fn run_one(ctx: &mut Ctx, name: &str) {
     let what = DEMOS.iter().find(|d| d.0 == name).map_or(name, |d| d.1);
+    ctx.r.demo = name.to_owned();
     ctx.r.title(what);
     let res = match name {
         "broadcast" => week3::broadcast(ctx),
