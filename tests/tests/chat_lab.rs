@@ -4,141 +4,21 @@
 //! send bare messages without `\n`, both ways, room and peer-to-peer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use labnet::testkit::proc::{Proc, split_event};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A running program whose stdout lines are collected by a thread.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    label: String,
-}
-
-impl Proc {
-    fn start(label: &str, mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {label}: {e}"));
-        let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        let tx2 = tx.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx2.send(format!("stderr: {line}")).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-            label: label.to_owned(),
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Closes stdin: our client then leaves the chat.
-    fn close_input(&mut self) {
-        self.stdin = None;
-    }
-
-    fn pump(&mut self, for_at_most: Duration) {
-        let deadline = Instant::now() + for_at_most;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => break,
-            }
-        }
-    }
-
-    /// Waits for a line (seen before or arriving within `WAIT`) that contains `needle`.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{}: no line with {needle:?} within {WAIT:?}; saw:\n{}",
-                        self.label,
-                        self.seen.join("\n")
-                    )
-                });
-            if let Ok(l) = self.lines.recv_timeout(left) {
-                self.seen.push(l);
-            }
-        }
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.seen.iter().filter(|l| l.contains(needle)).count()
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The message of a log line, after `[time] [LEVEL] `.
-fn msg(line: &str) -> &str {
-    line.splitn(2, "] [")
-        .nth(1)
-        .and_then(|rest| rest.split_once("] "))
-        .map(|(_, m)| m)
-        .unwrap_or(line)
-}
 
 fn server(bind: &str) -> (Proc, u16) {
     let mut cmd = Command::new(labnet::testkit::bin("chat-server"));
     cmd.args(["--bind", bind, "--port", "0"]);
-    let mut s = Proc::start("chat-server", cmd);
-    let line = s.expect("listening on");
+    let s = Proc::spawn_with_stdin(cmd).named("chat-server");
+    let line = s.wait_for("listening on");
     let port = line
         .rsplit(':')
         .next()
@@ -153,8 +33,8 @@ fn client(port: u16, bind: &str, udp_port: u16, name: &str) -> Proc {
     cmd.args(["--server", "127.0.0.1", "--port", &port.to_string()])
         .args(["--bind", bind, "--udp-port", &udp_port.to_string()])
         .args(["--name", name]);
-    let mut c = Proc::start(name, cmd);
-    c.expect("registered;");
+    let c = Proc::spawn_with_stdin(cmd).named(name);
+    c.wait_for("registered;");
     c
 }
 
@@ -174,49 +54,53 @@ fn peer(name: &str) -> PathBuf {
 fn three_clients(a: &mut Proc, b: &mut Proc, c: &mut Proc, ips: [&str; 3]) {
     let [ip_a, ip_b, ip_c] = ips;
     // The user list reaches everyone with the right addresses.
-    a.expect(&format!("bob joined ({ip_b})"));
-    a.expect(&format!("carol joined ({ip_c})"));
-    b.expect(&format!("carol joined ({ip_c})"));
+    a.wait_for(&format!("bob joined ({ip_b})"));
+    a.wait_for(&format!("carol joined ({ip_c})"));
+    b.wait_for(&format!("carol joined ({ip_c})"));
     let list = format!("3 active users: alice ({ip_a}), bob ({ip_b}), carol ({ip_c})");
-    c.expect(&format!("registered; {list}"));
+    c.wait_for(&format!("registered; {list}"));
 
     // A room message reaches the two others exactly once, named.
     a.send("hello room");
-    b.expect("[RECV] alice: hello room");
-    c.expect("[RECV] alice: hello room");
+    b.wait_for("[RECV] alice: hello room");
+    c.wait_for("[RECV] alice: hello room");
 
     // Peer-to-peer reaches only its target, named by the sender's IP.
     b.send("@carol: just for you");
-    c.expect(&format!("P2P from bob ({ip_b}): just for you"));
+    c.wait_for(&format!("P2P from bob ({ip_b}): just for you"));
     c.send("bye all");
-    a.expect("[RECV] carol: bye all");
-    b.expect("[RECV] carol: bye all");
-    a.pump(Duration::from_millis(300));
-    b.pump(Duration::from_millis(300));
-    c.pump(Duration::from_millis(300));
-    assert_eq!(b.count("alice: hello room"), 1, "{:?}", b.seen);
-    assert_eq!(c.count("alice: hello room"), 1, "{:?}", c.seen);
+    a.wait_for("[RECV] carol: bye all");
+    b.wait_for("[RECV] carol: bye all");
+    // Time for a duplicate to show up (the readers collect for all three meanwhile).
+    thread::sleep(Duration::from_millis(900));
+    assert_eq!(b.count("alice: hello room"), 1, "{:?}", b.lines());
+    assert_eq!(c.count("alice: hello room"), 1, "{:?}", c.lines());
     assert_eq!(
         a.count("hello room"),
         1,
         "the sender sees only its own SEND: {:?}",
-        a.seen
+        a.lines()
     );
-    assert_eq!(a.count("just for you"), 0, "{:?}", a.seen);
+    assert_eq!(a.count("just for you"), 0, "{:?}", a.lines());
     assert_eq!(c.count("P2P from bob"), 1);
 
     // #ls prints the list.
     a.send("#ls");
-    let line = a.expect("] 3 active users: alice");
-    assert_eq!(msg(&line), list);
+    let line = a.wait_for("] 3 active users: alice");
+    assert_eq!(split_event(&line).unwrap().1, list);
 
     // A client leaving updates the others' lists.
-    b.close_input();
-    a.expect("bob left");
-    c.expect("bob left");
-    assert_eq!(b.wait_exit(), Some(0), "{:?}", b.seen);
+    b.close_stdin();
+    a.wait_for("bob left");
+    c.wait_for("bob left");
+    assert_eq!(
+        b.wait_exit(WAIT).and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        b.lines()
+    );
     a.send("#ls");
-    a.expect(&format!("] 2 active users: alice ({ip_a}), carol ({ip_c})"));
+    a.wait_for(&format!("] 2 active users: alice ({ip_a}), carol ({ip_c})"));
 }
 
 #[test]
@@ -238,15 +122,15 @@ fn three_loopback_clients_chat_in_the_room_and_peer_to_peer() {
 fn client_exits_1_with_a_clear_line_when_the_server_goes_away() {
     let (mut srv, port) = server("127.0.0.1");
     let mut a = client(port, "127.0.0.2", free_udp_port(), "alice");
-    let _ = srv.child.kill();
-    assert_eq!(a.wait_exit(), Some(1));
-    a.pump(Duration::from_millis(200));
+    srv.kill();
+    assert_eq!(a.wait_exit(WAIT).and_then(|s| s.code()), Some(1));
+    thread::sleep(Duration::from_millis(200));
     assert!(
-        a.seen
+        a.lines()
             .iter()
             .any(|l| l.contains("server closed the connection")),
         "{:?}",
-        a.seen
+        a.lines()
     );
 }
 
@@ -257,13 +141,13 @@ fn three_clients_in_the_chat_namespace_topology() {
     let client_bin = labnet::testkit::bin("chat-client");
     let mut cmd = bed.command("webserver", &server_bin);
     cmd.args(["--port", "5000"]);
-    let mut srv = Proc::start("chat-server", cmd);
-    srv.expect("listening on");
+    let srv = Proc::spawn_with_stdin(cmd).named("chat-server");
+    srv.wait_for("listening on");
     let start = |host: &str, name: &str| {
         let mut cmd = bed.command(host, &client_bin);
         cmd.args(["--server", "webserver", "--name", name]);
-        let mut c = Proc::start(name, cmd);
-        c.expect("registered;");
+        let c = Proc::spawn_with_stdin(cmd).named(name);
+        c.wait_for("registered;");
         c
     };
     let mut a = start("client1", "alice");
@@ -275,7 +159,7 @@ fn three_clients_in_the_chat_namespace_topology() {
         &mut c,
         ["10.20.30.11", "10.20.30.12", "10.20.30.13"],
     );
-    srv.expect("carol joined from 10.20.30.13");
+    srv.wait_for("carol joined from 10.20.30.13");
 }
 
 fn python() -> Option<PathBuf> {
@@ -310,26 +194,26 @@ fn handout_python_client_works_with_our_server_room_and_p2p_both_ways() {
         "127.0.0.3",
         &udp.to_string(),
     ]);
-    let mut pyc = Proc::start("python client", cmd);
+    let mut pyc = Proc::spawn_with_stdin(cmd).named("python client");
     pyc.send("pyuser");
-    ours.expect("pyuser joined (127.0.0.3)");
-    pyc.expect("'rusty': '127.0.0.2'");
+    ours.wait_for("pyuser joined (127.0.0.3)");
+    pyc.wait_for("'rusty': '127.0.0.2'");
 
     // Room: Python → ours (a bare message without newline) and ours → Python.
     pyc.send("hello from python");
-    ours.expect("[RECV] pyuser: hello from python");
+    ours.wait_for("[RECV] pyuser: hello from python");
     ours.send("hello from rust");
     // Our server's `\n` ends the message; the handout's print shows it as a line break.
-    pyc.expect("incoming msg from chatserver (rusty: hello from rust ");
+    pyc.wait_for("incoming msg from chatserver (rusty: hello from rust ");
 
     // Peer-to-peer both ways, named by IP lookup on each side.
     pyc.send("@rusty: psst rust");
-    ours.expect("P2P from pyuser (127.0.0.3): psst rust");
+    ours.wait_for("P2P from pyuser (127.0.0.3): psst rust");
     ours.send("@pyuser: psst python");
-    pyc.expect("Incoming msg (P2P) from rusty:psst python");
+    pyc.wait_for("Incoming msg (P2P) from rusty:psst python");
 
-    pyc.close_input();
-    ours.expect("pyuser left");
+    pyc.close_stdin();
+    ours.wait_for("pyuser left");
 }
 
 #[test]
@@ -339,8 +223,8 @@ fn our_client_works_with_the_handout_python_server_room_and_p2p_both_ways() {
     cmd.arg("-u")
         .arg(peer("chat_server.py"))
         .args(["127.0.0.1", "0"]);
-    let mut srv = Proc::start("python server", cmd);
-    let line = srv.expect("Waiting for connection on port");
+    let srv = Proc::spawn_with_stdin(cmd).named("python server");
+    let line = srv.wait_for("Waiting for connection on port");
     let port: u16 = line
         .split_whitespace()
         .find_map(|w| w.trim_end_matches('.').parse().ok())
@@ -348,7 +232,7 @@ fn our_client_works_with_the_handout_python_server_room_and_p2p_both_ways() {
     let udp = free_udp_port();
     let mut a = client(port, "127.0.0.2", udp, "alice");
     let mut b = client(port, "127.0.0.3", udp, "bob");
-    a.expect("bob joined (127.0.0.3)");
+    a.wait_for("bob joined (127.0.0.3)");
 
     // A Python client too, so the server's bare user lists and messages meet a third reader.
     let mut cmd = Command::new(&py);
@@ -358,44 +242,40 @@ fn our_client_works_with_the_handout_python_server_room_and_p2p_both_ways() {
         "127.0.0.4",
         &udp.to_string(),
     ]);
-    let mut pyc = Proc::start("python client", cmd);
+    let mut pyc = Proc::spawn_with_stdin(cmd).named("python client");
     pyc.send("pyuser");
-    a.expect("pyuser joined (127.0.0.4)");
-    b.expect("pyuser joined (127.0.0.4)");
+    a.wait_for("pyuser joined (127.0.0.4)");
+    b.wait_for("pyuser joined (127.0.0.4)");
     // The handout's pair is fragile on its own: a user list and a message glued in one recv make
     // its client's json.loads fail. Let the Python client take its list first.
-    pyc.expect("'pyuser': '127.0.0.4'");
+    pyc.wait_for("'pyuser': '127.0.0.4'");
 
     // Room both ways through the unframed server (its lines carry no newline).
     a.send("hi from alice");
-    b.expect("[RECV] alice: hi from alice");
-    pyc.expect("incoming msg from chatserver (alice: hi from alice )");
+    b.wait_for("[RECV] alice: hi from alice");
+    pyc.wait_for("incoming msg from chatserver (alice: hi from alice )");
     b.send("hi from bob");
-    a.expect("[RECV] bob: hi from bob");
+    a.wait_for("[RECV] bob: hi from bob");
     pyc.send("hi from python");
-    a.expect("[RECV] pyuser: hi from python");
-    b.expect("[RECV] pyuser: hi from python");
+    a.wait_for("[RECV] pyuser: hi from python");
+    b.wait_for("[RECV] pyuser: hi from python");
 
     // Peer-to-peer both ways.
     a.send("@bob: private to bob");
-    b.expect("P2P from alice (127.0.0.2): private to bob");
+    b.wait_for("P2P from alice (127.0.0.2): private to bob");
     b.send("@alice: private to alice");
-    a.expect("P2P from bob (127.0.0.3): private to alice");
+    a.wait_for("P2P from bob (127.0.0.3): private to alice");
     pyc.send("@alice: private from python");
-    a.expect("P2P from pyuser (127.0.0.4): private from python");
-    a.pump(Duration::from_millis(200));
+    a.wait_for("P2P from pyuser (127.0.0.4): private from python");
+    thread::sleep(Duration::from_millis(200));
     assert_eq!(
         a.count("private to bob"),
         1,
         "only the SEND line: {:?}",
-        a.seen
+        a.lines()
     );
 
     // A leave on the unframed server reaches our clients as a user-list change.
-    b.close_input();
-    a.expect("bob left");
-    let mut rest = String::new();
-    if let Some(mut e) = srv.child.stderr.take() {
-        let _ = e.read_to_string(&mut rest);
-    }
+    b.close_stdin();
+    a.wait_for("bob left");
 }

@@ -3,157 +3,42 @@
 //! (`tests/peers/pmu_server.py`). Every server listens on port 0 and says where it is bound.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::{bin, wait_until};
+use labnet::testkit::bin;
+use labnet::testkit::proc::{Finished, Proc, run};
 use labnet::wire::pmu;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A server process whose stdout lines are collected; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+/// lab-server with the given services on port 0 (the TV off).
+fn lab_server(args: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin("lab-server"));
+    cmd.args([
+        "--pmu-port",
+        "0",
+        "--reset-port",
+        "0",
+        "--ws-port",
+        "0",
+        "--no-tv",
+    ])
+    .args(args);
+    Proc::spawn(cmd)
 }
 
-impl Proc {
-    fn start(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = Arc::clone(&lines);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    sink.lock().unwrap().push(line);
-                }
-            });
-        }
-        Proc { child, lines }
-    }
-
-    fn lab_server(args: &[&str]) -> Proc {
-        let mut cmd = Command::new(bin("lab-server"));
-        cmd.args([
-            "--pmu-port",
-            "0",
-            "--reset-port",
-            "0",
-            "--ws-port",
-            "0",
-            "--no-tv",
-        ])
-        .args(args);
-        Proc::start(cmd)
-    }
-
-    fn python_pmu(args: &[&str]) -> Proc {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/pmu_server.py");
-        let mut cmd = Command::new("python3");
-        cmd.arg("-u").arg(script).args(["--port", "0"]).args(args);
-        Proc::start(cmd)
-    }
-
-    /// The port in the first line containing `needle` (`… listening on ADDR …`).
-    fn port(&self, needle: &str) -> u16 {
-        let line = wait_until(Duration::from_secs(10), || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no '{needle}' in {:?}", self.lines.lock().unwrap()));
-        let rest = &line[line.find(needle).unwrap() + needle.len()..];
-        let addr = rest.split_whitespace().next().unwrap();
-        addr.rsplit(':').next().unwrap().parse().unwrap()
-    }
+/// The handout-style Python PMU on port 0.
+fn python_pmu(args: &[&str]) -> Proc {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/pmu_server.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-u").arg(script).args(["--port", "0"]).args(args);
+    Proc::spawn(cmd)
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// Messages of one level (a message without a `[time] [LEVEL]` head continues the previous).
-    fn msgs(&self, level: &str) -> Vec<String> {
-        let mut events: Vec<(String, String)> = Vec::new();
-        for line in self.stdout.lines() {
-            if line.starts_with('[') && line.get(24..27) == Some("] [") {
-                let rest = &line[27..];
-                let end = rest.find("] ").unwrap();
-                events.push((rest[..end].to_owned(), rest[end + 2..].to_owned()));
-            } else if let Some(last) = events.last_mut() {
-                last.1.push('\n');
-                last.1.push_str(line);
-            }
-        }
-        events
-            .into_iter()
-            .filter(|(l, _)| l == level)
-            .map(|(_, m)| m)
-            .collect()
-    }
-}
-
-fn client(name: &str, args: &[&str]) -> Out {
-    let mut child = Command::new(bin(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let e = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).unwrap();
-        s
-    });
-    let deadline = Instant::now() + LIMIT;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{name} {args:?} did not end");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Out {
-        code,
-        stdout: t.join().unwrap(),
-        stderr: e.join().unwrap(),
-    }
+fn client(name: &str, args: &[&str]) -> Finished {
+    run(bin(name), args, LIMIT)
 }
 
 fn expected(n: u32) -> Vec<String> {
@@ -169,7 +54,7 @@ fn flood(len: usize) -> String {
     s
 }
 
-fn recv_calls(out: &Out) -> u64 {
+fn recv_calls(out: &Finished) -> u64 {
     let stat = out.msgs("STAT").pop().unwrap();
     let i = stat.find(" bytes in ").unwrap() + " bytes in ".len();
     stat[i..].split(' ').next().unwrap().parse().unwrap()
@@ -177,7 +62,7 @@ fn recv_calls(out: &Out) -> u64 {
 
 #[test]
 fn pmu_short_and_flood_over_ipv6_and_ipv4_against_lab_server() {
-    let server = Proc::lab_server(&[
+    let server = lab_server(&[
         "--messages",
         "8",
         "--flood-bytes",
@@ -185,7 +70,7 @@ fn pmu_short_and_flood_over_ipv6_and_ipv4_against_lab_server() {
         "--no-ws",
         "--no-reset",
     ]);
-    let port = server.port("PMU listening on ").to_string();
+    let port = server.addr_after("PMU listening on ").port().to_string();
     for (host, extra) in [("::1", None), ("127.0.0.1", Some("-4"))] {
         let mut args = vec![host, port.as_str(), "CMD_short:0"];
         args.extend(extra);
@@ -209,8 +94,8 @@ fn pmu_short_and_flood_over_ipv6_and_ipv4_against_lab_server() {
 
 #[test]
 fn pmu_short_1_prints_messages_as_they_come_against_lab_server() {
-    let server = Proc::lab_server(&["--messages", "3", "--no-ws", "--no-reset"]);
-    let port = server.port("PMU listening on ").to_string();
+    let server = lab_server(&["--messages", "3", "--no-ws", "--no-reset"]);
+    let port = server.addr_after("PMU listening on ").port().to_string();
     let start = Instant::now();
     let out = client("pmu-pdc-client", &["::1", &port, "CMD_short:1", "-v"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -223,8 +108,8 @@ fn pmu_short_1_prints_messages_as_they_come_against_lab_server() {
 
 #[test]
 fn pmu_client_against_the_python_pmu() {
-    let server = Proc::python_pmu(&["--messages", "10"]);
-    let port = server.port("listening on ").to_string();
+    let server = python_pmu(&["--messages", "10"]);
+    let port = server.addr_after("listening on ").port().to_string();
     for (host, extra) in [
         ("::1", None),
         ("127.0.0.1", Some("-4")),
@@ -240,8 +125,8 @@ fn pmu_client_against_the_python_pmu() {
         assert!(out.msgs("RECV")[0] == flood(65_536), "flood differs");
         assert!(out.msgs("STAT")[0].starts_with("the flood: 65536 bytes in "));
     }
-    let server = Proc::python_pmu(&["--messages", "3"]);
-    let port = server.port("listening on ").to_string();
+    let server = python_pmu(&["--messages", "3"]);
+    let port = server.addr_after("listening on ").port().to_string();
     let out = client("pmu-pdc-client", &["::1", &port, "CMD_short:1"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.msgs("RECV"), expected(3));
@@ -250,8 +135,8 @@ fn pmu_client_against_the_python_pmu() {
 #[test]
 fn reset_reports_the_family_that_answers() {
     for (family, host, name) in [("v4", "127.0.0.1", "IPv4"), ("v6", "::1", "IPv6")] {
-        let server = Proc::lab_server(&["--no-pmu", "--no-ws", "--drop", "0", "--family", family]);
-        let port = server.port("RESET listening on ").to_string();
+        let server = lab_server(&["--no-pmu", "--no-ws", "--drop", "0", "--family", family]);
+        let port = server.addr_after("RESET listening on ").port().to_string();
         let out = client("reset-client", &[host, "--port", &port, "--n", "20"]);
         assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
         let recv = out.msgs("RECV");
@@ -276,10 +161,10 @@ fn reset_reports_the_family_that_answers() {
 
 #[test]
 fn reset_loss_estimate_is_near_the_servers_drop_probability() {
-    let server = Proc::lab_server(&[
+    let server = lab_server(&[
         "--no-pmu", "--no-ws", "--drop", "0.5", "--seed", "42", "--family", "v4",
     ]);
-    let port = server.port("RESET listening on ").to_string();
+    let port = server.addr_after("RESET listening on ").port().to_string();
     let out = client(
         "reset-client",
         &[
@@ -323,8 +208,8 @@ fn ws_short_and_flood_in_binary_and_text_against_lab_server() {
         if text {
             args.push("--text");
         }
-        let server = Proc::lab_server(&args);
-        let port = server.port("WS listening on ");
+        let server = lab_server(&args);
+        let port = server.addr_after("WS listening on ").port();
         let url = format!("ws://127.0.0.1:{port}/");
         let out = client("ws-client", &[&url, "CMD_short:0"]);
         assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);

@@ -9,110 +9,44 @@
 //!   the family the server answers on: `--family v4`, `v6`, and `alternate`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use labnet::testkit::{Testbed, bin, wait_until};
+use labnet::testkit::proc::{Proc, split_event};
+use labnet::testkit::{Testbed, bin};
 
 const TV_ID_LINE: &str = "swcmTV: ";
-
-/// A started process whose stdout/stderr lines are collected.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Proc {
-    fn new(mut child: Child) -> Proc {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        let out = child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>);
-        let err = child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>);
-        for (pipe, tag) in [(out, ""), (err, "STDERR ")] {
-            let Some(pipe) = pipe else { continue };
-            let sink = Arc::clone(&lines);
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    sink.lock().unwrap().push(format!("{tag}{line}"));
-                }
-            }));
-        }
-        Proc {
-            child,
-            lines,
-            readers,
-        }
-    }
-
-    fn wait_line(&self, needle: &str, timeout: Duration) -> String {
-        wait_until(timeout, || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no '{needle}' in {:#?}", self.lines.lock().unwrap()))
-    }
-
-    /// Waits for the exit (killing it after `limit`) and returns the code and every line.
-    fn finish(mut self, limit: Duration) -> (Option<i32>, Vec<String>) {
-        let deadline = Instant::now() + limit;
-        let code = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        let lines = self.lines.lock().unwrap().clone();
-        (code, lines)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn spawn(bed: Option<&Testbed>, host: &str, prog: &str, args: &[&str], stdin: bool) -> Proc {
     let mut cmd = match bed {
         Some(bed) => bed.command(host, bin(prog)),
         None => Command::new(bin(prog)),
     };
-    cmd.args(args)
-        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    Proc::new(cmd.spawn().expect("spawn"))
+    cmd.args(args);
+    if stdin {
+        Proc::spawn_with_stdin(cmd)
+    } else {
+        Proc::spawn(cmd)
+    }
+}
+
+/// Waits for the exit (killing it after `limit`) and returns the code and every line, stderr
+/// lines last with a `STDERR ` tag.
+fn finish(p: Proc, limit: Duration) -> (Option<i32>, Vec<String>) {
+    let f = p.stop_after(limit);
+    let err = f.stderr.lines().map(|l| format!("STDERR {l}"));
+    (
+        f.code,
+        f.stdout.lines().map(String::from).chain(err).collect(),
+    )
 }
 
 /// The message of a `[time] [LEVEL] message` line, if it has that level.
 fn msg<'a>(line: &'a str, level: &str) -> Option<&'a str> {
-    let head = format!("] [{level}] ");
-    let i = line.find(&head)?;
-    (i == 24).then(|| &line[i + head.len()..])
+    split_event(line)
+        .filter(|(l, _)| *l == level)
+        .map(|(_, m)| m)
 }
 
 fn record_path(tag: &str) -> PathBuf {
@@ -170,17 +104,14 @@ fn subscribe(
         ],
         true,
     );
-    chat.wait_line("joined 224.1.1.1:", Duration::from_secs(5));
+    chat.wait_for("joined 224.1.1.1:");
     std::thread::sleep(Duration::from_millis(300));
-    {
-        let stdin = chat.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "Hello TV").unwrap();
-        writeln!(stdin, "{}", "O".repeat(350)).unwrap();
-    }
-    drop(chat.child.stdin.take());
-    let (code, chat_lines) = chat.finish(Duration::from_secs(15));
+    chat.send("Hello TV");
+    chat.send(&"O".repeat(350));
+    chat.close_stdin();
+    let (code, chat_lines) = finish(chat, Duration::from_secs(15));
     assert_eq!(code, Some(0), "{chat_lines:#?}");
-    let (_, rx_lines) = receiver.finish(Duration::from_secs(15));
+    let (_, rx_lines) = finish(receiver, Duration::from_secs(15));
     (rx_lines, chat_lines)
 }
 
@@ -269,7 +200,7 @@ fn tv_and_chat_on_the_tp3_segment() {
         ],
         false,
     );
-    tv.wait_line("TV listening on 224.1.1.1:5005", Duration::from_secs(10));
+    tv.wait_for("TV listening on 224.1.1.1:5005");
     let (rx, chat) = subscribe(
         Some(&bed),
         ("student1", "student2"),
@@ -320,10 +251,7 @@ fn tv_and_chat_on_loopback_with_ttl_0() {
         ],
         false,
     );
-    tv.wait_line(
-        &format!("TV listening on 224.1.1.1:{port}"),
-        Duration::from_secs(10),
-    );
+    tv.wait_for(&format!("TV listening on 224.1.1.1:{port}"));
     let (rx, chat) = subscribe(None, ("", ""), &port, "0", ("127.0.0.1", "127.0.0.1"));
     check_subscription(&rx, &chat, &record);
     drop(tv);
@@ -363,7 +291,7 @@ fn no_loop_keeps_a_copy_from_the_senders_own_host() {
         &recv_args("172.30.0.102"),
         false,
     );
-    same_host.wait_line("", Duration::from_secs(5));
+    same_host.wait_for("");
     std::thread::sleep(Duration::from_millis(300));
     let mut chat = spawn(
         Some(&bed),
@@ -382,16 +310,12 @@ fn no_loop_keeps_a_copy_from_the_senders_own_host() {
         ],
         true,
     );
-    writeln!(
-        chat.child.stdin.as_mut().unwrap(),
-        "no copy for my own host"
-    )
-    .unwrap();
-    drop(chat.child.stdin.take());
-    let (code, lines) = chat.finish(Duration::from_secs(10));
+    chat.send("no copy for my own host");
+    chat.close_stdin();
+    let (code, lines) = finish(chat, Duration::from_secs(10));
     assert_eq!(code, Some(0), "{lines:#?}");
-    let (_, same) = same_host.finish(Duration::from_secs(10));
-    let (_, other) = other_host.finish(Duration::from_secs(10));
+    let (_, same) = finish(same_host, Duration::from_secs(10));
+    let (_, other) = finish(other_host, Duration::from_secs(10));
     let heard = |lines: &[String]| {
         lines
             .iter()
@@ -418,7 +342,7 @@ fn reset_client_detects_the_family_in_the_tp3_lab() {
             ],
             false,
         );
-        server.wait_line("RESET listening on", Duration::from_secs(10));
+        server.wait_for("RESET listening on");
         let client = spawn(
             Some(&bed),
             "student1",
@@ -426,7 +350,7 @@ fn reset_client_detects_the_family_in_the_tp3_lab() {
             &["tcpip", "--timeout", "0.3", "--runs", "3"],
             false,
         );
-        let (code, lines) = client.finish(Duration::from_secs(20));
+        let (code, lines) = finish(client, Duration::from_secs(20));
         assert_eq!(code, Some(0), "{lines:#?}");
         let recv: Vec<&str> = lines.iter().filter_map(|l| msg(l, "RECV")).collect();
         assert_eq!(recv.len(), 3, "{lines:#?}");
@@ -461,7 +385,7 @@ fn reset_client_detects_the_family_in_the_tp3_lab() {
         ],
         false,
     );
-    server.wait_line("RESET listening on", Duration::from_secs(10));
+    server.wait_for("RESET listening on");
     let mut families = Vec::new();
     for _ in 0..6 {
         let client = spawn(
@@ -471,7 +395,7 @@ fn reset_client_detects_the_family_in_the_tp3_lab() {
             &["tcpip", "--timeout", "0.2"],
             false,
         );
-        let (code, lines) = client.finish(Duration::from_secs(20));
+        let (code, lines) = finish(client, Duration::from_secs(20));
         assert_eq!(code, Some(0), "{lines:#?}");
         let recv = lines
             .iter()

@@ -4,85 +4,32 @@
 //! do parts 2–5 against the servers we ship.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use labnet::sock::{Iface, MulticastOptions, multicast_sender};
-use labnet::testkit::{bin, wait_until};
+use labnet::testkit::bin;
+use labnet::testkit::proc::{Proc, output};
 use labnet::wire::pmu::{flood_text, message};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// lab-server on port 0 with its log collected; killed by PID on drop.
-struct LabServer {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl LabServer {
-    fn start(args: &[&str]) -> LabServer {
-        let child = Command::new(bin("lab-server"))
+/// lab-server on port 0 with its log collected; killed on drop.
+fn lab_server(args: &[&str]) -> Proc {
+    Proc::spawn(
+        Command::new(bin("lab-server"))
             .args(["--pmu-port", "0", "--reset-port", "0", "--ws-port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lab-server");
-        Self::watch(child)
-    }
-
-    /// Collects the log of an already started lab-server (stdout piped).
-    fn watch(mut child: Child) -> LabServer {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        LabServer { child, lines }
-    }
-
-    fn wait_log(&self, needle: &str) -> String {
-        wait_until(WAIT, || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-                .cloned()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no {needle:?} in the log:\n{}",
-                self.lines.lock().unwrap().join("\n")
-            )
-        })
-    }
-
-    fn port(&self, service: &str) -> u16 {
-        let needle = format!("{service} listening on ");
-        let line = self.wait_log(&needle);
-        let addr = line[line.find(&needle).unwrap() + needle.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned();
-        addr.rsplit(':').next().unwrap().parse().unwrap()
-    }
+            .args(args),
+    )
 }
 
-impl Drop for LabServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The port a lab-server service logged (`PMU`, `RESET`, `TV`, `WS`).
+fn service_port(server: &Proc, service: &str) -> u16 {
+    server
+        .addr_after(&format!("{service} listening on "))
+        .port()
 }
 
 fn peer(name: &str) -> PathBuf {
@@ -91,14 +38,13 @@ fn peer(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs a peer script to completion (each script bounds its own waits).
+/// Runs a peer script to completion (each script bounds its own waits; killed after a minute).
 fn python(script: &str, args: &[&str]) -> Output {
-    let out = Command::new("python3")
-        .arg(peer(script))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run python3");
+    let out = output(
+        Command::new("python3").arg(peer(script)).args(args),
+        b"",
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "{script} {args:?} failed: {}\n{}",
@@ -118,8 +64,8 @@ fn short_lines(n: u32) -> String {
 
 #[test]
 fn python_pdc_prints_each_pmu_message_over_ipv6() {
-    let server = LabServer::start(&["--no-tv", "--no-reset", "--no-ws", "--messages", "9"]);
-    let port = server.port("PMU").to_string();
+    let server = lab_server(&["--no-tv", "--no-reset", "--no-ws", "--messages", "9"]);
+    let port = service_port(&server, "PMU").to_string();
     let bytes: usize = (1..=9).map(|i| message(i).len()).sum();
     for cmd in ["CMD_short:0", "CMD_short:1"] {
         let out = python("student_pmu_client.py", &["::1", &port, cmd]);
@@ -129,19 +75,19 @@ fn python_pdc_prints_each_pmu_message_over_ipv6() {
             "{cmd}"
         );
     }
-    server.wait_log("CMD_short:1 served: 9 messages");
+    server.wait_for("CMD_short:1 served: 9 messages");
 }
 
 #[test]
 fn python_pdc_receives_the_whole_flood() {
-    let server = LabServer::start(&[
+    let server = lab_server(&[
         "--no-tv",
         "--no-reset",
         "--no-ws",
         "--flood-bytes",
         "100000",
     ]);
-    let port = server.port("PMU").to_string();
+    let port = service_port(&server, "PMU").to_string();
     let out = python("student_pmu_client.py", &["::1", &port, "CMD_floodme"]);
     let mut want = String::from_utf8(flood_text(100_000)).unwrap();
     if !want.ends_with('\n') {
@@ -162,10 +108,10 @@ fn python_pdc_receives_the_whole_flood() {
 
 /// The offset the seeded server gives first: a second server with the same seed, asked directly.
 fn first_offset(seed: &str, family: &str) -> String {
-    let server = LabServer::start(&[
+    let server = lab_server(&[
         "--no-tv", "--no-pmu", "--no-ws", "--drop", "0", "--seed", seed, "--family", family,
     ]);
-    let port = server.port("RESET");
+    let port = service_port(&server, "RESET");
     let (bind, host) = if family == "v6" {
         ("[::1]:0", "::1")
     } else {
@@ -183,10 +129,10 @@ fn first_offset(seed: &str, family: &str) -> String {
 fn python_reset_client_finds_the_family_that_answers() {
     for (family, name) in [("v4", "IPv4"), ("v6", "IPv6")] {
         let want = first_offset("77", family);
-        let server = LabServer::start(&[
+        let server = lab_server(&[
             "--no-tv", "--no-pmu", "--no-ws", "--drop", "0", "--seed", "77", "--family", family,
         ]);
-        let port = server.port("RESET").to_string();
+        let port = service_port(&server, "RESET").to_string();
         let out = python("student_reset_client.py", &["127.0.0.1", "::1", &port]);
         let text = stdout(&out);
         let lines: Vec<&str> = text.lines().collect();
@@ -207,22 +153,22 @@ fn python_reset_client_finds_the_family_that_answers() {
 fn python_reset_client_retransmits_until_answered() {
     // With drop 0.5 some attempts go unanswered; however many it takes, the client must end with
     // an answer.
-    let server = LabServer::start(&[
+    let server = lab_server(&[
         "--no-tv", "--no-pmu", "--no-ws", "--drop", "0.5", "--seed", "3",
     ]);
-    let port = server.port("RESET").to_string();
+    let port = service_port(&server, "RESET").to_string();
     let out = python("student_reset_client.py", &["127.0.0.1", "::1", &port]);
     let text = stdout(&out);
     let last = text.lines().nth(1).unwrap_or_else(|| panic!("{text}"));
     assert!(last.starts_with("Received OFFSET="), "{text}");
-    server.wait_log("→ OFFSET=");
+    server.wait_for("→ OFFSET=");
 }
 
 #[test]
 fn python_tv_receiver_prints_id_and_text_and_sees_the_answer() {
     // Loopback only, TTL 0; the play runs at one line per minute so that the only datagrams in
     // the test window are the ones sent here and the station's answer.
-    let server = LabServer::start(&[
+    let server = lab_server(&[
         "--no-pmu",
         "--no-reset",
         "--no-ws",
@@ -235,18 +181,14 @@ fn python_tv_receiver_prints_id_and_text_and_sees_the_answer() {
         "--interval",
         "60",
     ]);
-    let port = server.port("TV");
-    let mut receiver = Command::new("python3")
-        .arg(peer("student_tv_receiver.py"))
-        .args(["224.1.1.1", &port.to_string(), "3", "127.0.0.1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(receiver.stdout.take().unwrap());
-    let mut joined = String::new();
-    out.read_line(&mut joined).unwrap();
-    assert_eq!(joined, format!("joined 224.1.1.1:{port}\n"));
+    let port = service_port(&server, "TV");
+    let receiver = Proc::spawn(
+        Command::new("python3")
+            .arg(peer("student_tv_receiver.py"))
+            .args(["224.1.1.1", &port.to_string(), "3", "127.0.0.1"]),
+    );
+    let joined = receiver.wait_for("");
+    assert_eq!(joined, format!("joined 224.1.1.1:{port}"));
 
     let group = IpAddr::V4(Ipv4Addr::new(224, 1, 1, 1));
     let opts = MulticastOptions {
@@ -261,14 +203,9 @@ fn python_tv_receiver_prints_id_and_text_and_sees_the_answer() {
     tx.send_to(format!("123456{long}").as_bytes(), (group, port))
         .unwrap();
 
-    let status = wait_until(Duration::from_secs(15), || receiver.try_wait().unwrap());
-    if status.is_none() {
-        let _ = receiver.kill();
-        let _ = receiver.wait();
-        panic!("receiver did not get 3 datagrams");
-    }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let f = receiver.stop_after(Duration::from_secs(15));
+    assert!(!f.killed, "receiver did not get 3 datagrams: {f:?}");
+    let rest = f.stdout.split_once('\n').map_or("", |(_, rest)| rest);
     assert_eq!(
         rest,
         format!(
@@ -299,8 +236,8 @@ fn python_websocket_client_gets_one_event_per_message() {
             "70000",
         ];
         args.extend_from_slice(mode);
-        let server = LabServer::start(&args);
-        let url = format!("ws://127.0.0.1:{}/", server.port("WS"));
+        let server = lab_server(&args);
+        let url = format!("ws://127.0.0.1:{}/", service_port(&server, "WS"));
         let out = python("student_ws_client.py", &[&url, "CMD_short:0"]);
         assert_eq!(
             stdout(&out),
@@ -324,7 +261,7 @@ fn python_students_on_the_tp3_topology_reach_every_service() {
     let bed = labnet::testbed_or_skip!(&labnet::topo::TP3);
     let tcpip = &bed.host("tcpip").links[0];
     let (v4, v6) = (tcpip.ipv4.to_string(), tcpip.ipv6.unwrap().to_string());
-    let server = LabServer::watch(
+    let server = Proc::from_child(
         bed.spawn(
             "tcpip",
             bin("lab-server"),
@@ -333,7 +270,7 @@ fn python_students_on_the_tp3_topology_reach_every_service() {
         .unwrap(),
     );
     for service in ["PMU", "RESET", "WS", "TV"] {
-        server.wait_log(&format!("{service} listening on"));
+        server.wait_for(&format!("{service} listening on"));
     }
     let py = |host: &str, script: &str, args: &[&str]| -> String {
         let mut all = vec![peer(script).to_string_lossy().into_owned()];
@@ -388,7 +325,7 @@ fn python_students_on_the_tp3_topology_reach_every_service() {
         assert!(play.contains(&text), "{text:?} is a line of the play");
     }
     assert_eq!(lines.len(), 4, "{tv}");
-    server.wait_log(&format!(
+    server.wait_for(&format!(
         "PMU #1 [{}]:",
         bed.host("student1").links[0].ipv6.unwrap()
     ));

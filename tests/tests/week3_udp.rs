@@ -5,81 +5,22 @@
 //! gets none either. Binaries come from `labnet::testkit::bin` (built on demand).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Output};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
+use labnet::testkit::proc::Proc;
 use labnet::testkit::{Testbed, bin};
 
-const STEP: Duration = Duration::from_secs(20);
-
-/// A child whose stdout lines arrive on a channel, so readiness is a line, not a sleep.
-struct Lines {
-    child: Child,
-    rx: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Lines {
-    fn start(bed: &Testbed, host: &str, prog: &str, args: &[&str], ready: &str) -> Lines {
-        let mut child = bed.spawn(host, bin(prog), args).unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut l = Lines {
-            child,
-            rx,
-            seen: Vec::new(),
-        };
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = l
-                .rx
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("{prog} on {host}: no {ready:?} ({e}); {:?}", l.seen));
-            l.seen.push(line.clone());
-            if line.contains(ready) {
-                return l;
-            }
-        }
-    }
-
-    /// Waits (bounded) for the exit; returns the exit success and every stdout line.
-    fn finish(mut self) -> (bool, Vec<String>) {
-        let deadline = Instant::now() + STEP;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "no exit: {:?}", self.seen);
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(line) = self.rx.recv_timeout(STEP) {
-            self.seen.push(line);
-        }
-        (status.success(), std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Lines {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Starts `prog args…` in `host` and waits for its `ready` line (readiness is a line, not a
+/// sleep).
+fn start(bed: &Testbed, host: &str, prog: &str, args: &[&str], ready: &str) -> Proc {
+    let p = Proc::from_child(bed.spawn(host, bin(prog), args).unwrap())
+        .named(&format!("{prog} on {host}"));
+    p.wait_for(ready);
+    p
 }
 
 /// The quoted payloads of the RECV lines: `… [RECV] 14 bytes from 172.20.0.10:40000 'X #0'`.
-fn received(lines: &[String]) -> Vec<(String, String)> {
+fn received(lines: &[&str]) -> Vec<(String, String)> {
     lines
         .iter()
         .filter(|l| l.contains("[RECV]"))
@@ -113,11 +54,11 @@ fn multicast_reaches_only_joined_hosts_of_the_segment() {
         "--timeout",
         "20",
     ];
-    let client = Lines::start(&bed, "client", "udp-multicast", &join, "joined");
-    let receiver = Lines::start(&bed, "receiver", "udp-multicast", &join, "joined");
+    let client = start(&bed, "client", "udp-multicast", &join, "joined");
+    let receiver = start(&bed, "receiver", "udp-multicast", &join, "joined");
     // Not joined: a wildcard socket on the port. It ends on its first datagram, which must be
     // the unicast marker sent after the multicast ones.
-    let router = Lines::start(
+    let router = start(
         &bed,
         "router",
         "udp-broadcast",
@@ -126,7 +67,7 @@ fn multicast_reaches_only_joined_hosts_of_the_segment() {
     );
     // Joined, but the router has no multicast route in this test: nothing may arrive during the
     // whole (bounded) window, which covers the sending.
-    let remote = Lines::start(
+    let remote = start(
         &bed,
         "remote",
         "udp-multicast",
@@ -189,7 +130,8 @@ fn multicast_reaches_only_joined_hosts_of_the_segment() {
         .map(|i| ("172.20.0.10".to_owned(), format!("HELLO_MCAST #{i}")))
         .collect();
     for (name, l) in [("client", client), ("receiver", receiver)] {
-        let (success, lines) = l.finish();
+        let f = l.finish();
+        let (success, lines) = (f.status.success(), f.lines());
         assert!(success, "{name}: {lines:?}");
         assert_eq!(received(&lines), want, "{name}");
         assert!(
@@ -199,14 +141,16 @@ fn multicast_reaches_only_joined_hosts_of_the_segment() {
             "{name}: {lines:?}"
         );
     }
-    let (success, lines) = router.finish();
+    let f = router.finish();
+    let (success, lines) = (f.status.success(), f.lines());
     assert!(success, "router: {lines:?}");
     assert_eq!(
         received(&lines),
         [("172.20.0.10".to_owned(), "MARKER #0".to_owned())],
         "a host that did not join got multicast"
     );
-    let (success, lines) = remote.finish();
+    let f = remote.finish();
+    let (success, lines) = (f.status.success(), f.lines());
     assert!(success, "remote: {lines:?}");
     assert_eq!(
         received(&lines),
