@@ -537,6 +537,21 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
+/// Deterministic pseudo-random bytes (xorshift64*), the same for the same seed: payloads a test
+/// sends through a program and compares byte for byte on the way back.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
 /// The path of a workspace binary, for tests of one crate that run another crate's program.
 ///
 /// A cargo integration test only gets `CARGO_BIN_EXE_<name>` for its own package: this looks next

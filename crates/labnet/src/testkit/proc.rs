@@ -85,6 +85,26 @@ impl Shared {
         // second panic that would hide the first.
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Calls `f` with the output now and after every change until it returns `Some`, or until
+    /// `deadline` (then `None`).
+    fn wait<T>(&self, deadline: Instant, mut f: impl FnMut(&Log) -> Option<T>) -> Option<T> {
+        let mut log = self.lock();
+        loop {
+            if let Some(v) = f(&log) {
+                return Some(v);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            log = self
+                .changed
+                .wait_timeout(log, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 impl Proc {
@@ -203,23 +223,12 @@ impl Proc {
         timeout: Duration,
         mut f: impl FnMut(&[String]) -> Option<T>,
     ) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        let mut log = self.out.lock();
-        loop {
-            if let Some(v) = f(log.lines.get(self.from..).unwrap_or_default()) {
-                return Some(v);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !log.stdout_open || left.is_zero() {
-                return None;
-            }
-            log = self
-                .out
-                .changed
-                .wait_timeout(log, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let lines = |log: &Log| match f(log.lines.get(self.from..).unwrap_or_default()) {
+            Some(v) => Some(Some(v)),
+            None if !log.stdout_open => Some(None),
+            None => None,
+        };
+        self.out.wait(Instant::now() + timeout, lines).flatten()
     }
 
     /// The first stdout line containing `needle`, already printed or printed within `timeout`.
@@ -378,19 +387,9 @@ impl Proc {
         // The pipes close at the exit, unless a grandchild inherited them: bounded either way,
         // with at least a moment left for the last lines of a program killed at the deadline.
         let deadline = deadline.max(Instant::now() + Duration::from_secs(1));
-        let mut log = self.out.lock();
-        while log.stdout_open || log.stderr_open {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            log = self
-                .out
-                .changed
-                .wait_timeout(log, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.out.wait(deadline, |log| {
+            (!log.stdout_open && !log.stderr_open).then_some(())
+        });
         (status, killed)
     }
 
