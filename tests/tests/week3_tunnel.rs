@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::{Testbed, bin, wait_until};
+use labnet::testkit::{Testbed, bin, random_bytes, wait_until};
 
 /// Environment variable naming the role a re-executed test binary plays.
 const ROLE: &str = "NETLAB_WEEK3_TUNNEL_ROLE";
@@ -39,20 +39,6 @@ fn connect(addr: SocketAddr) -> TcpStream {
 fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
     let mut v = Vec::new();
     s.read_to_end(&mut v).unwrap();
-    v
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    v.truncate(len);
     v
 }
 

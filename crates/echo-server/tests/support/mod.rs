@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use labnet::testkit::proc::Proc;
 use labnet::testkit::proc::run;
+pub use labnet::testkit::random_bytes;
 
 /// Every socket in a test has this read/write timeout: a failing test ends, it never hangs.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -227,20 +228,6 @@ pub fn serve_target(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> Socke
         }
     });
     addr
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*), reproducible from the seed.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 /// A flag set from another thread.
