@@ -34,6 +34,7 @@ ARGUMENTS:
 OPTIONS:
     --connect-timeout <S>    give up connecting after S seconds [default: 5]
     --timeout <S>            give up when the server sends nothing for S seconds [default: 30]
+    --max-message <BYTES>    largest message (and frame) accepted           [default: 268435456]
     --json                   one JSON object per line, with a summary (messages, bytes)
     -h, --help               this help
 
@@ -58,9 +59,15 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Idle timeout, also bounding the handshake.
     pub timeout: Duration,
+    /// Largest message and frame accepted (`--max-message`).
+    pub max_message: usize,
     /// `--json` output.
     pub json: bool,
 }
+
+/// Default `--max-message`: 256 MiB. tungstenite's own defaults (16 MiB frames) would refuse a
+/// large `CMD_floodme`, which the server sends as one frame; a lab client trusts its lab server.
+pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 
 impl Config {
     /// Parses the arguments (flags, options, positionals, then leftovers are an error).
@@ -71,6 +78,10 @@ impl Config {
             .unwrap_or(Duration::from_secs(5));
         let timeout =
             labnet::args::opt_seconds(&mut a, "--timeout")?.unwrap_or(Duration::from_secs(30));
+        let max_message = labnet::args::opt_or(&mut a, "--max-message", DEFAULT_MAX_MESSAGE)?;
+        if max_message == 0 {
+            return Err(Error::usage("--max-message must be more than 0 bytes"));
+        }
         if connect_timeout.is_zero() || timeout.is_zero() {
             return Err(Error::usage("timeouts must be more than 0 seconds"));
         }
@@ -100,6 +111,7 @@ impl Config {
             command,
             connect_timeout,
             timeout,
+            max_message,
             json,
         })
     }
@@ -182,16 +194,20 @@ pub fn run(cfg: &Config) -> Result<()> {
         .set_write_timeout(Some(cfg.timeout))
         .context("set the write timeout")?;
     log::info(format!("connected to {peer}"));
-    let (mut ws, response) = match tungstenite::client(cfg.url.as_str(), stream) {
-        Ok(pair) => pair,
-        Err(HandshakeError::Interrupted(_)) => {
-            return Err(Error::msg(format!(
-                "the server at {peer} did not answer the WebSocket handshake within {} s",
-                cfg.timeout.as_secs_f64()
-            )));
-        }
-        Err(HandshakeError::Failure(e)) => return Err(handshake_error(peer, e)),
-    };
+    let limits = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(cfg.max_message))
+        .max_frame_size(Some(cfg.max_message));
+    let (mut ws, response) =
+        match tungstenite::client::client_with_config(cfg.url.as_str(), stream, Some(limits)) {
+            Ok(pair) => pair,
+            Err(HandshakeError::Interrupted(_)) => {
+                return Err(Error::msg(format!(
+                    "the server at {peer} did not answer the WebSocket handshake within {} s",
+                    cfg.timeout.as_secs_f64()
+                )));
+            }
+            Err(HandshakeError::Failure(e)) => return Err(handshake_error(peer, e)),
+        };
     Event::new(
         Level::Info,
         format!(
