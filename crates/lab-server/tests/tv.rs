@@ -118,6 +118,8 @@ fn long_message_gets_an_answer_and_short_one_does_not() {
             .unwrap()
             .contains("342-character")
     );
+    // The station logs its answer right after sending it; the log reaches us through a pipe.
+    server.wait_line("TV answer to", WAIT);
     assert_eq!(server.count("TV answer to"), 1, "{}", server.log());
     let _ = std::fs::remove_file(record);
 }

@@ -325,6 +325,12 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     assert_eq!(read_to_eof(&mut s), b"w");
     t.wait_line("#1 closed", Duration::from_secs(5)).unwrap();
     let pid = t.pid();
+    // The tunnel logs the close just before it closes the pair's two sockets: count its
+    // descriptors once it holds no connection.
+    labnet::testkit::wait_until(Duration::from_secs(5), || {
+        (connection_count(pid) == 0).then_some(())
+    })
+    .expect("pair #1 released");
     let (fds, threads) = (fd_count(pid), thread_count(pid));
     assert_eq!(threads, 1, "one event-loop thread");
     let counts = abuse(addr, 10_000);

@@ -85,27 +85,35 @@ fn socket_inodes(pid: u32) -> HashSet<u64> {
     set
 }
 
-/// How many TCP sockets of `pid` are in CLOSE-WAIT (state 08 in /proc/net/tcp{,6}): the peer
-/// closed and the program never closed its side, the classic descriptor leak.
-pub fn close_wait_count(pid: u32) -> usize {
+/// The states of the TCP sockets `pid` holds, as /proc/net/tcp{,6} writes them (`01`
+/// ESTABLISHED, `08` CLOSE-WAIT, `0A` LISTEN …). A socket never bound or connected is in no
+/// table.
+fn tcp_states(pid: u32) -> Vec<String> {
     let inodes = socket_inodes(pid);
-    let mut n = 0;
+    let mut states = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() > 9 && cols[3] == "08" {
-                if let Ok(inode) = cols[9].parse::<u64>() {
-                    if inodes.contains(&inode) {
-                        n += 1;
-                    }
-                }
+            if cols.len() > 9 && cols[9].parse().is_ok_and(|inode| inodes.contains(&inode)) {
+                states.push(cols[3].to_owned());
             }
         }
     }
-    n
+    states
+}
+
+/// How many TCP sockets of `pid` are in CLOSE-WAIT (state 08 in /proc/net/tcp{,6}): the peer
+/// closed and the program never closed its side, the classic descriptor leak.
+pub fn close_wait_count(pid: u32) -> usize {
+    tcp_states(pid).iter().filter(|s| *s == "08").count()
+}
+
+/// How many TCP connections `pid` holds: its sockets in any state but LISTEN (`0A`).
+pub fn connection_count(pid: u32) -> usize {
+    tcp_states(pid).iter().filter(|s| *s != "0A").count()
 }
 
 /// User + system CPU time of `pid`, in clock ticks (1/100 s on Linux).
