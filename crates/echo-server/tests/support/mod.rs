@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -223,7 +223,10 @@ pub fn echo_target() -> SocketAddr {
 
 /// A target on 127.0.0.1 running `handle` for each connection in its own thread.
 pub fn serve_target(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    // The kit's backlog (1024), not std's 128: the abuse tests open connections faster than this
+    // accept loop spawns threads, and an overflowing accept queue drops the handshake's last ACK,
+    // which the tunnel saw as the target resetting a connection a second later.
+    let l = labnet::sock::reuse_listener("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = l.local_addr().unwrap();
     let handle = Arc::new(handle);
     thread::spawn(move || {
