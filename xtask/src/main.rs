@@ -43,6 +43,8 @@ TASKS:
     capture HOST --out FILE.pcap [--iface IF] [--filter EXPR] [-- demo NAME]
                                tcpdump inside a lab host (Wireshark-ready)
     images [--check]           write/validate docker/Dockerfile and the compose files; build with an engine
+    bench [tunnel|chat|pmu|ws|startup|all] [OPTIONS]
+                               benchmarks side by side (runs the release netlab-bench; `bench --help`)
 
 GLOBAL OPTIONS:
     --bin-dir DIR              use the lab binaries in DIR instead of building target/release
@@ -62,7 +64,9 @@ fn main() -> ExitCode {
     // Everything after the first `--` belongs to the command being run (lab exec, capture).
     let split = all.iter().position(|a| a == "--").unwrap_or(all.len());
     let (head, tail) = all.split_at(split);
-    if head.is_empty() || labnet::args::wants_help(head) {
+    // `bench --help` is the benchmark runner's own help.
+    let is_bench = head.first().is_some_and(|t| t == "bench");
+    if head.is_empty() || (!is_bench && labnet::args::wants_help(head)) {
         print!("{HELP}");
         return ExitCode::SUCCESS;
     }
@@ -106,6 +110,7 @@ fn dispatch(opts: site::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
             capture::command(rest)
         }
         "images" => images::command(rest),
+        "bench" => bench(&opts, rest),
         "__probe" => helpers::probe(&strings()),
         "__nc" => helpers::nc(&strings()),
         "__pcap" => {
@@ -117,7 +122,35 @@ fn dispatch(opts: site::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
             Ok(())
         }
         other => Err(Error::usage(format!(
-            "unknown task '{other}': demo, verify, lab, capture or images"
+            "unknown task '{other}': demo, verify, lab, capture, images or bench"
         ))),
+    }
+}
+
+/// `cargo xtask bench …`: the benchmark runner in release mode. `cargo xtask` itself is a dev
+/// build, and load generators built that way would measure themselves instead of the programs.
+fn bench(opts: &site::Opts, args: Vec<OsString>) -> Result<(), Error> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "netlab-bench",
+        "--",
+    ]);
+    if let Some(dir) = &opts.bin_dir {
+        cmd.arg("--bin-dir").arg(dir);
+    }
+    cmd.args(args);
+    let status = cmd.status().map_err(|e| Error::Io {
+        context: "run cargo run -p netlab-bench".into(),
+        source: e,
+    })?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(2) => Err(Error::usage("bad benchmark arguments (see above)")),
+        _ => Err(Error::msg("the benchmark run failed (see above)")),
     }
 }
