@@ -30,20 +30,24 @@
 //! plus its kernel stack and bookkeeping, so over 160 MiB before any buffer, and a fixed 64 KiB
 //! buffer per direction would add 1.25 GiB more. So the tunnel runs one event loop instead (on
 //! `mio`, a thin wrapper over Linux epoll): every socket is nonblocking and registered for
-//! edge-triggered readiness, and one thread moves whatever is ready. A 64 KiB buffer is taken
-//! from a small pool only while bytes are in flight in a direction and given back as soon as that
-//! direction is drained, so an idle connection costs a few hundred bytes of our memory plus the
-//! kernel's socket memory. The student still sees exactly what the threaded version shows (two
-//! connections, both directions at once, half-close passed on); the code shows the other classic
-//! answer to "how do I wait on many sockets at once" (`select`/`poll`/`epoll`).
+//! edge-triggered readiness, and one thread moves whatever is ready. Bytes move with `splice(2)`
+//! through a pipe, socket → pipe → socket, so the kernel hands the received pages on instead of
+//! copying every byte into our memory and back out (on 2 cores this takes one stream from about
+//! 0.55× to about 0.8× of direct loopback throughput). A pipe (or, when none can be made at the
+//! descriptor limit, a 64 KiB buffer) is taken from a small pool only while bytes are in flight in
+//! a direction and given back as soon as that direction is drained, so an idle connection costs a
+//! few hundred bytes of our memory plus the kernel's socket memory. The student still sees exactly
+//! what the threaded version shows (two connections, both directions at once, half-close passed
+//! on); the code shows the other classic answer to "how do I wait on many sockets at once"
+//! (`select`/`poll`/`epoll`).
 //!
 //! Details that matter for correctness, each commented where it happens: readiness is edge
-//! triggered, so every read and write loops until `WouldBlock`; a direction whose buffer is full
-//! stops reading its source (backpressure: a slow target makes the client's sends block in the
-//! client's kernel, never our memory grow); `connect` is nonblocking with its own timeout;
-//! TCP_NODELAY on both sides so small messages are not held back by Nagle's algorithm; idle
-//! connections are swept; and when `accept` runs out of file descriptors (EMFILE) the listeners
-//! are taken out of the loop for a moment instead of spinning on the error.
+//! triggered, so every read and write loops until `WouldBlock`; a direction whose pipe or buffer
+//! still holds bytes stops reading its source (backpressure: a slow target makes the client's sends
+//! block in the client's kernel, never our memory grow); `connect` is nonblocking with its own
+//! timeout; TCP_NODELAY on both sides so small messages are not held back by Nagle's algorithm;
+//! idle connections are swept; and when `accept` runs out of file descriptors (EMFILE) the
+//! listeners are taken out of the loop for a moment instead of spinning on the error.
 
 mod relay;
 
