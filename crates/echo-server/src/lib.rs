@@ -27,8 +27,8 @@
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -275,25 +275,45 @@ fn spawn_client(
     live: &Arc<AtomicUsize>,
     limiter: &mut RateLimit,
 ) {
-    let opts = opts.clone();
-    let live_in = Arc::clone(live);
-    live.fetch_add(1, Ordering::Relaxed);
-    let spawned = thread::Builder::new()
-        .name(format!("echo-{id}"))
-        .stack_size(THREAD_STACK)
-        .spawn(move || {
-            handle(id, stream, peer, &opts);
-            live_in.fetch_sub(1, Ordering::Relaxed);
-        });
-    if let Err(e) = spawned {
-        // The stream moved into the closure that was never run and is dropped (closed) with it.
-        live.fetch_sub(1, Ordering::Relaxed);
-        if limiter.allow() {
-            labnet::log::warn(format!(
-                "#{id} {}: cannot start a thread: {e}; connection closed",
-                labnet::sock::unmap(peer)
-            ));
+    // A thread can fail to start when the system is short of threads or memory for a moment.
+    // An accepted client must not be dropped for that: the socket waits in a slot the new thread
+    // takes it from, so a failed spawn leaves it with us (no descriptor is duplicated, which at
+    // the open-file limit would fail too), and we retry with a growing pause (about 1.3 s in
+    // all) before giving the client up.
+    let slot = Arc::new(Mutex::new(Some(stream)));
+    let mut pause = Duration::from_millis(10);
+    let mut last_error = None;
+    for _ in 0..8 {
+        let mine = Arc::clone(&slot);
+        let opts = opts.clone();
+        let live_in = Arc::clone(live);
+        live.fetch_add(1, Ordering::Relaxed);
+        let spawned = thread::Builder::new()
+            .name(format!("echo-{id}"))
+            .stack_size(THREAD_STACK)
+            .spawn(move || {
+                let stream = mine.lock().ok().and_then(|mut s| s.take());
+                if let Some(stream) = stream {
+                    handle(id, stream, peer, &opts);
+                }
+                live_in.fetch_sub(1, Ordering::Relaxed);
+            });
+        match spawned {
+            Ok(_) => return,
+            Err(e) => {
+                live.fetch_sub(1, Ordering::Relaxed);
+                last_error = Some(e);
+                thread::sleep(pause);
+                pause *= 2;
+            }
         }
+    }
+    if limiter.allow() {
+        let why = last_error.map_or_else(|| "unknown error".to_owned(), |e| describe(&e));
+        labnet::log::warn(format!(
+            "#{id} {}: cannot start a thread after 8 attempts: {why}; connection closed",
+            labnet::sock::unmap(peer)
+        ));
     }
 }
 

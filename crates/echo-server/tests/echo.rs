@@ -174,7 +174,18 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     labnet::testkit::wait_until(Duration::from_secs(10), || {
         (p.count("] [INFO] #") == 2 * 10_001).then_some(())
     })
-    .unwrap_or_else(|| panic!("{} connect/close lines", p.count("] [INFO] #")));
+    .unwrap_or_else(|| {
+        // Say what else the server printed: a connection it could not serve is logged as WARN.
+        let other: Vec<String> = p
+            .lines()
+            .into_iter()
+            .filter(|l| !l.contains("] [INFO] #"))
+            .collect();
+        panic!(
+            "{} connect/close lines; other lines: {other:?}",
+            p.count("] [INFO] #")
+        )
+    });
     // And it still echoes.
     let mut s = connect(addr);
     s.write_all(b"still here").unwrap();
