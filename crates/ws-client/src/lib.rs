@@ -9,10 +9,11 @@
 //! sent: n events for `CMD_short:0`, one single event for the whole flood (Q20, Q21), however many
 //! TCP segments carried them (Q19). The session ends with the close handshake (RFC 6455 §7).
 
+use std::borrow::Cow;
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use labnet::log::{self, Event, Level};
 use labnet::{Context, Error, Result};
@@ -165,6 +166,9 @@ pub struct Summary {
     pub binary: u64,
 }
 
+/// Bytes asked of each `read()` on the socket (tungstenite's default is 128 KiB).
+pub const READ_BUFFER: usize = 4 << 20;
+
 /// Connects to the first address of the host that accepts.
 fn connect(cfg: &Config) -> Result<TcpStream> {
     let addrs = labnet::args::resolve_all(&cfg.host, cfg.port)?;
@@ -196,7 +200,10 @@ pub fn run(cfg: &Config) -> Result<()> {
     log::info(format!("connected to {peer}"));
     let limits = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(cfg.max_message))
-        .max_frame_size(Some(cfg.max_message));
+        .max_frame_size(Some(cfg.max_message))
+        // Largest read() per call: a flood of tens of MiB then takes a few dozen recv() calls
+        // instead of hundreds (tungstenite zero-fills this much before each read).
+        .read_buffer_size(READ_BUFFER);
     let (mut ws, response) =
         match tungstenite::client::client_with_config(cfg.url.as_str(), stream, Some(limits)) {
             Ok(pair) => pair,
@@ -278,8 +285,13 @@ pub fn receive<S: io::Read + io::Write>(ws: &mut WebSocket<S>, cfg: &Config) -> 
             Ok(Message::Binary(b)) => {
                 summary.binary += 1;
                 // The handout's Python client calls .decode() on binary messages: do the same,
-                // replacing bytes that are not UTF-8 instead of failing.
-                show(&mut summary, "binary", &String::from_utf8_lossy(&b))?;
+                // replacing bytes that are not UTF-8 instead of failing. `from_utf8` first: it
+                // checks valid text (every PMU reply) many times faster than the lossy scan.
+                let text = match std::str::from_utf8(&b) {
+                    Ok(t) => Cow::Borrowed(t),
+                    Err(_) => String::from_utf8_lossy(&b),
+                };
+                show(&mut summary, "binary", &text)?;
             }
             Ok(Message::Close(frame)) => {
                 // tungstenite answers the close frame itself; the next read sees the TCP close.
@@ -324,12 +336,30 @@ fn show(summary: &mut Summary, kind: &str, text: &str) -> Result<()> {
             text.trim_end()
         )));
     }
-    Event::new(Level::Recv, text)
-        .field("kind", kind)
-        .field("event", summary.messages)
-        .field("bytes", text.len())
-        .emit();
+    if log::is_json() {
+        Event::new(Level::Recv, text)
+            .field("kind", kind)
+            .field("event", summary.messages)
+            .field("bytes", text.len())
+            .emit();
+    } else {
+        print_recv(text);
+    }
     Ok(())
+}
+
+/// Prints `[time] [RECV] <text>` exactly as `labnet::log` would, but writes the message from where
+/// it already is: a 64 MiB flood is not copied into an event and then into a formatted line.
+fn print_recv(text: &str) {
+    let head = Event::new(Level::Recv, "").format(false, SystemTime::now());
+    let head = head.strip_suffix('\n').unwrap_or(&head);
+    let mut out = io::stdout().lock();
+    // A closed stdout is not a failure of the session (labnet::log ignores it the same way).
+    let _ = out
+        .write_all(head.as_bytes())
+        .and_then(|()| out.write_all(text.as_bytes()))
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }
 
 #[cfg(test)]

@@ -113,13 +113,30 @@ pub fn message(i: u32) -> String {
 /// The `CMD_floodme` reply: `len` bytes of numbered ASCII lines, the same for every run, so a test
 /// can compare what arrived with what was sent.
 pub fn flood_text(len: usize) -> Vec<u8> {
+    const HEAD: &[u8] = b"PMU flood line ";
+    const TAIL: &[u8] = b": the quick brown fox jumps over the lazy dog\n";
     let mut out = Vec::with_capacity(len + 80);
     let mut line = 1u64;
     while out.len() < len {
-        out.extend_from_slice(
-            format!("PMU flood line {line:07}: the quick brown fox jumps over the lazy dog\n")
-                .as_bytes(),
-        );
+        if line < 10_000_000 {
+            // The 7 zero-padded digits written by hand: a `format!` per line made a 64 MiB flood
+            // (~1 million lines) take tens of milliseconds to build.
+            let mut digits = [b'0'; 7];
+            let mut n = line;
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            out.extend_from_slice(HEAD);
+            out.extend_from_slice(&digits);
+            out.extend_from_slice(TAIL);
+        } else {
+            // Beyond 7 digits `{:07}` simply prints them all.
+            out.extend_from_slice(
+                format!("PMU flood line {line:07}: the quick brown fox jumps over the lazy dog\n")
+                    .as_bytes(),
+            );
+        }
         line += 1;
     }
     out.truncate(len);
@@ -297,5 +314,19 @@ mod tests {
     fn flood_text_has_exact_length() {
         assert_eq!(flood_text(65_536).len(), 65_536);
         assert!(flood_text(1000).is_ascii());
+    }
+
+    #[test]
+    fn flood_text_is_the_numbered_lines_cut_at_len() {
+        let mut want = String::new();
+        for line in 1..=20_000u64 {
+            want.push_str(&format!(
+                "PMU flood line {line:07}: the quick brown fox jumps over the lazy dog\n"
+            ));
+        }
+        for len in [1, 15, 68, 69, 1000, 65_536, want.len()] {
+            assert_eq!(flood_text(len), want.as_bytes()[..len], "len {len}");
+        }
+        assert!(flood_text(100).starts_with(b"PMU flood line 0000001: the quick"));
     }
 }
