@@ -1,12 +1,21 @@
 //! The hub: one thread that owns the room (who is in it, in join order) and every client's
 //! outgoing queue, fed over a channel by the per-connection reader threads.
 //!
-//! Routing and I/O are kept apart. The hub only appends shared message buffers to bounded
-//! per-client queues ([`Outbox`]) and never touches a socket except to `shutdown` one; a writer
-//! thread per client drains its queue and sends everything pending in one `write` call. So a
-//! client that stops reading fills only its own queue: when the queue goes over its byte limit,
-//! or the writer makes no progress for the stall timeout, that client is disconnected and the
-//! others see it leave in the next user list. Nobody else waits for it.
+//! Routing and blocking I/O are kept apart. A message for a client whose queue is empty and whose
+//! writer is idle is sent by the hub itself with one non-blocking `send` (`MSG_DONTWAIT`): it never
+//! waits, it either hands the bytes to the kernel or says EAGAIN. Only what that send could not
+//! take goes into the client's bounded queue ([`Outbox`]), and the client's writer thread is woken
+//! to send it with a blocking `write` bounded by the stall timeout. Why: waking a writer thread
+//! per delivery (a futex wake plus a context switch each) was the whole cost of the fan-out —
+//! 12.0 µs of server CPU per delivery with 1,000 clients, against 16.2 µs (burst) and 3.0 µs
+//! (lockstep) for the handout's Python server, whose one thread just loops `send` over the
+//! sockets. With the direct send, netlab-bench (1,000 clients, side by side with the old build on
+//! a busy 2-core machine) measured 2.5–2.7 µs (burst), 2.9–3.2 µs (lockstep) and 3.1–3.2 µs
+//! (paced) per delivery, where the old build took 14.7–19.4 µs.
+//!
+//! So a client that stops reading fills only its own queue: when the queue goes over its byte
+//! limit, or the writer makes no progress for the stall timeout, that client is disconnected and
+//! the others see it leave in the next user list. Nobody else waits for it.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -16,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use labnet::log::{Event, Level};
 use labnet::wire::chat;
+use socket2::SockRef;
 
 /// What reader and writer threads tell the hub.
 pub enum ToHub {
@@ -28,7 +38,8 @@ pub enum ToHub {
         name: String,
         /// The client's address as the user list shows it.
         ip: String,
-        /// The connection, kept only to `shutdown` it when the client is dropped.
+        /// The connection: the hub sends to it directly (non-blocking) when the client is idle,
+        /// and shuts it down when the client is dropped.
         stream: Arc<TcpStream>,
         /// The client's outgoing queue.
         outbox: Arc<Outbox>,
@@ -56,7 +67,8 @@ pub enum ToHub {
     },
 }
 
-/// A client's bounded outgoing queue: the hub pushes, the client's writer thread takes.
+/// A client's bounded outgoing queue: the hub pushes (or sends directly when the client is idle),
+/// the client's writer thread takes.
 pub struct Outbox {
     pending: Mutex<Pending>,
     ready: Condvar,
@@ -67,7 +79,13 @@ struct Pending {
     msgs: VecDeque<Arc<[u8]>>,
     bytes: usize,
     closed: bool,
+    /// The writer sleeps in [`Outbox::take`] and needs a wake-up.
     waiting: bool,
+    /// The writer holds a batch it has not finished writing (or gave up on after an error).
+    /// Together with `msgs` being empty this is what makes a direct send from the hub safe: both
+    /// are guarded by this one mutex, so the hub can never send ahead of bytes that are queued or
+    /// in flight in the writer, and message order on the wire stays the order of routing.
+    busy: bool,
 }
 
 impl Outbox {
@@ -79,6 +97,7 @@ impl Outbox {
                 bytes: 0,
                 closed: false,
                 waiting: false,
+                busy: false,
             }),
             ready: Condvar::new(),
             limit,
@@ -92,8 +111,17 @@ impl Outbox {
         }
     }
 
-    /// Queues a message; false when the queue is over its limit (the client stopped reading).
-    pub fn push(&self, msg: &Arc<[u8]>) -> bool {
+    /// Hands a message to `stream` or queues it; false when the queue is over its limit (the
+    /// client stopped reading).
+    ///
+    /// When nothing is queued and the writer is idle, the message is sent right here with one
+    /// non-blocking send; only the part the kernel did not take (all of it on EAGAIN) is queued and
+    /// the writer woken. The mutex is held during that send, which does not break "no lock held
+    /// across blocking I/O": `MSG_DONTWAIT` makes the send return at once (copy into the socket
+    /// buffer, or EAGAIN), whatever SO_SNDTIMEO says, so the writer waits on this lock for at most
+    /// one memcpy. Any send error other than EAGAIN also just queues the message: the writer's
+    /// blocking write then meets the same error and reports the client as before.
+    pub fn push(&self, msg: &Arc<[u8]>, stream: &TcpStream) -> bool {
         let mut p = self.lock();
         if p.closed {
             return true;
@@ -101,8 +129,22 @@ impl Outbox {
         if p.bytes + msg.len() > self.limit {
             return false;
         }
-        p.bytes += msg.len();
-        p.msgs.push_back(Arc::clone(msg));
+        let mut rest: Option<Arc<[u8]>> = Some(Arc::clone(msg));
+        if p.msgs.is_empty() && !p.busy {
+            // MSG_NOSIGNAL: a peer that reset the connection gives EPIPE, not a SIGPIPE.
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            match SockRef::from(stream).send_with_flags(msg, flags) {
+                Ok(n) if n >= msg.len() => rest = None,
+                // A partial send: the rest goes out through the writer, after nothing else.
+                Ok(n) if n > 0 => rest = Some(Arc::from(&msg[n..])),
+                _ => {}
+            }
+        }
+        let Some(rest) = rest else {
+            return true;
+        };
+        p.bytes += rest.len();
+        p.msgs.push_back(rest);
         // Wake the writer only when it sleeps: under load it finds the messages itself.
         if p.waiting {
             p.waiting = false;
@@ -121,8 +163,13 @@ impl Outbox {
     }
 
     /// Waits for messages and moves all of them into `batch`; false once the queue is closed.
+    ///
+    /// Calling it again means the previous batch is fully written: only then may the hub send
+    /// directly again. A writer that stops after a failed write never calls it again, so the
+    /// client stays `busy` and the hub only queues for it until it is removed.
     pub fn take(&self, batch: &mut VecDeque<Arc<[u8]>>) -> bool {
         let mut p = self.lock();
+        p.busy = false;
         while p.msgs.is_empty() && !p.closed {
             p.waiting = true;
             p = match self.ready.wait(p) {
@@ -136,11 +183,13 @@ impl Outbox {
         // Swap, not copy: the hub is held up only for the swap, never for the copying or the write.
         std::mem::swap(&mut p.msgs, batch);
         p.bytes = 0;
+        p.busy = true;
         true
     }
 }
 
-/// The writer thread of one client: drains its queue and sends everything pending in one call.
+/// The writer thread of one client: drains its queue and sends everything pending in one call
+/// (only what the hub's direct sends could not hand to the kernel at once ends up here).
 ///
 /// The socket's send timeout (SO_SNDTIMEO, the stall timeout) bounds how long one write may wait
 /// for a client that does not read; when it expires the client is reported and shut down.
@@ -268,7 +317,7 @@ impl Hub {
 
     fn deliver(&mut self, bytes: &Arc<[u8]>, except: Option<u64>) {
         for m in &self.members {
-            if Some(m.id) != except && !m.outbox.push(bytes) {
+            if Some(m.id) != except && !m.outbox.push(bytes, &m.stream) {
                 self.drop_queue.push((
                     m.id,
                     "stopped reading: its outgoing queue is full".to_owned(),
@@ -327,18 +376,120 @@ impl Hub {
 mod tests {
     use super::*;
 
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// A connected loopback pair: (server side the outbox writes to, client side that reads).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        (server, client)
+    }
+
+    fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        s.read_exact(&mut got).unwrap();
+        got
+    }
+
     #[test]
     fn outbox_refuses_past_its_limit_and_hands_over_everything_at_once() {
+        let (server, _client) = pair();
         let o = Outbox::new(10);
         let m: Arc<[u8]> = Arc::from(&b"12345"[..]);
-        assert!(o.push(&m));
-        assert!(o.push(&m));
-        assert!(!o.push(&m));
+        // A writer holding a batch: nothing may be sent directly, everything queues.
+        o.lock().busy = true;
+        assert!(o.push(&m, &server));
+        assert!(o.push(&m, &server));
+        assert!(!o.push(&m, &server));
+        assert_eq!(o.lock().msgs.len(), 2, "sent directly past a busy writer");
         let mut batch = VecDeque::new();
         assert!(o.take(&mut batch));
         assert_eq!(batch.len(), 2);
-        assert!(o.push(&m));
+        assert!(o.push(&m, &server));
         o.close();
         assert!(!o.take(&mut batch));
+    }
+
+    #[test]
+    fn an_idle_client_gets_the_message_directly_without_queueing() {
+        let (server, mut client) = pair();
+        let o = Outbox::new(100);
+        let m: Arc<[u8]> = Arc::from(&b"ann: hi \n"[..]);
+        assert!(o.push(&m, &server));
+        assert!(
+            o.lock().msgs.is_empty(),
+            "an idle client's message was queued"
+        );
+        assert_eq!(read_exactly(&mut client, m.len()), b"ann: hi \n");
+    }
+
+    #[test]
+    fn nothing_is_sent_directly_ahead_of_a_queued_or_in_flight_batch() {
+        let (server, mut client) = pair();
+        let o = Outbox::new(100);
+        let first: Arc<[u8]> = Arc::from(&b"first\n"[..]);
+        let second: Arc<[u8]> = Arc::from(&b"second\n"[..]);
+        let third: Arc<[u8]> = Arc::from(&b"third\n"[..]);
+        o.lock().busy = true;
+        assert!(o.push(&first, &server));
+        // Checked before `take`, which would wait forever on an empty queue.
+        assert_eq!(o.lock().msgs.len(), 1, "sent directly past a busy writer");
+        let mut batch = VecDeque::new();
+        assert!(o.take(&mut batch));
+        // The writer now holds `first` and has not written it: `second` must wait behind it.
+        assert!(o.push(&second, &server));
+        assert_eq!(o.lock().msgs.len(), 1);
+        (&server).write_all(&batch[0]).unwrap();
+        batch.clear();
+        // The writer comes back for more and takes `second`; queued work keeps order too.
+        assert!(o.take(&mut batch));
+        assert!(o.push(&third, &server));
+        assert_eq!(o.lock().msgs.len(), 1, "sent directly past a busy writer");
+        (&server).write_all(&batch[0]).unwrap();
+        batch.clear();
+        assert!(o.take(&mut batch));
+        (&server).write_all(&batch[0]).unwrap();
+        assert_eq!(read_exactly(&mut client, 19), b"first\nsecond\nthird\n");
+    }
+
+    #[test]
+    fn what_the_kernel_cannot_take_now_is_queued_in_order() {
+        let (server, mut client) = pair();
+        // A small send buffer and a client that does not read: the socket fills up quickly.
+        SockRef::from(&server).set_send_buffer_size(4096).unwrap();
+        let o = Outbox::new(64 << 20);
+        let chunk: Arc<[u8]> = Arc::from(vec![b'x'; 1000]);
+        let mut sent = 0usize;
+        // Bounded: the kernel buffers far less than 64 MiB on loopback.
+        for _ in 0..10_000 {
+            assert!(o.push(&chunk, &server));
+            sent += chunk.len();
+            if !o.lock().msgs.is_empty() {
+                break;
+            }
+        }
+        assert!(!o.lock().msgs.is_empty(), "the send buffer never filled");
+        let tail: Arc<[u8]> = Arc::from(&b"end\n"[..]);
+        assert!(o.push(&tail, &server));
+        let queued = o.lock().msgs.len();
+        assert!(queued >= 2, "the tail went out ahead of queued bytes");
+        // Drain as the writer would: read everything and check nothing was lost or reordered.
+        let mut batch = VecDeque::new();
+        assert!(o.take(&mut batch));
+        let mut out = Vec::new();
+        for m in &batch {
+            out.extend_from_slice(m);
+        }
+        let writer = std::thread::spawn(move || (&server).write_all(&out).unwrap());
+        let got = read_exactly(&mut client, sent + tail.len());
+        writer.join().unwrap();
+        assert!(got[..sent].iter().all(|&b| b == b'x'));
+        assert_eq!(&got[sent..], b"end\n");
     }
 }

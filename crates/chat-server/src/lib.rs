@@ -14,9 +14,11 @@
 //! segments; peer-to-peer messages never pass through here (they are UDP between clients).
 //!
 //! The socket idea: one blocking reader thread per client and one hub thread that owns the room
-//! and every client's bounded outgoing queue ([`hub`]); one writer thread per client sends all it
-//! has queued in one `write`. A client that stops reading is disconnected (queue over its limit,
-//! or no write progress for `--stall-timeout`), so it never delays the others.
+//! and every client's bounded outgoing queue ([`hub`]). The hub sends to an idle client directly
+//! with one non-blocking `send`; only what the kernel cannot take at once is queued for that
+//! client's writer thread, which sends all it has queued in one `write`. A client that stops
+//! reading is disconnected (queue over its limit, or no write progress for `--stall-timeout`), so
+//! it never delays the others.
 //!
 //! Framing of client messages: a `\n` ends a message once the client has sent one; a client that
 //! never does (the handout's) has each read taken as one message. A message longer than
@@ -352,6 +354,9 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
     };
     let outbox = Arc::new(Outbox::new(opts.queue_bytes));
+    // Set before joining: the hub may send to this socket (the user list) as soon as it has it.
+    let _ = stream.set_write_timeout(Some(opts.stall_timeout));
+    let _ = stream.set_nodelay(true);
     let (reply_tx, reply_rx) = mpsc::channel();
     let join = ToHub::Join {
         id,
@@ -373,8 +378,6 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         Err(_) => return,
     }
     let _ = stream.set_read_timeout(None);
-    let _ = stream.set_write_timeout(Some(opts.stall_timeout));
-    let _ = stream.set_nodelay(true);
     let writer = {
         let (stream, outbox, hub) = (Arc::clone(&stream), outbox, shared.hub.clone());
         let spawned = thread::Builder::new()
