@@ -292,6 +292,11 @@ fn round_trip(config: &Config, tools: &Tools, pinned: bool) -> Result<Case> {
     .target_added("rtt", "socat", "direct", Bound::Info, "socat's added time (~39 µs expected)")
     .target_added("rtt", "haproxy", "direct", Bound::Info, "haproxy's added time (~33 µs expected)");
     let me = std::process::id();
+    // Every CPU, counted before pinning (available_parallelism follows the affinity mask).
+    let all = format!(
+        "0-{}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+    );
     if pinned && !taskset(me, "0") {
         case.notes.push("taskset failed: not pinned".into());
     }
@@ -313,12 +318,8 @@ fn round_trip(config: &Config, tools: &Tools, pinned: bool) -> Result<Case> {
         comps.push(Competitor::new(kind.name(), move |_| sample(port)));
     }
     interleave(&mut case, config.rounds, comps);
-    if pinned {
-        let all = format!(
-            "0-{}",
-            std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
-        );
-        taskset(me, &all);
+    if pinned && !taskset(me, &all) {
+        labnet::log::warn("could not restore the CPU affinity of this process");
     }
     Ok(case)
 }
