@@ -32,8 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use labnet::log::{Event, Level};
-use labnet::{Context, Error, Result};
+use labnet::error::describe;
+use labnet::log::{Event, Level, RateLimit};
+use labnet::sock::is_fd_exhaustion;
+use labnet::{Context, Result};
 
 /// `--help` text.
 pub const HELP: &str = "\
@@ -431,61 +433,6 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
-/// EMFILE (this process's descriptor limit) or ENFILE (the system's), and the memory errors
-/// `accept` gives when the kernel cannot allocate the new socket.
-pub fn is_fd_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
-}
-
-/// `connection reset by peer (ECONNRESET)`: the kit's wording of an errno, without a context.
-pub fn describe(e: &io::Error) -> String {
-    let source = match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    };
-    let text = Error::Io {
-        context: String::new(),
-        source,
-    }
-    .to_string();
-    text.trim_start_matches(": ").to_owned()
-}
-
-/// Lets a repeated message through at most once per period and counts the ones it held back.
-struct RateLimit {
-    period: Duration,
-    last: Option<Instant>,
-    skipped: u64,
-}
-
-impl RateLimit {
-    fn new(period: Duration) -> Self {
-        RateLimit {
-            period,
-            last: None,
-            skipped: 0,
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < self.period => {
-                self.skipped += 1;
-                false
-            }
-            _ => {
-                self.last = Some(now);
-                true
-            }
-        }
-    }
-
-    fn take_skipped(&mut self) -> u64 {
-        std::mem::take(&mut self.skipped)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,15 +468,5 @@ mod tests {
     fn preview_cuts_long_payloads() {
         assert_eq!(preview(b"hi\n", 10), "hi\\n");
         assert_eq!(preview(b"abcdef", 3), "abc…");
-    }
-
-    #[test]
-    fn rate_limit_counts_what_it_holds_back() {
-        let mut r = RateLimit::new(Duration::from_secs(60));
-        assert!(r.allow());
-        assert!(!r.allow());
-        assert!(!r.allow());
-        assert_eq!(r.take_skipped(), 2);
-        assert_eq!(r.take_skipped(), 0);
     }
 }

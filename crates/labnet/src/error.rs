@@ -123,8 +123,13 @@ impl From<pico_args::Error> for Error {
     }
 }
 
-/// Rust prints `Permission denied (os error 13)`; students look up the errno name, so we say
-/// `permission denied (EACCES)` instead.
+/// `connection reset by peer (ECONNRESET)`: the kit's wording of an errno, without a context.
+/// Rust prints `Connection reset by peer (os error 104)`; students look up the errno name, so we
+/// say it instead.
+pub fn describe(e: &io::Error) -> String {
+    describe_io(e)
+}
+
 fn describe_io(e: &io::Error) -> String {
     let name = match e.raw_os_error() {
         Some(1) => Some("EPERM"),

@@ -199,6 +199,47 @@ pub fn error(msg: impl Into<String>) {
     Event::new(Level::Error, msg).emit();
 }
 
+/// Lets a repeated message through at most once per period and counts the ones it held back, so
+/// a server under abuse (a descriptor limit hit thousands of times a second) logs a bounded
+/// number of lines.
+#[derive(Debug)]
+pub struct RateLimit {
+    period: std::time::Duration,
+    last: Option<std::time::Instant>,
+    skipped: u64,
+}
+
+impl RateLimit {
+    /// At most one message per `period`.
+    pub fn new(period: std::time::Duration) -> Self {
+        RateLimit {
+            period,
+            last: None,
+            skipped: 0,
+        }
+    }
+
+    /// True when a message may be printed now; otherwise counts it as held back.
+    pub fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.period => {
+                self.skipped += 1;
+                false
+            }
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    /// How many messages were held back since the last call.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS.mmm` in UTC.
 pub fn timestamp(at: SystemTime) -> String {
     let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -273,6 +314,16 @@ mod tests {
     fn leap_day_and_year_end_dates() {
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         assert_eq!(civil_from_days(20_088), (2024, 12, 31));
+    }
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let mut r = RateLimit::new(Duration::from_secs(60));
+        assert!(r.allow());
+        assert!(!r.allow());
+        assert!(!r.allow());
+        assert_eq!(r.take_skipped(), 2);
+        assert_eq!(r.take_skipped(), 0);
     }
 
     #[test]

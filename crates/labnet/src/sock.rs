@@ -345,6 +345,13 @@ pub fn dual_stack_udp(port: u16) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// EMFILE (this process's descriptor limit) or ENFILE (the system's), and the memory errors
+/// (ENOBUFS, ENOMEM) `accept` gives when the kernel cannot allocate the new socket: a server
+/// should back off and retry, not spin and not die.
+pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
+}
+
 /// `::ffff:a.b.c.d` shown as `a.b.c.d`: what a dual-stack socket reports for an IPv4 peer.
 pub fn unmap(addr: SocketAddr) -> SocketAddr {
     match addr {

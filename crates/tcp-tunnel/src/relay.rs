@@ -14,7 +14,9 @@ use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use labnet::log::{Event, Level, Printer};
+use labnet::error::describe;
+use labnet::log::{Event, Level, Printer, RateLimit};
+use labnet::sock::is_fd_exhaustion;
 use labnet::{Context, Result};
 use mio::net::{TcpListener as MioListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -1042,72 +1044,9 @@ fn start_connect(sock: Socket, addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(TcpStream::from_std(sock.into()))
 }
 
-/// EMFILE (this process's descriptor limit), ENFILE (the system's), ENOBUFS/ENOMEM (no memory
-/// for a new socket).
-fn is_fd_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
-}
-
-/// `connection refused (ECONNREFUSED)`: the kit's wording of an errno, without a context.
-fn describe(e: &io::Error) -> String {
-    let source = match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    };
-    let text = labnet::Error::Io {
-        context: String::new(),
-        source,
-    }
-    .to_string();
-    text.trim_start_matches(": ").to_owned()
-}
-
-/// Lets a repeated message through at most once per period and counts the ones it held back.
-struct RateLimit {
-    period: Duration,
-    last: Option<Instant>,
-    skipped: u64,
-}
-
-impl RateLimit {
-    fn new(period: Duration) -> Self {
-        RateLimit {
-            period,
-            last: None,
-            skipped: 0,
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < self.period => {
-                self.skipped += 1;
-                false
-            }
-            _ => {
-                self.last = Some(now);
-                true
-            }
-        }
-    }
-
-    fn take_skipped(&mut self) -> u64 {
-        std::mem::take(&mut self.skipped)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limit_counts_what_it_holds_back() {
-        let mut r = RateLimit::new(Duration::from_secs(60));
-        assert!(r.allow());
-        assert!(!r.allow());
-        assert_eq!(r.take_skipped(), 1);
-    }
 
     #[test]
     fn pipe_pool_reuses_bounds_and_trims_pipes() {
