@@ -12,9 +12,21 @@ use std::str::FromStr;
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
-/// Listen backlog for every TCP server in the kit: deep enough that a burst of connections
-/// (a class of 40 students, or the abuse tests) waits in the kernel instead of being refused.
-pub const BACKLOG: i32 = 1024;
+/// Listen backlog for every TCP server in the kit: the system's maximum, `net.core.somaxconn`
+/// (4096 on current kernels), so that a burst of connections (a class of 40 students, or the
+/// abuse tests) waits in the kernel's accept queue.
+///
+/// When that queue is full the kernel drops the last ACK of a handshake: the client believes it
+/// is connected while the server side stays in SYN-RECV until a retransmission gets through.
+/// The kernel silently caps any larger backlog at somaxconn; reading it says which cap applies
+/// (Go's net package does the same), and 4096 is the kernel's default when it cannot be read.
+pub fn backlog() -> i32 {
+    fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4096)
+}
 
 /// The interface a multicast socket sends on or joins on.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -310,7 +322,7 @@ pub fn reuse_listener(addr: SocketAddr) -> io::Result<TcpListener> {
         s.set_only_v6(true)?;
     }
     s.bind(&addr.into())?;
-    s.listen(BACKLOG)?;
+    s.listen(backlog())?;
     Ok(s.into())
 }
 
@@ -324,7 +336,7 @@ pub fn dual_stack_listener(port: u16) -> io::Result<TcpListener> {
     s.set_reuse_address(true)?;
     s.set_only_v6(false)?;
     s.bind(&addr.into())?;
-    s.listen(BACKLOG)?;
+    s.listen(backlog())?;
     Ok(s.into())
 }
 

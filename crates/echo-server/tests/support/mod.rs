@@ -154,9 +154,17 @@ pub fn assert_back_to(pid: u32, fds: usize, threads: usize, within: Duration) {
 }
 
 /// Opens and closes `total` connections to `addr`, from 4 threads, cycling through the four ways
-/// a client can end: clean close after an echo, reset (SO_LINGER 0), half-close then read the
-/// echo to EOF, and close right after connecting (before any answer). Returns how many of each
-/// ran and how many echoes were exact.
+/// a client can end: clean close after an echo, reset (SO_LINGER 0) with bytes in flight,
+/// half-close then read the echo to EOF, and close right after connecting (before any answer).
+/// Returns how many of each ran.
+///
+/// Every one of them is a connection the server is certain to accept, so a test may count them
+/// all in the server's log. `connect()` returns once the client got the SYN-ACK, but when the
+/// server's accept queue is full the kernel drops the handshake's last ACK and the server side
+/// stays in SYN-RECV; a client that then resets would end a connection the server never had
+/// (TCP promises nothing else). So the resetting client first reads an echo (the server has the
+/// connection), then sends more and resets. The other kinds end with a FIN or wait for data,
+/// which the client's kernel retransmits until the server's side completes the handshake.
 pub fn abuse(addr: SocketAddr, total: usize) -> [usize; 4] {
     let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     let threads = 4;
@@ -180,6 +188,10 @@ pub fn abuse(addr: SocketAddr, total: usize) -> [usize; 4] {
                         }
                         1 => {
                             s.write_all(b"ping").unwrap();
+                            let mut b = [0u8; 4];
+                            s.read_exact(&mut b).unwrap();
+                            assert_eq!(&b, b"ping");
+                            s.write_all(b"gone").unwrap();
                             // SO_LINGER 0: close() sends RST instead of FIN.
                             socket2::SockRef::from(&s)
                                 .set_linger(Some(Duration::ZERO))
@@ -223,7 +235,7 @@ pub fn echo_target() -> SocketAddr {
 
 /// A target on 127.0.0.1 running `handle` for each connection in its own thread.
 pub fn serve_target(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
-    // The kit's backlog (1024), not std's 128: the abuse tests open connections faster than this
+    // The kit's backlog (somaxconn), not std's 128: the abuse tests open connections faster than this
     // accept loop spawns threads, and an overflowing accept queue drops the handshake's last ACK,
     // which the tunnel saw as the target resetting a connection a second later.
     let l = labnet::sock::reuse_listener("127.0.0.1:0".parse().unwrap()).unwrap();
