@@ -81,6 +81,9 @@ pub struct Host {
     pub forwards: bool,
     /// What the host runs when the lab is up.
     pub runs: &'static str,
+    /// Further names the host answers to in its lab: the handouts' server names
+    /// (`tcpip.epfl.ch`, `chat.ttm4200.com`), so a student's program resolves them unchanged.
+    pub aliases: &'static [&'static str],
 }
 
 impl Host {
@@ -123,6 +126,28 @@ impl Topology {
     /// A topology by name.
     pub fn by_name(name: &str) -> Option<&'static Topology> {
         ALL.iter().copied().find(|t| t.name == name)
+    }
+
+    /// Every address of the lab with the names it answers to (host name, container name, the
+    /// handout's aliases), IPv4 lines before IPv6 ones for each host: the lines of every host's
+    /// `/etc/hosts`, and the `extra_hosts` of the compose files. IPv4 first because
+    /// `gethostbyname` returns the first match, and the chat handout's
+    /// `gethostbyname(gethostname())` must give the host's IPv4 address.
+    pub fn name_entries(&self) -> Vec<(IpAddr, Vec<String>)> {
+        let mut v = Vec::new();
+        for h in self.hosts {
+            let mut names = vec![h.name.to_owned(), self.container(h.name)];
+            names.extend(h.aliases.iter().map(|a| (*a).to_owned()));
+            for link in h.links {
+                v.push((IpAddr::V4(link.ipv4), names.clone()));
+            }
+            for link in h.links {
+                if let Some(v6) = link.ipv6 {
+                    v.push((IpAddr::V6(v6), names.clone()));
+                }
+            }
+        }
+        v
     }
 }
 
@@ -199,6 +224,7 @@ pub static WEEK3: Topology = Topology {
             routes: VIA_ROUTER,
             forwards: false,
             runs: "echo-server :8080",
+            aliases: &[],
         },
         Host {
             name: "router",
@@ -220,6 +246,7 @@ pub static WEEK3: Topology = Topology {
             routes: &[],
             forwards: true,
             runs: "tcp-tunnel :9090 -> server:8080, multicast route for 239.1.1.1",
+            aliases: &[],
         },
         Host {
             name: "client",
@@ -233,6 +260,7 @@ pub static WEEK3: Topology = Topology {
             routes: VIA_ROUTER,
             forwards: false,
             runs: "interactive",
+            aliases: &[],
         },
         Host {
             name: "receiver",
@@ -246,6 +274,7 @@ pub static WEEK3: Topology = Topology {
             routes: VIA_ROUTER,
             forwards: false,
             runs: "interactive",
+            aliases: &[],
         },
         Host {
             name: "remote",
@@ -262,6 +291,7 @@ pub static WEEK3: Topology = Topology {
             }],
             forwards: false,
             runs: "interactive (second segment)",
+            aliases: &[],
         },
     ],
 };
@@ -291,6 +321,7 @@ pub static CHAT: Topology = Topology {
             routes: &[],
             forwards: false,
             runs: "chat-server :5000",
+            aliases: &["chat.ttm4200.com"],
         },
         Host {
             name: "client1",
@@ -304,6 +335,7 @@ pub static CHAT: Topology = Topology {
             routes: &[],
             forwards: false,
             runs: "interactive",
+            aliases: &[],
         },
         Host {
             name: "client2",
@@ -317,6 +349,7 @@ pub static CHAT: Topology = Topology {
             routes: &[],
             forwards: false,
             runs: "interactive",
+            aliases: &[],
         },
         Host {
             name: "client3",
@@ -330,6 +363,7 @@ pub static CHAT: Topology = Topology {
             routes: &[],
             forwards: false,
             runs: "interactive",
+            aliases: &[],
         },
     ],
 };
@@ -359,6 +393,7 @@ pub static TP3: Topology = Topology {
             routes: &[],
             forwards: false,
             runs: "lab-server: PMU :5003, reset :5004, TV 224.1.1.1:5005, WebSocket :5006",
+            aliases: &["tcpip.epfl.ch"],
         },
         Host {
             name: "student1",
@@ -372,6 +407,7 @@ pub static TP3: Topology = Topology {
             routes: &[],
             forwards: false,
             runs: "interactive",
+            aliases: &[],
         },
         Host {
             name: "student2",
@@ -385,6 +421,7 @@ pub static TP3: Topology = Topology {
             routes: &[],
             forwards: false,
             runs: "interactive",
+            aliases: &[],
         },
     ],
 };
@@ -409,6 +446,24 @@ mod tests {
             CHAT.host("client3").unwrap().ipv6().unwrap().to_string(),
             "fd00::13"
         );
+    }
+
+    #[test]
+    fn handout_server_names_resolve_to_their_hosts_ipv4_first() {
+        let tp3 = TP3.name_entries();
+        let epfl: Vec<String> = tp3
+            .iter()
+            .filter(|(_, names)| names.iter().any(|n| n == "tcpip.epfl.ch"))
+            .map(|(a, _)| a.to_string())
+            .collect();
+        assert_eq!(epfl, ["172.30.0.10", "fd30::10"]);
+        let chat = CHAT.name_entries();
+        let (first, names) = chat
+            .iter()
+            .find(|(_, names)| names.iter().any(|n| n == "webserver"))
+            .unwrap();
+        assert_eq!(first.to_string(), "10.20.30.3");
+        assert!(names.iter().any(|n| n == "chat.ttm4200.com"));
     }
 
     #[test]

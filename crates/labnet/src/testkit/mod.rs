@@ -307,14 +307,8 @@ impl Testbed {
         fs::create_dir_all(&dir)?;
         let mut text =
             String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        for h in self.topo.hosts {
-            let names = format!("{} {}", h.name, self.topo.container(h.name));
-            for link in h.links {
-                let _ = writeln!(text, "{}\t{names}", link.ipv4);
-                if let Some(v6) = link.ipv6 {
-                    let _ = writeln!(text, "{v6}\t{names}");
-                }
-            }
+        for (addr, names) in self.topo.name_entries() {
+            let _ = writeln!(text, "{addr}\t{}", names.join(" "));
         }
         fs::write(dir.join("hosts"), text)
     }
