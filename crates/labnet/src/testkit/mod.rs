@@ -11,8 +11,14 @@
 //! handout's reference: reports go to the group address, leaves to 224.0.0.2). Bridges have
 //! multicast snooping turned off on purpose: the segment floods multicast like a hub, so a host
 //! that did not join sees the frames and its kernel drops them, which is what the lab shows.
-//! `/etc/netns/<ns>/hosts` gives every host the lab's names (`ip netns exec` mounts it over
-//! `/etc/hosts`), so `nc server 8080` works as in compose.
+//!
+//! A host is more than a network namespace, as a container is: each one also gets its own UTS
+//! namespace (its hostname, so the chat handout's `gethostbyname(gethostname())` gives its lab
+//! address) and mount namespace (the lab's names in `/etc/hosts`, including the handouts' server
+//! names, `/sys` showing its own interfaces, and optionally a shared folder at `/lab`). Both are
+//! pinned under [`HOST_NS_DIR`], and [`host_command`] enters all three, as `docker exec` does.
+//! In every host `nc` shuts its sending side down at the end of its input (netcat-openbsd's
+//! `-N`), so the handout's `echo 'DIRECT TEST' | nc server 8080` prints the echo and returns.
 //!
 //! Dropping the testbed ends every process inside its namespaces and removes the namespaces (and
 //! with them every veth and bridge), also when a test panics. Test namespaces carry a per-process
@@ -44,6 +50,30 @@ pub const REQUIRE_NETNS: &str = "NETLAB_REQUIRE_NETNS";
 
 /// Prefix of every namespace a test process creates.
 pub const TEST_PREFIX: &str = "nlt";
+
+/// Where each host's UTS and mount namespaces are pinned (`<ns>.uts`, `<ns>.mnt`). The directory is
+/// a private bind mount of itself: the kernel refuses to pin a mount namespace on a shared mount,
+/// where the pin would propagate into the namespace it pins.
+pub const HOST_NS_DIR: &str = "/run/netlab/hostns";
+
+/// Tools the lab hosts find before the machine's own (first on the PATH of [`host_command`]).
+pub const LAB_TOOLS_DIR: &str = "/run/netlab/tools";
+
+/// netcat-openbsd waits for the server to close after the end of its input; the handout's
+/// `echo 'DIRECT TEST' | nc server 8080` expects it to pass the end on (`-N`: shutdown(SHUT_WR)
+/// after EOF on stdin), so the echo server sees EOF, closes, and nc returns. Listening and UDP
+/// modes, and a command line that already says what to do at EOF, are left as they are.
+const NC_WRAPPER: &str = r#"#!/bin/sh
+# netlab lab host: nc passes the end of its input on (-N), as the handouts' commands expect.
+real=/bin/nc.openbsd
+[ -x "$real" ] || real=/bin/nc
+for a in "$@"; do
+  case "$a" in
+    -*[luNq]*) exec "$real" "$@" ;;
+  esac
+done
+exec "$real" -N "$@"
+"#;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -123,11 +153,28 @@ impl Testbed {
         }
     }
 
-    /// A command that runs `program` inside `host`.
+    /// A command that runs `program` inside `host` (see [`host_command`]).
     pub fn command(&self, host: &str, program: impl AsRef<OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.arg("netns").arg("exec").arg(self.ns(host)).arg(program);
-        c
+        host_command(&self.ns(host), program)
+    }
+
+    /// Makes `src` (a directory of the machine) appear at `at` in every host, as a compose
+    /// file's bind mount does (`cargo xtask lab` shares the repository's `lab/` at `/lab`).
+    /// `at` is created on the machine if missing: a mount needs a directory to cover.
+    pub fn share_dir(&self, src: &Path, at: &Path) -> io::Result<()> {
+        fs::create_dir_all(src)?;
+        fs::create_dir_all(at)?;
+        for host in self.topo.hosts {
+            let (_, mnt) = host_ns_files(&self.ns(host.name));
+            run_ok(
+                Command::new("nsenter")
+                    .arg(format!("--mount={}", mnt.display()))
+                    .args(["mount", "--bind"])
+                    .arg(src)
+                    .arg(at),
+            )?;
+        }
+        Ok(())
     }
 
     /// Runs `program args…` inside `host` to completion and returns its output.
@@ -288,8 +335,9 @@ impl Testbed {
             }
             sh_in(&ns, &host_script(self.topo, host))?;
             self.write_hosts_file(&ns)?;
+            pin_host_namespaces(&ns, host.name)?;
         }
-        Ok(())
+        install_lab_tools()
     }
 
     fn add_ns(&mut self, ns: &str) -> io::Result<()> {
@@ -393,6 +441,104 @@ fn port_name(host: &str, ifname: &str) -> String {
     name
 }
 
+/// The files pinning the UTS and mount namespaces of the host whose network namespace is `ns`.
+pub fn host_ns_files(ns: &str) -> (PathBuf, PathBuf) {
+    let dir = Path::new(HOST_NS_DIR);
+    (dir.join(format!("{ns}.uts")), dir.join(format!("{ns}.mnt")))
+}
+
+/// The command that runs `program` inside the host whose network namespace is `ns`: its network,
+/// UTS and mount namespaces (entered with `nsenter`, as `docker exec` enters a container), with
+/// the lab tools first on the PATH. The working directory is the one the command is given
+/// (`--wd=.` opens it before entering).
+pub fn host_command(ns: &str, program: impl AsRef<OsStr>) -> Command {
+    let (uts, mnt) = host_ns_files(ns);
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .arg(format!("--uts={}", uts.display()))
+        .arg(format!("--mount={}", mnt.display()))
+        .arg("--wd=.")
+        .arg(program)
+        .env("PATH", lab_path(&[]));
+    c
+}
+
+/// A PATH for lab hosts: `first` directories, then [`LAB_TOOLS_DIR`], then this process's PATH.
+pub fn lab_path(first: &[&Path]) -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> = first.iter().map(|p| p.to_path_buf()).collect();
+    dirs.push(PathBuf::from(LAB_TOOLS_DIR));
+    if let Some(old) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&old));
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+/// Gives the host `ns` its own UTS namespace (hostname `name`) and mount namespace (the lab's
+/// hosts file over `/etc/hosts`, a sysfs showing its own interfaces), pinned under
+/// [`HOST_NS_DIR`] so that they outlive this call.
+fn pin_host_namespaces(ns: &str, name: &str) -> io::Result<()> {
+    let dir = Path::new(HOST_NS_DIR);
+    fs::create_dir_all(dir)?;
+    // Parallel tests build testbeds at once: one of them makes the directory private.
+    let lock = Path::new("/run/netlab/.hostns.lock");
+    run_ok(
+        Command::new("flock")
+            .arg(lock)
+            .args(["sh", "-c"])
+            .arg(format!(
+                "mountpoint -q {d} || mount --bind {d} {d}; mount --make-private {d}",
+                d = dir.display()
+            )),
+    )?;
+    let (uts, mnt) = host_ns_files(ns);
+    fs::File::create(&uts)?;
+    fs::File::create(&mnt)?;
+    let hosts = Path::new("/etc/netns").join(ns).join("hosts");
+    // Runs in the new namespaces; `--propagation slave`: mounts made here stay here. sysfs shows
+    // the interfaces of the network namespace of whoever mounts it, hence the nsenter.
+    let script = format!(
+        "set -e
+hostname {name}
+mount --bind {hosts} /etc/hosts
+         nsenter --net=/run/netns/{ns} sh -c 'umount -l /sys 2>/dev/null || true; mount -t sysfs {ns} /sys'
+",
+        hosts = hosts.display()
+    );
+    run_ok(
+        Command::new("unshare")
+            .arg(format!("--uts={}", uts.display()))
+            .arg(format!("--mount={}", mnt.display()))
+            .args(["--propagation", "slave", "sh", "-c"])
+            .arg(script),
+    )
+}
+
+/// Unpins the UTS and mount namespaces of `ns` (they end with their last process).
+fn unpin_host_namespaces(ns: &str) {
+    let (uts, mnt) = host_ns_files(ns);
+    for f in [uts, mnt] {
+        if f.exists() {
+            let _ = Command::new("umount")
+                .arg(&f)
+                .stderr(Stdio::null())
+                .status();
+            let _ = fs::remove_file(&f);
+        }
+    }
+}
+
+/// Writes the lab tools (the `nc` wrapper) into [`LAB_TOOLS_DIR`]; a rename makes the update
+/// atomic for hosts of other labs that may be running it.
+fn install_lab_tools() -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(LAB_TOOLS_DIR);
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".nc.{}", std::process::id()));
+    fs::write(&tmp, NC_WRAPPER)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+    fs::rename(&tmp, dir.join("nc"))
+}
+
 fn runtime_dir(ns: &str) -> PathBuf {
     Path::new("/run/netlab").join(ns)
 }
@@ -429,6 +575,7 @@ pub fn delete_ns(ns: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    unpin_host_namespaces(ns);
     let _ = Command::new("ip")
         .args(["netns", "del", ns])
         .stderr(Stdio::null())

@@ -435,6 +435,15 @@ fn describe(cmd: &Command) -> String {
         [netns, exec, ns, prog, ..] if name == "ip" && netns == "netns" && exec == "exec" => {
             format!("{} in {ns}", prog.rsplit('/').next().unwrap_or(prog))
         }
+        // `nsenter --net=/run/netns/NS … PROGRAM …` (a lab host) likewise.
+        _ if name == "nsenter" => {
+            let ns = args
+                .iter()
+                .find_map(|a| a.strip_prefix("--net=/run/netns/"))
+                .unwrap_or("?");
+            let prog = args.iter().find(|a| !a.starts_with('-')).map_or("?", |p| p);
+            format!("{} in {ns}", prog.rsplit('/').next().unwrap_or(prog))
+        }
         _ => name,
     }
 }
