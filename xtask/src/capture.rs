@@ -1,12 +1,11 @@
 //! Captures inside a lab host with tcpdump: `cargo xtask capture HOST --out FILE.pcap`, and the
 //! captures the demos read for their checks.
 //!
-//! tcpdump runs inside the host's namespace (`ip netns exec week3_router tcpdump -i eth0 -U -w
-//! FILE`), so it sees exactly what that container's interface sees. The demo starts it and waits
+//! tcpdump runs inside the host (`tcpdump -i eth0 -U -w FILE`, entered with `nsenter` like
+//! every lab command), so it sees exactly what that container's interface sees. The demo starts it and waits
 //! for its "listening on" line before any traffic, so the first packet is never missed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::pcap::{self, Packet};
@@ -137,8 +136,7 @@ pub fn command(args: Vec<std::ffi::OsString>) -> Result<(), labnet::Error> {
                 "  {ns}$ tcpdump {}",
                 tcpdump_args(&iface, &out, &filter).join(" ")
             );
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &ns, "tcpdump"])
+            let mut child = labnet::testkit::host_command(&ns, "tcpdump")
                 .args(tcpdump_args(&iface, &out, &filter))
                 .spawn()
                 .map_err(|e| labnet::Error::msg(format!("start tcpdump: {e}")))?;

@@ -1,4 +1,4 @@
-//! Small helpers xtask runs inside lab hosts (`ip netns exec NS xtask __probe …`), so the demos
+//! Small helpers xtask runs inside lab hosts (`xtask __probe …` entered into the host), so the demos
 //! need nothing installed beyond `ip`: a readiness probe and a tiny netcat.
 
 use std::io::{Read, Write};

@@ -58,6 +58,32 @@ pub fn topologies(which: &str) -> Result<Vec<&'static Topology>, Error> {
         .ok_or_else(|| Error::usage(format!("unknown lab '{which}': week3, chat, tp3 or all")))
 }
 
+/// Which services `lab up` starts (`--services`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Services {
+    /// None: every port is free for the students' own servers.
+    None,
+    /// What the course provides (week3: echo server and tunnel; tp3: lab-server; chat: nothing,
+    /// the student's own chatserver.py runs on webserver).
+    Default,
+    /// Also the optional ones (chat: our chat-server on webserver).
+    All,
+}
+
+impl std::str::FromStr for Services {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Services::None),
+            "default" => Ok(Services::Default),
+            "all" => Ok(Services::All),
+            other => Err(format!(
+                "unknown --services '{other}': none, default or all"
+            )),
+        }
+    }
+}
+
 /// A standing service of a lab.
 pub struct Service {
     /// Host it runs on.
@@ -72,6 +98,20 @@ pub struct Service {
     pub ports: Vec<u16>,
     /// Host the readiness probe connects from.
     pub probe_from: &'static str,
+    /// Started by `lab up` unless `--services none` (a course service); otherwise only with
+    /// `--services all` or `lab service start HOST`.
+    pub default: bool,
+}
+
+impl Service {
+    /// Whether `lab up --services which` starts it.
+    pub fn wanted(&self, which: Services) -> bool {
+        match which {
+            Services::None => false,
+            Services::Default => self.default,
+            Services::All => true,
+        }
+    }
 }
 
 /// The standing services of a topology (SPEC "runs" column). `dir` holds logs such as the
@@ -86,6 +126,7 @@ pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
                 args: vec!["--port".into(), topo::ECHO_PORT.to_string()],
                 ports: vec![topo::ECHO_PORT],
                 probe_from: "client",
+                default: true,
             },
             Service {
                 host: "router",
@@ -104,6 +145,7 @@ pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
                 ],
                 ports: vec![topo::TUNNEL_PORT],
                 probe_from: "client",
+                default: true,
             },
         ],
         "chat" => vec![Service {
@@ -113,6 +155,8 @@ pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
             args: vec!["--port".into(), topo::CHAT_PORT.to_string()],
             ports: vec![topo::CHAT_PORT],
             probe_from: "client1",
+            // The chat lab is about the student's own server: webserver:5000 stays free.
+            default: false,
         }],
         "tp3" => vec![Service {
             host: "tcpip",
@@ -132,6 +176,7 @@ pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
             ],
             ports: vec![topo::PMU_PORT, topo::WS_PORT],
             probe_from: "student1",
+            default: true,
         }],
         _ => Vec::new(),
     }
@@ -149,9 +194,19 @@ pub fn command(args: Vec<OsString>, opts: &Opts) -> Result<(), Error> {
     }
     match sub.as_str() {
         "up" => {
-            let which = one_arg(&rest, "all")?;
-            up(&topologies(&which)?, opts)
+            let mut a = pico_args::Arguments::from_vec(rest.iter().map(OsString::from).collect());
+            let which: Services = a
+                .opt_value_from_fn("--services", |v| v.parse::<Services>())?
+                .unwrap_or(Services::Default);
+            let rest: Vec<String> = a
+                .finish()
+                .into_iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect();
+            let lab = one_arg(&rest, "all")?;
+            up(&topologies(&lab)?, which, opts)
         }
+        "service" => service(&rest, opts),
         "down" => {
             let which = one_arg(&rest, "all")?;
             down(&topologies(&which)?, &opts.prefix, true);
@@ -163,9 +218,9 @@ pub fn command(args: Vec<OsString>, opts: &Opts) -> Result<(), Error> {
             Ok(())
         }
         "exec" => exec(&rest, opts),
-        "" => Err(Error::usage("lab needs up, down, status or exec")),
+        "" => Err(Error::usage("lab needs up, down, status, exec or service")),
         other => Err(Error::usage(format!(
-            "unknown lab command '{other}': up, down, status or exec"
+            "unknown lab command '{other}': up, down, status, exec or service"
         ))),
     }
 }
@@ -186,8 +241,19 @@ fn root_needed() -> Result<(), Error> {
     })
 }
 
-/// Brings the topologies up with their services.
-pub fn up(topos: &[&'static Topology], opts: &Opts) -> Result<(), Error> {
+/// The folder every lab host sees at [`SHARED_AT`]: the repository's `lab/` unless `--lab-dir`,
+/// created on demand (students drop their code there and take their captures out).
+pub fn shared_dir(opts: &Opts) -> PathBuf {
+    opts.lab_dir
+        .clone()
+        .unwrap_or_else(|| site::workspace_root().join("lab"))
+}
+
+/// Where the shared folder appears inside every host, as in the compose files.
+pub const SHARED_AT: &str = "/lab";
+
+/// Brings the topologies up with the services `which` selects.
+pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(), Error> {
     root_needed()?;
     let bins = site::binaries(opts).map_err(Error::msg)?;
     for t in topos {
@@ -197,32 +263,53 @@ pub fn up(topos: &[&'static Topology], opts: &Opts) -> Result<(), Error> {
             .map_err(|e| Error::msg(format!("build the {} topology: {e}", t.name)))?
             .keep();
         let site = Site::standing(t, bed, &bins);
-        let res = start_standing(&site);
+        let res = start_standing(&site, which, &shared_dir(opts));
         if let Err(e) = res {
             drop(site);
             down(&[*t], &opts.prefix, false);
             return Err(Error::msg(format!("{}: {e}", t.name)));
         }
         println!("{} is up:", t.name);
-        print_hosts(&site, &opts.prefix);
+        print_hosts(&site, &opts.prefix, which);
     }
     println!(
-        "\nrun a program on a host: cargo xtask lab exec client -- udp-broadcast recv --port 5007"
+        "\nyour files: {} is {SHARED_AT} in every host",
+        shared_dir(opts).display()
     );
-    println!("tear it down:             cargo xtask lab down");
+    println!(
+        "run a program on a host: cargo xtask lab exec client -- udp-broadcast recv --port 5007"
+    );
+    println!("start or stop a service: cargo xtask lab service start|stop HOST");
+    println!("tear it down:            cargo xtask lab down");
     Ok(())
 }
 
-fn start_standing(site: &Site) -> Result<(), String> {
+fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<(), String> {
     let Mode::Netns(bed) = &site.mode else {
         return Err("not a namespace lab".into());
     };
+    bed.share_dir(shared, Path::new(SHARED_AT))
+        .map_err(|e| format!("share {} at {SHARED_AT}: {e}", shared.display()))?;
     if site.topo.name == "week3" {
         crate::tools::ensure(&["smcroute"], false)?;
         bed.enable_mroute(IpAddr::V4(topo::WEEK3_GROUP))
             .map_err(|e| format!("multicast route on the router: {e}"))?;
     }
     for s in services(site, |host| run_dir(&bed.ns(host))) {
+        if s.wanted(which) {
+            start_service(site, &s)?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts one service detached (its own process group, PID file and log under the host's run
+/// directory) and waits until it answers.
+fn start_service(site: &Site, s: &Service) -> Result<(), String> {
+    let Mode::Netns(bed) = &site.mode else {
+        return Err("not a namespace lab".into());
+    };
+    {
         let ns = bed.ns(s.host);
         let dir = run_dir(&ns);
         fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -257,8 +344,120 @@ fn start_standing(site: &Site) -> Result<(), String> {
     Ok(())
 }
 
-fn print_hosts(site: &Site, prefix: &str) {
+/// `lab service start|stop HOST [SERVICE]`: takes or frees the ports of a host's services, so a
+/// student's own server (a homework tunnel on router:9090, chatserver.py on webserver:5000) can
+/// run where the course's would.
+fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
+    let (verb, host, name) = match rest {
+        [v, h] => (v.as_str(), h.as_str(), None),
+        [v, h, n] => (v.as_str(), h.as_str(), Some(n.as_str())),
+        _ => {
+            return Err(Error::usage(
+                "lab service needs start|stop HOST [SERVICE]: lab service stop router",
+            ));
+        }
+    };
+    if verb != "start" && verb != "stop" {
+        return Err(Error::usage(format!(
+            "unknown lab service command '{verb}': start or stop"
+        )));
+    }
+    let (t, h) = resolve_host(host)?;
+    let ns = format!("{}{}", opts.prefix, t.container(h.name));
+    if !is_up(&ns) {
+        return Err(Error::msg(format!(
+            "{ns} is not up: run `cargo xtask lab up {}` first",
+            t.name
+        )));
+    }
+    let names = Site::names_only(t);
+    let all = services(&names, |_| PathBuf::new());
+    let mine: Vec<&Service> = all
+        .iter()
+        .filter(|s| s.host == h.name && name.is_none_or(|n| n == s.name || n == s.prog))
+        .collect();
+    if mine.is_empty() {
+        let offered: Vec<String> = all
+            .iter()
+            .map(|s| format!("{} on {}", s.name, s.host))
+            .collect();
+        return Err(Error::usage(format!(
+            "no service {}on {}: the {} lab has {}",
+            name.map_or(String::new(), |n| format!("{n} ")),
+            h.name,
+            t.name,
+            if offered.is_empty() {
+                "none".to_owned()
+            } else {
+                offered.join(", ")
+            }
+        )));
+    }
+    let dir = run_dir(&ns);
+    if verb == "stop" {
+        for s in mine {
+            let pidfile = dir.join(format!("{}.pid", s.name));
+            match pid_alive(&ns, s.name) {
+                Some(pid) => {
+                    kill_pidfile(&pidfile);
+                    let _ = fs::remove_file(&pidfile);
+                    println!("stopped {} on {ns} (pid {pid}): its ports are free", s.name);
+                }
+                None => println!("{} on {ns} was not running", s.name),
+            }
+        }
+        return Ok(());
+    }
+    root_needed()?;
+    let bins = site::binaries(opts).map_err(Error::msg)?;
+    let bed = Testbed::attach(t, &opts.prefix);
+    let site = Site::standing(t, bed, &bins);
+    let host_dir = |host: &str| run_dir(&format!("{}{}", opts.prefix, t.container(host)));
+    for s in services(&site, host_dir)
+        .iter()
+        .filter(|s| mine.iter().any(|m| m.name == s.name))
+    {
+        if let Some(pid) = pid_alive(&ns, s.name) {
+            println!("{} on {ns} already runs (pid {pid})", s.name);
+            continue;
+        }
+        start_service(&site, s).map_err(Error::msg)?;
+        println!(
+            "started {} on {ns} (pid {}): {}",
+            s.name,
+            pid_alive(&ns, s.name).map_or("?".to_owned(), |p| p.to_string()),
+            s.ports
+                .iter()
+                .map(|p| format!(":{p}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn print_hosts(site: &Site, prefix: &str, which: Services) {
+    let all = services(site, |_| PathBuf::new());
     for h in site.topo.hosts {
+        let mut runs: Vec<String> = Vec::new();
+        for s in all.iter().filter(|s| s.host == h.name) {
+            let ports: Vec<String> = s.ports.iter().map(|p| format!(":{p}")).collect();
+            if s.wanted(which) {
+                runs.push(format!("{} {}", s.name, ports.join(" ")));
+            } else {
+                runs.push(format!(
+                    "{} free (lab service start {})",
+                    ports.join(" "),
+                    h.name
+                ));
+            }
+        }
+        if h.forwards {
+            runs.push("forwards, multicast route for 239.1.1.1".to_owned());
+        }
+        if runs.is_empty() {
+            runs.push("interactive".to_owned());
+        }
         let addrs: Vec<String> = h
             .links
             .iter()
@@ -271,7 +470,7 @@ fn print_hosts(site: &Site, prefix: &str) {
             "  {prefix}{:<16} {:<34} {}",
             site.topo.container(h.name),
             addrs.join(", "),
-            h.runs
+            runs.join(", ")
         );
     }
 }
@@ -389,9 +588,7 @@ pub fn status(prefix: &str) {
         let probe = |from: &str, addr: IpAddr, port: u16| -> bool {
             let ns = format!("{prefix}{}", t.container(from));
             let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
-            Command::new("ip")
-                .args(["netns", "exec", &ns])
-                .arg(me)
+            testkit::host_command(&ns, me)
                 .args(["__probe", &addr.to_string(), &port.to_string(), "2"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -407,18 +604,19 @@ pub fn status(prefix: &str) {
                 .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |h| {
                     IpAddr::V4(h.ipv4())
                 });
+            // A port answering while our service is stopped is a student's own server.
             let answers: Vec<String> = s
                 .ports
                 .iter()
                 .map(|p| {
-                    format!(
-                        ":{p} {}",
-                        if probe(s.probe_from, h, *p) {
-                            "answers"
-                        } else {
-                            "does NOT answer"
-                        }
-                    )
+                    let up = probe(s.probe_from, h, *p);
+                    let what = match (pid.is_some(), up) {
+                        (true, true) => "answers".to_owned(),
+                        (true, false) => "does NOT answer".to_owned(),
+                        (false, true) => "answers (not ours: a program of yours)".to_owned(),
+                        (false, false) => format!("free (lab service start {})", s.host),
+                    };
+                    format!(":{p} {what}")
                 })
                 .collect();
             println!(
@@ -470,14 +668,11 @@ fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
         .bin_dir
         .clone()
         .unwrap_or_else(|| site::workspace_root().join("target").join("release"));
-    let mut kv = OsString::from("PATH=");
-    kv.push(site::path_with(&bins));
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns, "env"])
-        .arg(kv)
-        .args(cmd)
+    let status = testkit::host_command(&ns, &cmd[0])
+        .env("PATH", testkit::lab_path(&[&bins]))
+        .args(&cmd[1..])
         .status()
-        .map_err(|e| Error::msg(format!("run ip netns exec {ns}: {e}")))?;
+        .map_err(|e| Error::msg(format!("enter {ns}: {e}")))?;
     if status.success() {
         Ok(())
     } else {

@@ -35,10 +35,15 @@ TASKS:
                                NAME: broadcast multicast tunnel basics pmu reset tv ws tls chat
     verify [--exercise 1..4] [--part 1..6] [--chat]
                                the same checks, quietly; ends with `N passed, N failed`
-    lab up [week3|chat|tp3|all]   the topologies as network namespaces, services started
+    lab up [week3|chat|tp3|all] [--services none|default|all]
+                               the topologies as hosts (network, hostname, /etc/hosts, /lab), with
+                               the course's services (default: week3 echo-server and tunnel, tp3
+                               lab-server, chat none: the students' chatserver.py takes :5000)
     lab down [week3|chat|tp3|all] stop everything and remove the namespaces (idempotent)
     lab status                 hosts, addresses, services and whether each answers
     lab exec HOST -- CMD…      run CMD inside a lab host (client or week3_client), lab binaries on PATH
+    lab service start|stop HOST [SERVICE]
+                               take or free a service's ports (stop router: your own tunnel on :9090)
     lab … --docker             the same with the compose files, when a Docker engine answers
     capture HOST --out FILE.pcap [--iface IF] [--filter EXPR] [-- demo NAME]
                                tcpdump inside a lab host (Wireshark-ready)
@@ -49,6 +54,7 @@ TASKS:
 GLOBAL OPTIONS:
     --bin-dir DIR              use the lab binaries in DIR instead of building target/release
     --loopback                 run the loopback variants even as root
+    --lab-dir DIR              the folder lab hosts see at /lab (default: the repository's lab/)
     -h, --help                 this text
 
 EXAMPLES:
@@ -83,6 +89,7 @@ fn parse_globals(args: Vec<OsString>) -> Result<(site::Opts, Vec<OsString>), Err
         bin_dir: a.opt_value_from_str::<_, PathBuf>("--bin-dir")?,
         prefix: a.opt_value_from_str("--prefix")?.unwrap_or_default(),
         loopback: a.contains("--loopback"),
+        lab_dir: a.opt_value_from_str::<_, PathBuf>("--lab-dir")?,
         quiet: false,
     };
     Ok((opts, a.finish()))

@@ -24,6 +24,8 @@ pub struct Opts {
     pub loopback: bool,
     /// Quiet output (verify).
     pub quiet: bool,
+    /// The folder lab hosts see at `/lab` (`--lab-dir`; default the repository's `lab/`).
+    pub lab_dir: Option<PathBuf>,
 }
 
 /// How the hosts of a site exist.
@@ -171,19 +173,15 @@ impl Site {
 
     /// A command running `prog args…` on `host` with the lab binaries on the PATH.
     pub fn cmd<S: AsRef<std::ffi::OsStr>>(&self, host: &str, prog: &str, args: &[S]) -> Command {
-        let path = path_with(&self.bins);
         match &self.mode {
             Mode::Netns(bed) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec"]).arg(bed.ns(host)).arg("env");
-                let mut kv = OsString::from("PATH=");
-                kv.push(&path);
-                c.arg(kv).arg(prog).args(args);
+                let mut c = bed.command(host, prog);
+                c.env("PATH", testkit::lab_path(&[&self.bins])).args(args);
                 c
             }
             Mode::Loopback => {
                 let mut c = Command::new(prog);
-                c.env("PATH", path).args(args);
+                c.env("PATH", path_with(&self.bins)).args(args);
                 c
             }
         }
@@ -232,8 +230,8 @@ impl Site {
         full.extend(args.iter().map(OsString::from));
         match &self.mode {
             Mode::Netns(bed) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec"]).arg(bed.ns(host)).args(full);
+                let mut c = bed.command(host, &full[0]);
+                c.args(&full[1..]);
                 c
             }
             Mode::Loopback => {

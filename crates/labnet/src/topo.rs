@@ -79,8 +79,6 @@ pub struct Host {
     pub routes: &'static [Route],
     /// Whether the host forwards packets between its interfaces (the router).
     pub forwards: bool,
-    /// What the host runs when the lab is up.
-    pub runs: &'static str,
     /// Further names the host answers to in its lab: the handouts' server names
     /// (`tcpip.epfl.ch`, `chat.ttm4200.com`), so a student's program resolves them unchanged.
     pub aliases: &'static [&'static str],
@@ -223,7 +221,6 @@ pub static WEEK3: Topology = Topology {
             gateway4: v4(172, 20, 0, 1),
             routes: VIA_ROUTER,
             forwards: false,
-            runs: "echo-server :8080",
             aliases: &[],
         },
         Host {
@@ -245,7 +242,6 @@ pub static WEEK3: Topology = Topology {
             gateway4: v4(172, 20, 0, 1),
             routes: &[],
             forwards: true,
-            runs: "tcp-tunnel :9090 -> server:8080, multicast route for 239.1.1.1",
             aliases: &[],
         },
         Host {
@@ -259,7 +255,6 @@ pub static WEEK3: Topology = Topology {
             gateway4: v4(172, 20, 0, 1),
             routes: VIA_ROUTER,
             forwards: false,
-            runs: "interactive",
             aliases: &[],
         },
         Host {
@@ -273,7 +268,6 @@ pub static WEEK3: Topology = Topology {
             gateway4: v4(172, 20, 0, 1),
             routes: VIA_ROUTER,
             forwards: false,
-            runs: "interactive",
             aliases: &[],
         },
         Host {
@@ -290,7 +284,6 @@ pub static WEEK3: Topology = Topology {
                 via: IpAddr::V4(v4(172, 21, 0, 254)),
             }],
             forwards: false,
-            runs: "interactive (second segment)",
             aliases: &[],
         },
     ],
@@ -320,7 +313,6 @@ pub static CHAT: Topology = Topology {
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
-            runs: "chat-server :5000",
             aliases: &["chat.ttm4200.com"],
         },
         Host {
@@ -334,7 +326,6 @@ pub static CHAT: Topology = Topology {
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
-            runs: "interactive",
             aliases: &[],
         },
         Host {
@@ -348,7 +339,6 @@ pub static CHAT: Topology = Topology {
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
-            runs: "interactive",
             aliases: &[],
         },
         Host {
@@ -362,7 +352,6 @@ pub static CHAT: Topology = Topology {
             gateway4: v4(10, 20, 30, 1),
             routes: &[],
             forwards: false,
-            runs: "interactive",
             aliases: &[],
         },
     ],
@@ -392,7 +381,6 @@ pub static TP3: Topology = Topology {
             gateway4: v4(172, 30, 0, 1),
             routes: &[],
             forwards: false,
-            runs: "lab-server: PMU :5003, reset :5004, TV 224.1.1.1:5005, WebSocket :5006",
             aliases: &["tcpip.epfl.ch"],
         },
         Host {
@@ -406,7 +394,6 @@ pub static TP3: Topology = Topology {
             gateway4: v4(172, 30, 0, 1),
             routes: &[],
             forwards: false,
-            runs: "interactive",
             aliases: &[],
         },
         Host {
@@ -420,7 +407,6 @@ pub static TP3: Topology = Topology {
             gateway4: v4(172, 30, 0, 1),
             routes: &[],
             forwards: false,
-            runs: "interactive",
             aliases: &[],
         },
     ],

@@ -125,6 +125,18 @@ impl Testbed {
         }
     }
 
+    /// The testbed of a lab that is already up (`cargo xtask lab up` in an earlier run), to run
+    /// commands in its hosts; it builds nothing and removes nothing when dropped.
+    pub fn attach(topo: &'static Topology, prefix: &str) -> Testbed {
+        Testbed {
+            topo,
+            prefix: prefix.to_owned(),
+            namespaces: Vec::new(),
+            children: Mutex::new(Vec::new()),
+            keep: true,
+        }
+    }
+
     /// Leaves the namespaces in place when dropped (`cargo xtask lab up`).
     pub fn keep(mut self) -> Self {
         self.keep = true;
