@@ -10,6 +10,7 @@ use crate::proc::have;
 fn program_of(package: &str) -> &str {
     match package {
         "smcroute" => "smcrouted",
+        "netcat-openbsd" => "nc.openbsd",
         other => other,
     }
 }

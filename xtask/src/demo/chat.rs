@@ -163,22 +163,24 @@ pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
 
     match srv_cap.and_then(|c| c.stop()) {
         Ok(p) => {
-            let c1 = IpAddr::V4(site.addr("client1"));
             let hs = pcap::tcp_handshakes(&p, topo::CHAT_PORT);
             ctx.r.observe("chat-server.pcap: each client's connection opens with SYN, SYN-ACK (ack = client ISN + 1), ACK (Q3, Q4)");
+            // One connection per client, in the order they joined.
+            let from: Vec<IpAddr> = hs.iter().map(|h| h.client.ip()).collect();
+            let want: Vec<IpAddr> = ["client1", "client2", "client3"]
+                .iter()
+                .map(|h| IpAddr::V4(site.addr(h)))
+                .collect();
             ctx.r.check(
                 "chat",
                 "the capture on the server shows client1's SYN / SYN-ACK / ACK",
                 ok_if(
-                    hs.iter().any(|h| h.client.ip() == c1),
+                    from == want,
                     format!(
-                        "{} complete handshakes to :5000, client1's among them",
+                        "{} complete handshakes to :5000, one from each client, client1's first",
                         hs.len()
                     ),
-                    format!(
-                        "handshakes from {:?}",
-                        hs.iter().map(|h| h.client).collect::<Vec<_>>()
-                    ),
+                    format!("handshakes from {from:?}, want one from each of {want:?}"),
                 ),
             );
         }
@@ -193,15 +195,34 @@ pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
             ctx.r.observe(
                 "client3.pcap: the P2P datagram has the 4-field, 8-byte UDP header (Q7, Q8)",
             );
-            let ok = pcap::udp_has_no_seq(&p, topo::CHAT_PORT);
+            // Exactly the one P2P message, from bob's host, its Length field = 8-byte header +
+            // payload (Q9).
+            let bob = IpAddr::V4(site.addr("client2"));
+            let p2p = pcap::udp_to(&p, Some(IpAddr::V4(site.addr("client3"))), topo::CHAT_PORT);
+            let one = match p2p.as_slice() {
+                [d] if d.src == bob && pcap::udp_has_no_seq(&p, topo::CHAT_PORT) => {
+                    match &d.transport {
+                        pcap::Transport::Udp {
+                            length, payload, ..
+                        } => Some((*length, payload.len())),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
             ctx.r.check(
                 "chat",
                 "the P2P datagram's UDP header: 4 fields of 2 bytes",
-                ok_if(
-                    ok,
-                    "source port, destination port, length, checksum: 8 bytes".into(),
-                    "no plain UDP datagram to :5000 captured".into(),
-                ),
+                match one {
+                    Some((length, payload)) => Ok(format!(
+                        "1 datagram from {bob}: source port, destination port, length, checksum in 8 bytes; Length {length} = 8 + {payload} bytes of text"
+                    )),
+                    None => Err(format!(
+                        "{} UDP datagrams to client3:5000 ({:?}), want exactly bob's one",
+                        p2p.len(),
+                        p2p.iter().map(|d| d.src).collect::<Vec<_>>()
+                    )),
+                },
             );
         }
         Err(why) => ctx.r.not_shown(
