@@ -13,7 +13,7 @@
 //!   probability p, on IPv4, IPv6, both, or alternating. The student observes loss and must
 //!   retransmit on both families.
 //! - [`tv`] — part 4, multicast TV 224.1.1.1:5005. Romeo and Juliet, one line per interval with ID
-//!   `swcmTV`; answers subscribers whose message is longer than 300 characters; records every
+//!   `swcmTV`; answers subscribers whose message has at least 300 characters; records every
 //!   datagram seen on the group. The student observes joining a group and that sending needs no
 //!   membership.
 //! - [`ws`] — part 5, the PMU commands over WebSocket :5006. Each PMU message is one WebSocket
