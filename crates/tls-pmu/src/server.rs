@@ -86,6 +86,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
         })?;
     check_strength(signing.as_ref())
         .map_err(|why| Error::msg(format!("private key {}: {why}", key.display())))?;
+    // What no client would accept is refused here, with the fix, rather than in every client's
+    // handshake with an error such as `UnsupportedCertVersion`.
+    crate::ca::check_leaf(chain[0].as_ref())
+        .map_err(|why| Error::msg(format!("certificate {}: {why}", cert.display())))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| tls_err("configure TLS versions", e))?
@@ -132,8 +136,9 @@ pub fn check_strength(key: &dyn SigningKey) -> std::result::Result<(), String> {
 
 fn weak_rsa(bits: usize) -> String {
     format!(
-        "RSA key of {bits} bits is too weak: use at least {MIN_RSA_BITS} \
-         (openssl genrsa -out KEY.pem 2048), or an ECDSA key from `tls-pmu certs`"
+        "RSA key of {bits} bits is too weak: TLS libraries refuse RSA keys under \
+         {MIN_RSA_BITS} bits; {}, and have the CSR signed again",
+        crate::ca::GOOD_KEY_HINT
     )
 }
 
