@@ -210,10 +210,52 @@ fn handout_python_client_works_with_our_server_room_and_p2p_both_ways() {
     pyc.send("@rusty: psst rust");
     ours.wait_for("P2P from pyuser (127.0.0.3): psst rust");
     ours.send("@pyuser: psst python");
-    pyc.wait_for("Incoming msg (P2P) from rusty:psst python");
+    pyc.wait_for("Incoming msg (P2P) from rusty: psst python");
 
     pyc.close_stdin();
     ours.wait_for("pyuser left");
+}
+
+/// The line a handout client printed: its `input(">")` prompt shares stdout with its prints and
+/// may land before a line or between the text and its newline (print writes them separately).
+fn printed(p: &Proc, needle: &str) -> String {
+    p.wait_for(needle).trim_matches('>').to_owned()
+}
+
+/// Our client sends a P2P message exactly as the handout's client does (everything after the
+/// first colon, verbatim), so a handout peer prints what it prints for a classmate.
+#[test]
+fn a_handout_peer_prints_our_p2p_messages_as_from_a_handout_client() {
+    let Some(py) = python() else { return };
+    let (_server, port) = server("127.0.0.1");
+    let udp = free_udp_port();
+    let mut alice = client(port, "127.0.0.2", udp, "alice");
+    let mut cmd = Command::new(py);
+    cmd.arg("-u").arg(peer("chat_client.py")).args([
+        "127.0.0.1",
+        &port.to_string(),
+        "127.0.0.3",
+        &udp.to_string(),
+    ]);
+    let mut bob = Proc::spawn_with_stdin(cmd).named("python client");
+    bob.send("bob");
+    alice.wait_for("bob joined (127.0.0.3)");
+    bob.wait_for("'alice': '127.0.0.2'");
+    alice.send("@bob: hi");
+    assert_eq!(
+        printed(&bob, "Incoming msg (P2P) from alice:"),
+        "Incoming msg (P2P) from alice: hi"
+    );
+    bob.forget_seen();
+    alice.send("@ bob :at 10:30: lunch?");
+    assert_eq!(
+        printed(&bob, "Incoming msg (P2P) from alice:"),
+        "Incoming msg (P2P) from alice:at 10:30: lunch?"
+    );
+    // Our own display stays readable: one space after the colon, whatever was sent.
+    alice.wait_for("P2P to bob (127.0.0.3): hi");
+    bob.close_stdin();
+    alice.wait_for("bob left");
 }
 
 #[test]

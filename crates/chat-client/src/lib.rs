@@ -7,8 +7,9 @@
 //! - prints room messages (`alice: hi`), and who joined and who left (it diffs each new user list
 //!   `!{name: ip}` against the previous one);
 //! - reads commands from the terminal (or stdin when it is not one): `#ls` lists the users,
-//!   `@name: msg` sends `msg` as one UDP datagram straight to that user's IP on `--udp-port`
-//!   (5000), anything else goes to the room through the server;
+//!   `@name: msg` sends everything after the first `:` verbatim (` msg`, leading space and any
+//!   later colons included, exactly what the handout's client sends) as one UDP datagram straight
+//!   to that user's IP on `--udp-port` (5000), anything else goes to the room through the server;
 //! - prints peer-to-peer datagrams, naming the sender by looking its source IP up in the user
 //!   list (`Non-registered` when it is not there).
 //!
@@ -599,13 +600,16 @@ impl Session {
         Ok(())
     }
 
-    /// `@name: msg` → one UDP datagram to name's IP.
+    /// `@name: msg` → one UDP datagram to name's IP, carrying what the handout's client sends:
+    /// `temp = usr_input.split(':'); receiving_client = temp[0][1:].strip(); msg =
+    /// ':'.join(temp[1:])`, i.e. everything after the first colon, untouched (` msg`), so that a
+    /// handout peer prints `from alice: msg` as it would for a classmate's client.
     fn private(&self, rest: &str) -> Result<()> {
         let Some((to, text)) = rest.split_once(':') else {
             self.warn("usage: @name: message");
             return Ok(());
         };
-        let (to, text) = (to.trim(), text.trim_start());
+        let to = to.trim();
         let ip = {
             let guard = match self.users.lock() {
                 Ok(g) => g,
@@ -634,11 +638,15 @@ impl Session {
         };
         match self.udp.send_to(text.as_bytes(), dest) {
             Ok(_) => self.out.emit(
-                Event::new(Level::Send, format!("P2P to {to} ({ip}): {text}"))
-                    .field("event", "p2p-sent")
-                    .field("to", to)
-                    .field("ip", ip.to_string())
-                    .field("text", text),
+                // The datagram keeps the space after the colon; the line shows one, not two.
+                Event::new(
+                    Level::Send,
+                    format!("P2P to {to} ({ip}): {}", text.trim_start()),
+                )
+                .field("event", "p2p-sent")
+                .field("to", to)
+                .field("ip", ip.to_string())
+                .field("text", text),
             ),
             Err(e) => self.warn(&format!("send to {to} at {dest}: {e}")),
         }

@@ -127,3 +127,35 @@ fn the_name_is_read_from_stdin_when_not_given() {
     assert_eq!(first, "zoe");
     assert!(lines.join("\n").contains("registered; 1 active users: zoe"));
 }
+
+/// `@bob: hi: there` sends what the handout's client sends, everything after the first colon
+/// untouched (` hi: there`), as one datagram to bob's IP on the UDP port.
+#[test]
+fn p2p_payload_is_the_text_after_the_first_colon_verbatim() {
+    let port = udp_port();
+    let bob = UdpSocket::bind(("127.0.0.5", port)).unwrap();
+    bob.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+        s.write_all(b"!{\"alice\": \"127.0.0.2\", \"bob\": \"127.0.0.5\"}\n")
+            .unwrap();
+        thread::sleep(Duration::from_secs(5));
+    });
+    let mut client = Proc::spawn_with_stdin(
+        Command::new(BIN)
+            .args(["--server", "127.0.0.1", "--port", &tcp_port.to_string()])
+            .args(["--bind", "127.0.0.2", "--udp-port", &port.to_string()]),
+    );
+    client.send("alice");
+    client.wait_for("registered; 2 active users");
+    client.send("@bob: hi: there");
+    let mut buf = [0u8; 256];
+    let (n, from) = bob.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b" hi: there");
+    assert_eq!(from.ip().to_string(), "127.0.0.2");
+    client.wait_for("P2P to bob (127.0.0.5): hi: there");
+}

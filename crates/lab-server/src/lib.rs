@@ -6,12 +6,14 @@
 //!
 //! - [`pmu`] — part 2, PMU over TCP :5003, dual stack. `CMD_short:d` → n messages `This is PMU
 //!   data i`, one send() each, no separator; `CMD_floodme` → one large send. The student observes
-//!   that TCP is a byte stream: the messages arrive glued together or cut anywhere.
+//!   that TCP is a byte stream: the messages arrive glued together or cut anywhere. Nagle is on
+//!   and the d = 0 burst is corked (what a real round-trip time does, see
+//!   [`labnet::sock::Corked`]): one data segment for the n messages with d = 0, n with d = 1.
 //! - [`reset`] — part 3, UDP reset :5004. `RESET:n` → `OFFSET=X`, dropped on purpose with
 //!   probability p, on IPv4, IPv6, both, or alternating. The student observes loss and must
 //!   retransmit on both families.
 //! - [`tv`] — part 4, multicast TV 224.1.1.1:5005. Romeo and Juliet, one line per interval with ID
-//!   `swcmTV`; answers subscribers whose message is longer than 300 characters; records every
+//!   `swcmTV`; answers subscribers whose message has at least 300 characters; records every
 //!   datagram seen on the group. The student observes joining a group and that sending needs no
 //!   membership.
 //! - [`ws`] — part 5, the PMU commands over WebSocket :5006. Each PMU message is one WebSocket

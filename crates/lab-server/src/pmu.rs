@@ -88,8 +88,9 @@ pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Resul
 /// One PDC: read the command (bounded by the timeout), reply, close, log.
 fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options) {
     let started = Instant::now();
-    let outcome = prepare(&stream, opts.command_timeout)
-        .and_then(|()| labnet::pmu::serve(&mut stream, n, &opts.flood).context("PMU session"));
+    let outcome = prepare(&stream, opts.command_timeout).and_then(|()| {
+        labnet::pmu::serve_corked(&mut &stream, &stream, n, &opts.flood).context("PMU session")
+    });
     let (level, what, bytes) = match &outcome {
         Ok(o @ (Outcome::Short { bytes, .. } | Outcome::Flood { bytes })) => {
             (Level::Info, o.describe(), *bytes)
@@ -122,9 +123,10 @@ fn prepare(stream: &TcpStream, command_timeout: Duration) -> Result<()> {
     stream
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .context("set the write timeout")?;
-    // Each short message should leave in its own segment when d > 0, as the handout's PMU does
-    // with one send() per message; Nagle would hold a small write while data is unacknowledged.
-    stream.set_nodelay(true).context("set TCP_NODELAY")?;
+    // Nagle on, as the handout's PMU (a plain Python socket): with d = 1 each message still
+    // leaves alone (the previous one was acknowledged long ago), with d = 0 the burst is corked
+    // by labnet::pmu, which is what Nagle does across a real network (Q9, Q10).
+    labnet::sock::nagle_on(stream).context("clear TCP_NODELAY (Nagle on)")?;
     Ok(())
 }
 

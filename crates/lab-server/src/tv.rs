@@ -3,7 +3,7 @@
 //! The station sends Romeo and Juliet (public domain, shipped in `data/`), one line per
 //! `--interval`, each datagram the 6-byte ID `swcmTV` followed by the UTF-8 line. It also joins
 //! the group itself: it records every datagram seen there (`--record FILE`, JSON lines, for the
-//! handout's "postmortem analysis"), and answers a subscriber whose text is longer than 300
+//! handout's "postmortem analysis"), and answers a subscriber whose text has at least 300
 //! characters (Q18) with `swcmTV` + `Thank you <ID>, we received your <N>-character message`.
 //!
 //! The station hears its own datagrams too (IP_MULTICAST_LOOP is on, so receivers on this host get
@@ -214,7 +214,7 @@ impl Station {
                             .emit();
                         }
                         // The station never answers itself, nor anything carrying its ID.
-                        if d.id.0 != TV_ID && chars > ANSWER_THRESHOLD {
+                        if d.id.0 != TV_ID && chars >= ANSWER_THRESHOLD {
                             answer = Some(answer_text(&d.id, chars));
                         }
                     }

@@ -5,7 +5,8 @@
 //! the handout's Python clients call `.decode()` on it; `--text` for text frames), the flood is one
 //! message, then the server sends a close frame. The student observes that the client's
 //! `on_message` fires once per PMU message however TCP segmented the bytes (Q20, Q21): WebSocket
-//! adds the message boundaries TCP lacks.
+//! adds the message boundaries TCP lacks. As on the TCP PMU, Nagle is on and the `CMD_short:0`
+//! frames are corked into one burst (Q19: as many segments as in part 2 with d = 0).
 //!
 //! Hostile input is bounded: the handshake must finish within `--command-timeout` (the read
 //! timeout is set before the first byte is read), frames and messages are capped far below
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
-use labnet::sock::unmap;
+use labnet::sock::{Corked, unmap};
 use labnet::wire::WireError;
 use labnet::wire::pmu::{Command, flood_text, message, parse_command};
 use labnet::{Context, Result};
@@ -144,7 +145,8 @@ fn prepare(stream: &TcpStream, timeout: Duration) -> Result<()> {
     stream
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .context("set the write timeout")?;
-    stream.set_nodelay(true).context("set TCP_NODELAY")?;
+    // Nagle on, as for the TCP PMU; the CMD_short:0 burst is corked in converse() (Q19).
+    labnet::sock::nagle_on(stream).context("clear TCP_NODELAY (Nagle on)")?;
     Ok(())
 }
 
@@ -169,6 +171,16 @@ fn converse(stream: &TcpStream, n: u32, opts: &Options) -> End {
     let kind = if opts.text { "text" } else { "binary" };
     let sent = match &cmd {
         Command::Short { delay } => {
+            // d = 0: the n frames leave together, as Nagle would send them across a real network
+            // (see labnet::sock::Corked); each is still its own send(). Pulled after the loop.
+            let cork = if delay.is_zero() {
+                match Corked::hold(stream) {
+                    Ok(c) => Some(c),
+                    Err(e) => return End::Failed(format!("set TCP_CORK: {e}")),
+                }
+            } else {
+                None
+            };
             let mut result = Ok(());
             for i in 1..=n {
                 let msg = Bytes::from(message(i));
@@ -184,6 +196,7 @@ fn converse(stream: &TcpStream, n: u32, opts: &Options) -> End {
                     std::thread::sleep(*delay);
                 }
             }
+            drop(cork);
             result.map(|()| format!("{} served: {n} {kind} messages", cmd.encode()))
         }
         Command::Flood => {

@@ -4,9 +4,16 @@
 //! WebSocket service (part 5) reuses [`read_command`]'s parser through [`crate::wire::pmu`]. The
 //! caller sets the read timeout on the socket (a silent client must not hold a thread forever) and
 //! chooses n, so randomness and seeding stay in the server.
+//!
+//! Servers use [`serve_corked`]: Nagle on, and the d = 0 burst corked (see
+//! [`crate::sock::Corked`] for why that is what a real round-trip time does), so the student
+//! counts fewer data segments than messages with d = 0 and one per message with d = 1 (Q9, Q10).
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
+
+use crate::sock::Corked;
 
 use crate::wire::WireError;
 use crate::wire::pmu::{self, Command, MAX_COMMAND};
@@ -119,10 +126,31 @@ pub fn read_command<S: Read>(stream: &mut S) -> io::Result<Request> {
 
 /// Serves one session: reads the command and sends the reply. `n` is the number of short messages
 /// to send, `flood` the `CMD_floodme` text. The caller closes the stream afterwards (the close is
-/// how the PDC knows it has everything).
+/// how the PDC knows it has everything). Nothing is corked: for a stream that is not a TCP
+/// socket, or a test.
 pub fn serve<S: Read + Write>(stream: &mut S, n: u32, flood: &[u8]) -> io::Result<Outcome> {
+    session(stream, None, n, flood)
+}
+
+/// Like [`serve`], for a `stream` carried by the TCP connection `socket` (the socket itself, or
+/// TLS over it): the `CMD_short:0` burst is corked on `socket`, so its messages leave together.
+pub fn serve_corked<S: Read + Write>(
+    stream: &mut S,
+    socket: &TcpStream,
+    n: u32,
+    flood: &[u8],
+) -> io::Result<Outcome> {
+    session(stream, Some(socket), n, flood)
+}
+
+fn session<S: Read + Write>(
+    stream: &mut S,
+    socket: Option<&TcpStream>,
+    n: u32,
+    flood: &[u8],
+) -> io::Result<Outcome> {
     match read_command(stream)? {
-        Request::Command(cmd) => reply(stream, &cmd, n, flood),
+        Request::Command(cmd) => reply(stream, socket, &cmd, n, flood),
         Request::Invalid(why) => {
             let _ = stream.write_all(format!("ERROR: {why}\n").as_bytes());
             let _ = stream.flush();
@@ -135,8 +163,14 @@ pub fn serve<S: Read + Write>(stream: &mut S, n: u32, flood: &[u8]) -> io::Resul
     }
 }
 
-/// Sends the reply to a parsed command.
-pub fn reply<S: Write>(stream: &mut S, cmd: &Command, n: u32, flood: &[u8]) -> io::Result<Outcome> {
+/// Sends the reply to a parsed command. With `socket`, a `CMD_short:0` burst is corked on it.
+pub fn reply<S: Write>(
+    stream: &mut S,
+    socket: Option<&TcpStream>,
+    cmd: &Command,
+    n: u32,
+    flood: &[u8],
+) -> io::Result<Outcome> {
     let mut sent = 0u64;
     let gone = |sent| Outcome::ClientGone {
         command: cmd.encode(),
@@ -144,9 +178,14 @@ pub fn reply<S: Write>(stream: &mut S, cmd: &Command, n: u32, flood: &[u8]) -> i
     };
     match cmd {
         Command::Short { delay } => {
+            // d = 0: cork the burst, as a real round trip would let Nagle coalesce it (Q9, Q10).
+            // Pulled when the guard drops, right after the last message (or a failed write).
+            let _cork = match socket {
+                Some(s) if delay.is_zero() => Some(Corked::hold(s)?),
+                _ => None,
+            };
             for i in 1..=n {
-                // One write per message, as the handout's PMU calls send() once per message: with
-                // d = 0 TCP may still coalesce them into fewer segments (Q9, Q10).
+                // One write (one send() on the socket) per message, as the handout's PMU.
                 let msg = pmu::message(i);
                 if stream
                     .write_all(msg.as_bytes())
@@ -228,6 +267,30 @@ mod tests {
                 bytes: out.len() as u64
             }
         );
+    }
+
+    /// On a real socket the d = 0 burst is corked and the cork is pulled before `serve_corked`
+    /// returns (a cork left in would hold the end of the reply for 200 ms).
+    #[test]
+    fn corked_burst_arrives_whole_and_the_cork_is_pulled() {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"CMD_short:0").unwrap();
+        let outcome = serve_corked(&mut &server, &server, 5, b"").unwrap();
+        assert!(
+            matches!(outcome, Outcome::Short { n: 5, .. }),
+            "{outcome:?}"
+        );
+        assert!(!socket2::SockRef::from(&server).tcp_cork().unwrap());
+        let want: String = (1..=5).map(pmu::message).collect();
+        let mut got = vec![0u8; want.len()];
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, want.as_bytes());
     }
 
     #[test]

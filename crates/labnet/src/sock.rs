@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::str::FromStr;
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
@@ -355,6 +355,48 @@ pub fn dual_stack_udp(port: u16) -> io::Result<UdpSocket> {
     s.set_only_v6(false)?;
     s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
     Ok(s.into())
+}
+
+/// A server's side of a PMU connection (TP3 parts 2, 5 and 6), with Nagle's algorithm on.
+///
+/// TCP_NODELAY is set to false explicitly (it is the kernel's default, but a reader should not
+/// have to know that): Nagle's algorithm (RFC 896, RFC 1122 §4.2.3.4) keeps a small segment back
+/// while earlier data is unacknowledged and sends what accumulated when the ACK comes. That is
+/// how the handout's PMU coalesces its d = 0 messages across a real network (Q9, Q10); between
+/// namespaces see [`Corked`] for the rest of the story.
+pub fn nagle_on(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(false)
+}
+
+/// TCP_CORK held on a connection until this guard drops: the writes made meanwhile leave in
+/// full-sized segments, and whatever is left goes out when the cork is pulled (Linux, tcp(7)).
+///
+/// Why the PMU needs it: across a real network the d = 0 messages of TP3 part 2 are coalesced by
+/// Nagle's algorithm, which holds each small segment until the previous one is acknowledged,
+/// one round-trip time later; the student sees fewer data segments than messages (Q9, Q10).
+/// Between two namespaces of one machine the round trip is a few microseconds: the ACK is back
+/// before the next `send()`, Nagle has nothing to hold, and every message leaves alone (this
+/// kernel has no netem to add delay). Corking the burst stands in for that round-trip time:
+/// each message is still its own `send()` call, and the kernel glues them as Nagle would have.
+/// With d > 0 nothing is corked and each message leaves in its own segment, as it does across a
+/// real network. If the cork cannot be pulled the kernel sends the data anyway after 200 ms.
+pub struct Corked<'a> {
+    stream: &'a TcpStream,
+}
+
+impl<'a> Corked<'a> {
+    /// Sets TCP_CORK on `stream` until the guard drops.
+    pub fn hold(stream: &'a TcpStream) -> io::Result<Corked<'a>> {
+        socket2::SockRef::from(stream).set_tcp_cork(true)?;
+        Ok(Corked { stream })
+    }
+}
+
+impl Drop for Corked<'_> {
+    fn drop(&mut self) {
+        // Pulling the cork pushes the held data at once.
+        let _ = socket2::SockRef::from(self.stream).set_tcp_cork(false);
+    }
 }
 
 /// EMFILE (this process's descriptor limit) or ENFILE (the system's), and the memory errors

@@ -14,7 +14,7 @@
 //! - by ID, as the handout's students do it: a datagram carrying our own 6-byte ID is ours even
 //!   when its source differs (a second instance of ourselves, or an address rewritten on the way).
 //!
-//! A message longer than 300 characters makes the course TV answer on the group (Q18); the answer
+//! A message of at least 300 characters makes the course TV answer on the group (Q18); the answer
 //! is printed like any other message.
 
 use std::ffi::OsString;
@@ -50,7 +50,7 @@ OPTIONS:
     -h, --help         this help
 
 Own messages are not echoed: recognised by source address (our sending socket's ip:port) and by ID.
-A line longer than 300 characters gets an answer from the TV (Q18).
+A line of at least 300 characters gets an answer from the TV (Q18).
 
 EXAMPLES:
     mcast-chat --id 123456                                    # in the tp3 lab, type lines
@@ -240,8 +240,8 @@ fn send_lines(
                 "{}: {text} ({chars} characters, {} bytes){}",
                 cfg.id.display(),
                 datagram.len(),
-                if chars > tv::ANSWER_THRESHOLD {
-                    " - longer than 300 characters: the TV will answer"
+                if chars >= tv::ANSWER_THRESHOLD {
+                    " - at least 300 characters: the TV will answer"
                 } else {
                     ""
                 }

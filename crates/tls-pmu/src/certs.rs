@@ -24,9 +24,11 @@ use std::time::{Duration, SystemTime};
 
 use labnet::{Context, Error, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
+use rustls::pki_types::CertificateSigningRequestDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::CertsConfig;
 
@@ -36,10 +38,11 @@ pub const CA_CERT: &str = "cacert.pem";
 pub const CA_KEY: &str = "cakey.pem";
 /// How long a new CA is valid: a few years, so one CA serves many semesters of 90-day leaves.
 pub const CA_DAYS: u64 = 5 * 365;
-const DAY: Duration = Duration::from_secs(86_400);
+/// One day.
+pub const DAY: Duration = Duration::from_secs(86_400);
 /// Certificates start one hour in the past so that a client whose clock is slightly behind does
 /// not see them as "not valid yet".
-const BACKDATE: Duration = Duration::from_secs(3600);
+pub const BACKDATE: Duration = Duration::from_secs(3600);
 
 /// The files one run wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,12 +61,15 @@ pub struct Files {
     pub ca_reused: bool,
 }
 
-/// The names every lab certificate carries: the tp3 course host by name and address (so a
-/// student on `student1` can connect to `tcpip`), and loopback (so everything works on one
+/// The names every lab certificate carries: the tp3 course host by name (the handout's
+/// `tcpip.epfl.ch` too) and address (so a student on `student1` can connect to `tcpip`), and
+/// loopback (so everything works on one
 /// machine).
 pub fn default_names() -> Vec<String> {
     let mut names = vec!["tcpip".to_owned(), labnet::topo::TP3.container("tcpip")];
     if let Some(host) = labnet::topo::TP3.host("tcpip") {
+        // The handout's name for the course server, `tcpip.epfl.ch`, resolves in the lab too.
+        names.extend(host.aliases.iter().map(|a| (*a).to_owned()));
         names.push(host.ipv4().to_string());
         if let Some(v6) = host.ipv6() {
             names.push(v6.to_string());
@@ -104,18 +110,15 @@ pub fn run(c: &CertsConfig) -> Result<Files> {
         ));
         (pem, key)
     } else {
-        let key = KeyPair::generate().map_err(|e| Error::other("generate CA key", e))?;
-        let cert = ca_params(SystemTime::now())?
-            .self_signed(&key)
-            .map_err(|e| Error::other("self-sign the CA certificate", e))?;
+        let (pem, key) = make_ca(SystemTime::now())?;
         write_private(&files.ca_key, &key.serialize_pem())?;
-        write_public(&files.ca_cert, &cert.pem())?;
+        write_public(&files.ca_cert, &pem)?;
         labnet::log::info(format!(
             "made CA {} (ECDSA P-256, CA:true, keyCertSign, {CA_DAYS} days), key {} (mode 0600)",
             files.ca_cert.display(),
             files.ca_key.display()
         ));
-        (cert.pem(), key)
+        (pem, key)
     };
 
     // The student's side: key pair and CSR.
@@ -151,6 +154,15 @@ pub fn run(c: &CertsConfig) -> Result<Files> {
         c.days
     ));
     Ok(files)
+}
+
+/// A new course CA: its certificate (PEM) and key (ECDSA P-256).
+pub fn make_ca(now: SystemTime) -> Result<(String, KeyPair)> {
+    let key = KeyPair::generate().map_err(|e| Error::other("generate CA key", e))?;
+    let cert = ca_params(now)?
+        .self_signed(&key)
+        .map_err(|e| Error::other("self-sign the CA certificate", e))?;
+    Ok((cert.pem(), key))
 }
 
 /// The CA's certificate: CA:true with path length 0 (it signs servers, not other CAs).
@@ -200,33 +212,20 @@ fn san(name: &str) -> Result<SanType> {
     }
 }
 
-/// The CA's policy applied to a CSR: the subject, names and public key come from the request
-/// (whose signature rcgen checks); validity, usages and identifiers come from the CA.
+/// The CA's policy applied to a CSR (PEM): the subject, names and public key come from the
+/// request (whose signature is checked); validity, usages and identifiers come from the CA. The
+/// same policy as `tls-pmu ca sign` ([`crate::ca::issue`]).
 pub fn sign_csr(
     csr_pem: &str,
     issuer: &Issuer<'_, KeyPair>,
     now: SystemTime,
     days: u32,
 ) -> Result<String> {
-    let mut req = CertificateSigningRequestParams::from_pem(csr_pem)
+    let der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
         .map_err(|e| Error::other("read the certificate signing request", e))?;
-    let p = &mut req.params;
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.not_before = (now - BACKDATE).into();
-    // Counted from not_before, so the whole validity is `days`, never more.
-    p.not_after = (now - BACKDATE + DAY * days).into();
-    // ECDSA keys only sign (the key exchange is ECDHE); RSA key transport would also need
-    // keyEncipherment, which TLS 1.2 ECDHE_RSA and TLS 1.3 never use.
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    // RFC 5280 §4.2.1.1: the AKI lets a client pick the right CA certificate to check the
-    // signature with; testssl.sh reports its absence.
-    p.use_authority_key_identifier_extension = true;
-    p.serial_number = Some(random_serial());
-    let cert = req
-        .signed_by(issuer)
-        .map_err(|e| Error::other("sign the certificate", e))?;
-    Ok(cert.pem())
+    crate::ca::issue(der.as_ref(), &[], issuer, now, days)
+        .map(|issued| issued.pem)
+        .map_err(|why| Error::msg(format!("sign the certificate: {why}")))
 }
 
 /// A positive 16-byte serial number from the OS's random source (RFC 5280 §4.1.2.2: unique per
@@ -254,7 +253,7 @@ fn read(path: &Path) -> Result<String> {
 }
 
 /// Writes a private key readable by its owner only (mode 0600), also when the file existed.
-fn write_private(path: &Path, text: &str) -> Result<()> {
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -268,6 +267,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("write {}", path.display()))
 }
 
-fn write_public(path: &Path, text: &str) -> Result<()> {
+/// Writes a public file (certificate, CSR).
+pub fn write_public(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }

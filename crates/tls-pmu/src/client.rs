@@ -15,9 +15,14 @@ use std::sync::Arc;
 use labnet::log::{Event, Level};
 use labnet::wire::pmu::Splitter;
 use labnet::{Context, Error, Result};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{CertificateError, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConnection, DigitallySignedStruct, OtherError, RootCertStore,
+    SignatureScheme, StreamOwned,
+};
 
 use crate::{ClientConfig, provider, tls_err};
 
@@ -37,10 +42,14 @@ pub struct Summary {
 /// Runs one session and prints it.
 pub fn run(c: &ClientConfig) -> Result<Summary> {
     let roots = load_roots(&c.ca)?;
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| Error::msg(format!("use CA certificate {}: {e}", c.ca.display())))?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| tls_err("configure TLS versions", e))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(LabVerifier { webpki }))
         .with_no_client_auth();
     // With SSLKEYLOGFILE set (as for curl and browsers), the session secrets are appended to that
     // file so Wireshark can decrypt the capture (Preferences → Protocols → TLS → (Pre)-Master-
@@ -161,6 +170,67 @@ fn print_message(msg: &str) {
         .emit();
 }
 
+/// The standard verification (webpki: chain to the `--ca` anchor, name, dates, serverAuth), with
+/// the certificates no TLS library accepts named first: an X.509 v1 certificate would otherwise
+/// end as `invalid peer certificate: Other(OtherError(UnsupportedCertVersion))`.
+#[derive(Debug)]
+struct LabVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+/// Why [`LabVerifier`] refused a certificate before webpki looked at it ([`crate::ca::check_leaf`]).
+#[derive(Debug)]
+struct Unusable(String);
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unusable {}
+
+impl ServerCertVerifier for LabVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if let Err(why) = crate::ca::check_leaf(end_entity.as_ref()) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(Unusable(why))),
+            )));
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
 /// The CA certificates in `path`, and nothing else, become the trust anchors.
 pub fn load_roots(path: &Path) -> Result<RootCertStore> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -223,6 +293,13 @@ fn handshake_error(e: &io::Error, host: &str, peer: SocketAddr, ca: &Path) -> Er
                  signature does not verify with that CA's key; another CA with the same name?)",
                 ca.display()
             ),
+            CertificateError::Other(OtherError(e)) => match e.downcast_ref::<Unusable>() {
+                // Our own reason says everything; rustls's rendering of it would repeat it.
+                Some(why) => {
+                    return Error::msg(format!("{context}: server certificate refused: {why}"));
+                }
+                None => format!("server certificate rejected: {e}"),
+            },
             _ => "server certificate rejected".to_owned(),
         },
         rustls::Error::AlertReceived(alert) => {

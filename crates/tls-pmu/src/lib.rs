@@ -13,8 +13,9 @@
 //! the server shows a certificate signed by the course CA and the client checks it against
 //! `cacert.pem` and the host name it dialled.
 //!
-//! Three subcommands, each in its module: [`certs`] (the handout's key / CSR / CA-signed
-//! certificate flow done with rcgen), [`server`] (`serve`) and [`client`].
+//! Four subcommands, each in its module: [`ca`] (`ca init|sign`: the course CA that signs the
+//! students' own openssl CSRs, as the handout's TAs do), [`certs`] (the whole key / CSR /
+//! CA-signed certificate flow done with rcgen), [`server`] (`serve`) and [`client`].
 //!
 //! One crypto provider, `ring`, serves both rustls and rcgen: the binary compiles one backend.
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 use labnet::{Error, Result};
 use pico_args::Arguments;
 
+pub mod ca;
 pub mod certs;
 pub mod client;
 pub mod hello;
@@ -45,17 +47,32 @@ pub const HELP: &str = "\
 tls-pmu — TP3 part 6: the PMU protocol of part 2 over TLS 1.2/1.3
 
 USAGE:
+  tls-pmu ca init --out DIR [--json]
+  tls-pmu ca sign --ca DIR --csr X.csr --out X_cert.pem [--name HOST]... [--days N] [--json]
   tls-pmu certs  --id ID [--out DIR] [--hosts NAME,IP,...] [--days N] [--rsa] [--json]
   tls-pmu serve  --cert FILE --key FILE [--port 5443] [--bind ADDR] [--messages N] [--json]
   tls-pmu client HOST PORT CMD --ca FILE [--timeout S] [--json]
+
+ca: the course CA ('we will act as a CA'): the TAs sign the students' own CSRs
+  init --out DIR   make the CA: DIR/cacert.pem (give it to the students) and DIR/cakey.pem (0600);
+                   refuses to overwrite an existing CA
+  sign --ca DIR    sign a CSR made with `openssl req -new -key X_key.pem -out X.csr` as an X.509 v3
+                   certificate with serverAuth and a subjectAltName: the CSR's CN, the names it
+                   requests, and every --name (repeatable: a host name or an IP address)
+       --csr FILE  the student's CSR (PEM or DER)
+       --out FILE  the certificate to write (X_cert.pem)
+       --days N    validity in days, 1-90 (default 90)
+  Refused with one line saying why and the openssl command that makes a good one: an RSA key under
+  2048 bits (the handout's `openssl genrsa ... 1024`), a CSR whose signature does not verify, a
+  certificate or key given instead of a CSR, a CSR that names no host and no --name.
 
 certs: the handout's certificate flow, done with rcgen
   --id ID          your SCIPER/CAMIPRO number; names the files ID_key.pem, ID.csr, ID_cert.pem
   --out DIR        where to write them (default .); a CA already there (cacert.pem + cakey.pem)
                    is reused, otherwise a new one is made
   --hosts LIST     extra names/IPs for the certificate's subjectAltName (comma-separated,
-                   repeatable); always included: tcpip, tp3_tcpip, 172.30.0.10, fd30::10,
-                   localhost, 127.0.0.1, ::1
+                   repeatable); always included: tcpip, tp3_tcpip, tcpip.epfl.ch,
+                   172.30.0.10, fd30::10, localhost, 127.0.0.1, ::1
   --days N         leaf validity in days, 1-90 (default 90)
   --rsa            RSA 2048 instead of ECDSA P-256: not available with the ring backend, which
                    cannot generate RSA keys; make an RSA key with openssl instead (see README)
@@ -64,6 +81,8 @@ certs: the handout's certificate flow, done with rcgen
 serve: the PMU server (what the handout grades)
   --cert FILE      certificate chain, PEM (leaf first)
   --key FILE       private key, PEM: PKCS#8, PKCS#1 (openssl genrsa) or SEC1 (EC); RSA >= 2048 bits
+  Refused at startup with the fix: an RSA key under 2048 bits, an X.509 v1 certificate (a plain
+  `openssl x509 -req`), a certificate without a subjectAltName.
   --port P         TCP port (default 5443; 0 = any, the log says which)
   --bind ADDR      listen address (default ::, dual stack: IPv6 and IPv4)
   --messages N     messages per CMD_short (default random 5-15)
@@ -75,7 +94,9 @@ serve: the PMU server (what the handout grades)
 client: the PDC (for testing the server)
   HOST PORT        server; HOST is checked against the certificate (DNS name or IP)
   CMD              CMD_short:<d> (0 <= d <= 10) or CMD_floodme
-  --ca FILE        CA certificate to trust (the course's cacert.pem); nothing else is trusted
+  --ca FILE        CA certificate to trust (the course's cacert.pem); nothing else is trusted.
+                   A v1 certificate, one without a subjectAltName or with an RSA key under 2048
+                   bits is refused with the reason and the fix
   --timeout S      connect and read timeout in seconds (default 15)
   SSLKEYLOGFILE    environment variable: append the TLS secrets to this file, for Wireshark
 
@@ -83,6 +104,10 @@ client: the PDC (for testing the server)
   -h, --help       this text
 
 EXAMPLES:
+  tls-pmu ca init --out ca/                                     # the TAs, once
+  openssl genrsa -out 123456_key.pem 2048                       # the student
+  openssl req -new -key 123456_key.pem -out 123456.csr -subj /CN=tcpip.epfl.ch
+  tls-pmu ca sign --ca ca/ --csr 123456.csr --out 123456_cert.pem --name tcpip   # the TAs
   tls-pmu certs --id 123456 --out tls/
   tls-pmu serve --cert tls/123456_cert.pem --key tls/123456_key.pem --port 5443
   tls-pmu client localhost 5443 CMD_short:0 --ca tls/cacert.pem
@@ -141,6 +166,10 @@ pub struct ClientConfig {
 /// The subcommand and its options.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
+    /// `ca init`.
+    CaInit(ca::InitConfig),
+    /// `ca sign`.
+    CaSign(ca::SignConfig),
     /// `certs`.
     Certs(CertsConfig),
     /// `serve`.
@@ -165,18 +194,62 @@ impl Config {
         let sub = args.subcommand()?;
         let json = args.contains("--json");
         let mode = match sub.as_deref() {
+            Some("ca") => ca_args(&mut args)?,
             Some("certs") => Mode::Certs(certs_args(&mut args)?),
             Some("serve") => Mode::Serve(serve_args(&mut args)?),
             Some("client") => Mode::Client(client_args(&mut args)?),
             Some(other) => {
                 return Err(Error::usage(format!(
-                    "unknown subcommand '{other}': expected certs, serve or client"
+                    "unknown subcommand '{other}': expected ca, certs, serve or client"
                 )));
             }
-            None => return Err(Error::usage("missing subcommand: certs, serve or client")),
+            None => {
+                return Err(Error::usage(
+                    "missing subcommand: ca, certs, serve or client",
+                ));
+            }
         };
         labnet::args::finish(args)?;
         Ok(Config { json, mode })
+    }
+}
+
+fn ca_args(args: &mut Arguments) -> Result<Mode> {
+    match args.subcommand()?.as_deref() {
+        Some("init") => {
+            let out = labnet::args::opt::<PathBuf>(args, "--out")?
+                .ok_or_else(|| Error::usage("ca init needs --out DIR"))?;
+            Ok(Mode::CaInit(ca::InitConfig { out }))
+        }
+        Some("sign") => {
+            let names: Vec<String> = args.values_from_str("--name")?;
+            let ca = labnet::args::opt::<PathBuf>(args, "--ca")?
+                .ok_or_else(|| Error::usage("ca sign needs --ca DIR (made by `ca init`)"))?;
+            let csr = labnet::args::opt::<PathBuf>(args, "--csr")?
+                .ok_or_else(|| Error::usage("ca sign needs --csr FILE (the student's CSR)"))?;
+            let out = labnet::args::opt::<PathBuf>(args, "--out")?
+                .ok_or_else(|| Error::usage("ca sign needs --out FILE (the certificate)"))?;
+            let days: u32 = labnet::args::opt_or(args, "--days", MAX_LEAF_DAYS)?;
+            if !(1..=MAX_LEAF_DAYS).contains(&days) {
+                return Err(Error::usage(format!(
+                    "invalid --days {days}: a lab certificate is valid 1-{MAX_LEAF_DAYS} days"
+                )));
+            }
+            if let Some(bad) = names.iter().find(|n| n.trim().is_empty()) {
+                return Err(Error::usage(format!("invalid --name '{bad}': empty")));
+            }
+            Ok(Mode::CaSign(ca::SignConfig {
+                ca,
+                csr,
+                out,
+                names,
+                days,
+            }))
+        }
+        Some(other) => Err(Error::usage(format!(
+            "unknown ca subcommand '{other}': expected init or sign"
+        ))),
+        None => Err(Error::usage("ca needs a subcommand: init or sign")),
     }
 }
 
@@ -304,6 +377,8 @@ fn positive(value: Option<Duration>, key: &str, default_secs: u64) -> Result<Dur
 pub fn run(config: &Config) -> Result<()> {
     labnet::log::set_json(config.json);
     match &config.mode {
+        Mode::CaInit(c) => ca::init(c).map(|_| ()),
+        Mode::CaSign(c) => ca::sign(c).map(|_| ()),
         Mode::Certs(c) => certs::run(c).map(|_| ()),
         Mode::Serve(c) => server::run(c),
         Mode::Client(c) => client::run(c).map(|_| ()),

@@ -12,7 +12,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use labnet::{Context, Error, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::SigningKey;
-use rustls::{ServerConfig, ServerConnection, SignatureAlgorithm, SignatureScheme, StreamOwned};
+use rustls::{ServerConfig, ServerConnection, SignatureAlgorithm, SignatureScheme};
 
 use crate::hello::{self, Hello};
 use crate::{ServeConfig, provider, tls_err};
@@ -86,6 +86,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
         })?;
     check_strength(signing.as_ref())
         .map_err(|why| Error::msg(format!("private key {}: {why}", key.display())))?;
+    // What no client would accept is refused here, with the fix, rather than in every client's
+    // handshake with an error such as `UnsupportedCertVersion`.
+    crate::ca::check_leaf(chain[0].as_ref())
+        .map_err(|why| Error::msg(format!("certificate {}: {why}", cert.display())))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| tls_err("configure TLS versions", e))?
@@ -132,8 +136,9 @@ pub fn check_strength(key: &dyn SigningKey) -> std::result::Result<(), String> {
 
 fn weak_rsa(bits: usize) -> String {
     format!(
-        "RSA key of {bits} bits is too weak: use at least {MIN_RSA_BITS} \
-         (openssl genrsa -out KEY.pem 2048), or an ECDSA key from `tls-pmu certs`"
+        "RSA key of {bits} bits is too weak: TLS libraries refuse RSA keys under \
+         {MIN_RSA_BITS} bits; {}, and have the CSR signed again",
+        crate::ca::GOOD_KEY_HINT
     )
 }
 
@@ -218,7 +223,8 @@ fn handle(
     tls: Arc<ServerConfig>,
     session: &Session,
 ) -> std::result::Result<Outcome, String> {
-    let _ = tcp.set_nodelay(true);
+    // Nagle on and the CMD_short:0 burst corked, as lab-server's PMU (labnet::sock::Corked).
+    labnet::sock::nagle_on(&tcp).map_err(|e| format!("clear TCP_NODELAY: {e}"))?;
     tcp.set_write_timeout(Some(session.timeout))
         .map_err(|e| format!("set write timeout: {e}"))?;
     let deadline = Instant::now() + session.timeout;
@@ -284,15 +290,18 @@ fn handle(
     // closed, as by lab-server).
     tcp.set_read_timeout(Some(session.timeout))
         .map_err(|e| format!("set read timeout: {e}"))?;
-    let mut stream = StreamOwned::new(conn, tcp);
     let n = session.messages.unwrap_or_else(random_messages);
-    let outcome = labnet::pmu::serve(&mut stream, n, &session.flood)
+    // The TLS stream writes through `&tcp`, so the same socket can be corked meanwhile: each PMU
+    // message is one TLS record and one send(), and the d = 0 burst leaves together.
+    let mut sock = &tcp;
+    let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+    let outcome = labnet::pmu::serve_corked(&mut stream, &tcp, n, &session.flood)
         .map_err(|e| format!("during the session: {}", describe_io(&e)))?;
     // close_notify, then FIN: the client knows the reply is complete and not cut by an attacker.
-    stream.conn.send_close_notify();
-    let _ = stream.flush();
-    let _ = stream.conn.complete_io(&mut stream.sock);
-    let _ = stream.sock.shutdown(Shutdown::Write);
+    conn.send_close_notify();
+    let mut sock = &tcp;
+    let _ = conn.complete_io(&mut sock);
+    let _ = tcp.shutdown(Shutdown::Write);
     Ok(outcome)
 }
 

@@ -66,6 +66,7 @@ fn certs_makes_ca_key_csr_and_a_ca_signed_certificate_with_the_lab_names() {
     for want in [
         "DNS:tcpip",
         "DNS:tp3_tcpip",
+        "DNS:tcpip.epfl.ch",
         "IP Address:172.30.0.10",
         "IP Address:FD30:0:0:0:0:0:0:10",
         "DNS:localhost",

@@ -8,13 +8,15 @@ use labnet::topo::{self, TP3};
 
 use super::{Ctx, NEEDS_NETNS, args, line, recv_lines};
 use crate::pcap;
+use crate::proc::Bg;
 use crate::site::Site;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The tp3 site with lab-server running on `tcpip` and answering.
-fn site_with_server(ctx: &mut Ctx) -> Result<Site, String> {
-    let mut site = ctx.bring_up(&TP3)?;
+/// The tp3 site with lab-server running on `tcpip` and answering. The server is returned, not
+/// kept by the site, so the checks can read its log (the n it chose); drop it before the site.
+fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg), String> {
+    let site = ctx.bring_up(&TP3)?;
     let dir = site.dir.clone();
     let svc = crate::lab::services(&site, |_| dir.clone())
         .into_iter()
@@ -44,12 +46,42 @@ fn site_with_server(ctx: &mut Ctx) -> Result<Site, String> {
         site.display("tcpip"),
         line("lab-server", &a)
     ));
-    let bg = site.spawn("tcpip", "lab-server", &a)?;
-    site.keep(bg);
+    let server = site.spawn("tcpip", "lab-server", &a)?;
     for p in &svc.ports {
         site.await_tcp("student1", IpAddr::V4(site.addr("tcpip")), *p, LIMIT)?;
     }
-    Ok(site)
+    Ok((site, server))
+}
+
+/// The n a server logged for `cmd` (`PMU #3 …: CMD_short:0 served: 8 messages`), waiting for the
+/// line: `service` is the log's prefix (`PMU #`, `WS #`, or `` for tls-pmu).
+fn served_n(server: &mut Bg, service: &str, cmd: &str) -> Result<usize, String> {
+    let needle = format!("{cmd} served: ");
+    let found = |out: &str| {
+        out.lines()
+            .rfind(|l| l.contains(service) && l.contains(&needle))
+            .and_then(|l| l.split(&needle).nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+    };
+    server
+        .wait_for(LIMIT, |out, _| found(out).is_some())
+        .map_err(|e| format!("the server did not log '{needle}N messages': {e}"))?;
+    found(&server.stdout()).ok_or_else(|| format!("no '{needle}' in the server's log"))
+}
+
+/// The PMU messages a client printed, in order.
+fn pmu_messages(out: &str) -> Vec<String> {
+    recv_lines(out)
+        .into_iter()
+        .map(|r| r.text.trim().to_owned())
+        .filter(|t| t.starts_with("This is PMU data "))
+        .collect()
+}
+
+/// `This is PMU data 1` … `This is PMU data n`.
+fn expected(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("This is PMU data {i}")).collect()
 }
 
 fn ok_if(cond: bool, yes: String, no: String) -> Result<String, String> {
@@ -134,21 +166,22 @@ pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-/// Part 2 (Q9–Q13): one PMU message per segment with d=1, fewer segments with d=0, the flood in
-/// many segments and recv() calls.
+/// Part 2 (Q9–Q13): one PMU message per segment with d=1, the whole burst in one segment with
+/// d=0, the flood in many segments and recv() calls.
 pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
-    let site = site_with_server(ctx)?;
+    let (site, mut server) = site_with_server(ctx)?;
     let tcpip = site.name("tcpip");
     let port = topo::PMU_PORT.to_string();
-    let mut segments = Vec::new();
+    let mut with_d1 = String::new();
     for d in ["1", "0"] {
+        let cmd = format!("CMD_short:{d}");
         let cap = ctx.capture(
             &site,
             "student1",
             &format!("tcp port {port}"),
             &format!("pmu{d}.pcap"),
         );
-        let a = args(&[&tcpip, &port, &format!("CMD_short:{d}")]);
+        let a = args(&[&tcpip, &port, &cmd]);
         ctx.r
             .command(&site.display("student1"), &line("pmu-pdc-client", &a));
         let (st, out, err) = site.run("student1", "pmu-pdc-client", &a, Duration::from_secs(40))?;
@@ -156,19 +189,19 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
         if !st.is_some_and(|s| s.success()) {
             return Err(format!("pmu-pdc-client failed: {}", err.trim()));
         }
-        let n = recv_count(&out, "This is PMU data");
-        let in_order = (1..=n).all(|i| {
-            recv_lines(&out)
-                .iter()
-                .any(|r| r.text.trim() == format!("This is PMU data {i}"))
-        });
+        let got = pmu_messages(&out);
+        let n = served_n(&mut server, "PMU #", &cmd)?;
         ctx.r.check(
             "Q9",
-            &format!("d={d}: every PMU message on its own line, 1..n"),
+            &format!("d={d}: the n messages the PMU sent, each on its own line, 1..n in order"),
             ok_if(
-                n >= 1 && in_order,
-                format!("{n} lines 'This is PMU data 1..{n}'"),
-                format!("{n} lines, in order: {in_order}"),
+                n >= 1 && got == expected(n),
+                format!("{n} lines 'This is PMU data 1..{n}', n = {n} as the server logged"),
+                format!(
+                    "{} lines {:?}, the server sent {n}",
+                    got.len(),
+                    got.iter().take(3).collect::<Vec<_>>()
+                ),
             ),
         );
         if d == "1" {
@@ -184,10 +217,11 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
         }
         match cap.and_then(|c| c.stop()) {
             Ok(p) => {
-                let segs = pcap::data_segments_from(&p, topo::PMU_PORT).len();
-                let v6 = p.iter().any(|x| x.src.is_ipv6());
-                segments.push((d, n, segs));
+                let data = pcap::data_segments_from(&p, topo::PMU_PORT);
+                let segs = data.len();
+                let all_v6 = data.iter().all(|x| x.src.is_ipv6());
                 if d == "1" {
+                    with_d1 = format!(" (d=1: {segs} packets for {n} messages)");
                     ctx.r.observe("with d=1 every send() of the PMU leaves in its own segment: data packets = messages");
                     ctx.r.check(
                         "Q9",
@@ -195,27 +229,27 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
                         ok_if(
                             segs == n,
                             format!("{segs} data packets for {n} messages"),
-                            format!("{segs} data packets for {n} messages"),
+                            format!("{segs} data packets for {n} messages (want {n})"),
                         ),
                     );
                     ctx.r.check(
                         "Q9",
                         "part 2 runs over IPv6",
                         ok_if(
-                            v6 || !site.netns(),
-                            "the capture shows IPv6 (fd30::)".into(),
-                            "no IPv6 packet in the capture".into(),
+                            (segs > 0 && all_v6) || !site.netns(),
+                            "every data packet is IPv6 (fd30::10 → fd30::101)".into(),
+                            "a data packet over IPv4 (or none) in the capture".into(),
                         ),
                     );
                 } else {
-                    ctx.r.observe("with d=0 the sends follow each other faster than the ACKs: Nagle's algorithm coalesces them into fewer segments (Q10)");
+                    ctx.r.observe("with d=0 the PMU's n send() calls follow each other faster than an ACK can return: Nagle's algorithm holds the small segments and sends them together (Q10). Between namespaces the ACK would be back at once, so lab-server corks the burst in the place of a real round trip: one segment");
                     ctx.r.check(
                         "Q9",
-                        "d=0: how many packets with payload came from the PMU",
+                        "d=0: the n messages arrive in exactly one packet with payload",
                         ok_if(
-                            segs >= 1,
-                            format!("{segs} data packets for {n} messages"),
-                            "no data packet captured".into(),
+                            segs == 1,
+                            format!("1 data packet for {n} messages{with_d1}"),
+                            format!("{segs} data packets for {n} messages (want 1)"),
                         ),
                     );
                 }
@@ -229,7 +263,7 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
     }
 
     let cap = ctx.capture(&site, "student1", &format!("tcp port {port}"), "flood.pcap");
-    let a = args(&[&tcpip, &port, "CMD_floodme"]);
+    let a = args(&[&tcpip, &port, "CMD_floodme", "-v"]);
     ctx.r
         .command(&site.display("student1"), &line("pmu-pdc-client", &a));
     let (st, out, err) = site.run("student1", "pmu-pdc-client", &a, LIMIT)?;
@@ -252,6 +286,15 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
         nums.first().copied().unwrap_or(0),
         nums.get(1).copied().unwrap_or(0),
     );
+    // -v: one line per recv() that returned data, "recv() #3 returned 4096 bytes".
+    let returned: Vec<usize> = out
+        .lines()
+        .filter_map(|l| l.split_once("] recv() #"))
+        .filter_map(|(_, r)| r.split(" returned ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .filter_map(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .collect();
     ctx.r.check(
         "Q12",
         "the whole flood is received and displayed",
@@ -261,6 +304,19 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
             format!("{bytes} bytes (want 65536)"),
         ),
     );
+    ctx.r.check(
+        "Q13",
+        "recv() calls: the count the client reports is the number of calls that returned data",
+        ok_if(
+            calls >= 1 && returned.len() == calls && returned.iter().sum::<usize>() == bytes,
+            format!("{calls} recv() calls returned the {bytes} bytes (each shown with -v)"),
+            format!(
+                "reported {calls} calls, -v showed {} calls with {} bytes",
+                returned.len(),
+                returned.iter().sum::<usize>()
+            ),
+        ),
+    );
     match cap.and_then(|c| c.stop()) {
         Ok(p) => {
             let segs = pcap::data_segments_from(&p, topo::PMU_PORT).len();
@@ -268,48 +324,28 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
             ctx.r.observe("one send() of 64 KiB leaves as many segments; recv() returns whatever has arrived, so the counts differ (Q13)");
             ctx.r.check(
                 "Q12",
-                "packets with payload from the PMU for the flood",
+                "packets with payload from the PMU for the flood carry exactly the flood",
                 ok_if(
                     segs > 1 && wire == bytes,
-                    format!("{segs} data packets carrying {wire} bytes"),
-                    format!("{segs} data packets, {wire} bytes on the wire vs {bytes} received"),
-                ),
-            );
-            ctx.r.check(
-                "Q13",
-                "recv() calls vs packets",
-                ok_if(
-                    calls >= 1 && segs >= 1,
                     format!(
-                        "{calls} recv() calls for {segs} packets: {}",
+                        "{segs} data packets carrying {wire} bytes; {calls} recv() calls: {}",
                         if calls == segs {
                             "equal this time"
                         } else {
-                            "different"
+                            "a different number (Q13)"
                         }
                     ),
-                    format!("{calls} recv() calls, {segs} packets"),
+                    format!("{segs} data packets, {wire} bytes on the wire vs {bytes} received"),
                 ),
             );
         }
-        Err(why) => {
-            ctx.r.not_shown(
-                "Q12",
-                "packets with payload from the PMU for the flood",
-                &why,
-            );
-            ctx.r.check(
-                "Q13",
-                "recv() calls counted by the client",
-                ok_if(
-                    calls >= 1,
-                    format!("{calls} recv() calls"),
-                    "no recv() count printed".into(),
-                ),
-            );
-        }
+        Err(why) => ctx.r.not_shown(
+            "Q12",
+            "packets with payload from the PMU for the flood",
+            &why,
+        ),
     }
-    let _ = segments;
+    drop(server);
     drop(site);
     Ok(())
 }
@@ -317,7 +353,7 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
 /// Part 3 (Q14–Q15): retransmission until OFFSET=X, over whichever family answers; the loss
 /// estimate over 100 resets is close to the server's drop probability.
 pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
-    let site = site_with_server(ctx)?;
+    let (site, server) = site_with_server(ctx)?;
     let tcpip = site.name("tcpip");
     let a = args(&[&tcpip]);
     ctx.r
@@ -365,13 +401,25 @@ pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
             None => Err("no loss estimate printed".into()),
         },
     );
+    drop(server);
     drop(site);
     Ok(())
 }
 
-/// Part 4 (Q16–Q18): the TV's lines with ID swcmTV, and its answer to a long message.
+/// The play's lines and answers the station recorded (`--record`), as the receiver shows them.
+fn station_lines(record: &str) -> Vec<String> {
+    record
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["id"] == "swcmTV")
+        .filter_map(|e| e["text"].as_str().map(|t| t.escape_debug().to_string()))
+        .collect()
+}
+
+/// Part 4 (Q16–Q18): the TV's lines with ID swcmTV, and its answer to a text of at least 300
+/// characters.
 pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
-    let site = site_with_server(ctx)?;
+    let (site, server) = site_with_server(ctx)?;
     let group = topo::TV_GROUP.to_string();
     let port = topo::TV_PORT.to_string();
     let mut ra = args(&[
@@ -396,20 +444,45 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
     let mut rx = site.spawn("student1", "udp-multicast", &ra)?;
     rx.wait_for(LIMIT, |out, _| recv_count(out, "swcmTV:") >= 2)?;
     ctx.r.output(&rx.stdout(), 4);
+    let record_path = site.dir.join("tv.jsonl");
+    let shown: Vec<String> = rx
+        .stdout()
+        .lines()
+        .filter_map(|l| l.split_once(" swcmTV: ").map(|(_, t)| t.to_owned()))
+        .collect();
+    let sent = station_lines(&std::fs::read_to_string(&record_path).unwrap_or_default());
+    let strangers: Vec<&String> = shown.iter().filter(|t| !sent.contains(t)).collect();
     ctx.r.check(
         "Q16",
-        "the receiver shows the play's lines with ID swcmTV",
+        "the receiver shows the play's lines with ID swcmTV, each exactly as the station sent it",
         ok_if(
-            recv_count(&rx.stdout(), "swcmTV:") >= 2,
-            format!("{} lines from swcmTV", recv_count(&rx.stdout(), "swcmTV:")),
-            "no TV line".into(),
+            shown.len() >= 2 && strangers.is_empty(),
+            format!(
+                "{} lines from swcmTV, every one in the station's record",
+                shown.len()
+            ),
+            format!(
+                "{} lines from swcmTV; not sent by the station: {strangers:?}",
+                shown.len()
+            ),
         ),
     );
 
-    let long = "O Romeo, Romeo! wherefore art thou Romeo? Deny thy father and refuse thy name; \
-                Or, if thou wilt not, be but sworn my love, And I'll no longer be a Capulet. \
+    // "a text of at least 300 characters": exactly 300, the least that gets an answer.
+    let long: String = "O Romeo, Romeo! wherefore art thou Romeo? Deny thy father and refuse thy \
+                name; Or, if thou wilt not, be but sworn my love, And I'll no longer be a Capulet. \
                 'Tis but thy name that is my enemy; Thou art thyself, though not a Montague. \
-                What's Montague? It is nor hand, nor foot, Nor arm, nor face, nor any other part.";
+                What's Montague? It is nor hand, nor foot, Nor arm, nor face, nor any other part \
+                belonging to a man."
+        .chars()
+        .take(300)
+        .collect();
+    if long.chars().count() != 300 {
+        return Err(format!(
+            "the demo's text has {} characters, not 300",
+            long.chars().count()
+        ));
+    }
     for (id, host) in [("123456", "student2"), ("654321", "student2")] {
         let mut a = args(&["--id", id, "--linger", "3"]);
         a.extend(ca_extra.clone());
@@ -417,7 +490,7 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
             &site.display(host),
             &format!(
                 "echo '<{} characters>' | {}",
-                long.len(),
+                long.chars().count(),
                 line("mcast-chat", &a)
             ),
         );
@@ -428,54 +501,84 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
         }
         chat.close_stdin();
         chat.finish(LIMIT)?;
-        let answer = recv_lines(&chat.stdout())
+        let want = format!("swcmTV: Thank you {id}, we received your 300-character message");
+        let answers: Vec<String> = recv_lines(&chat.stdout())
             .into_iter()
-            .find(|r| r.text.contains("swcmTV") && r.text.contains(id));
-        ctx.r.output(
-            &answer.as_ref().map(|r| r.text.clone()).unwrap_or_default(),
-            1,
-        );
+            .map(|r| r.text)
+            .filter(|t| t.contains("swcmTV") && t.contains(id))
+            .collect();
+        ctx.r.output(&answers.join("\n"), 1);
         ctx.r.check(
             "Q18",
-            &format!("the TV answers the >300-character message of {id} on the group"),
-            answer
-                .map(|r| r.text)
-                .ok_or_else(|| format!("no answer naming {id}")),
+            &format!("the TV answers the 300-character text of {id} once, on the group"),
+            ok_if(
+                answers.len() == 1 && answers[0].ends_with(&want),
+                want.clone(),
+                format!("answers naming {id}: {answers:?}"),
+            ),
         );
     }
     rx.kill();
     ctx.r
         .observe("the receiver on student1 saw both answers too: they go to the whole group");
     let seen = rx.stdout();
+    let answered = |id: &str| {
+        seen.lines()
+            .filter(|l| {
+                l.ends_with(&format!(
+                    "swcmTV: Thank you {id}, we received your 300-character message"
+                ))
+            })
+            .count()
+    };
     ctx.r.check(
         "Q18",
-        "every member of the group sees the answers",
+        "every member of the group sees each answer once",
         ok_if(
-            seen.contains("123456") && seen.contains("654321"),
-            "student1's receiver printed both answers".into(),
-            "the receiver missed an answer".into(),
+            answered("123456") == 1 && answered("654321") == 1,
+            "student1's receiver printed each answer once".into(),
+            format!(
+                "student1's receiver printed {} and {} answers",
+                answered("123456"),
+                answered("654321")
+            ),
         ),
     );
-    let record = std::fs::read_to_string(site.dir.join("tv.jsonl")).unwrap_or_default();
+    let record = std::fs::read_to_string(&record_path).unwrap_or_default();
+    let entries: Vec<serde_json::Value> = record
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let theirs = |id: &str| {
+        entries
+            .iter()
+            .filter(|e| e["id"] == id && e["chars"] == 300 && e["answered"].is_string())
+            .count()
+    };
     ctx.r.check(
         "Q18",
         "the station records every datagram on the group (postmortem analysis)",
         ok_if(
-            record.contains("123456") && record.contains("654321"),
+            theirs("123456") == 1 && theirs("654321") == 1,
             format!(
-                "{} records, both subscribers' messages among them",
-                record.lines().count()
+                "{} records; each subscriber's 300-character text once, marked answered",
+                entries.len()
             ),
-            "the record misses a subscriber's message".into(),
+            format!(
+                "records of 123456: {}, of 654321: {} (want 1 each)",
+                theirs("123456"),
+                theirs("654321")
+            ),
         ),
     );
+    drop(server);
     drop(site);
     Ok(())
 }
 
-/// Part 5 (Q19–Q21): n message events for CMD_short:0, one for the flood.
+/// Part 5 (Q19–Q21): n message events for CMD_short:0 in one segment, one event for the flood.
 pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
-    let site = site_with_server(ctx)?;
+    let (site, mut server) = site_with_server(ctx)?;
     let url = format!("ws://{}:{}", site.name("tcpip"), topo::WS_PORT);
     let filter = format!("tcp port {}", topo::WS_PORT);
     for cmd in ["CMD_short:0", "CMD_floodme"] {
@@ -500,31 +603,46 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
             .and_then(|l| l.split("[STAT]").nth(1))
             .and_then(|l| l.split_whitespace().next())
             .and_then(|w| w.parse().ok());
-        let n = recv_count(&out, "This is PMU data");
-        let segs = cap
-            .and_then(|c| c.stop())
-            .map(|p| pcap::data_segments_from(&p, topo::WS_PORT).len());
+        let packets = cap.and_then(|c| c.stop());
         if cmd == "CMD_short:0" {
+            let got = pmu_messages(&out);
+            let n = served_n(&mut server, "WS #", cmd)?;
             ctx.r.observe("one on_message event per PMU message: WebSocket keeps message boundaries that TCP does not (Q20)");
             ctx.r.check(
                 "Q20",
-                "CMD_short:0: one message event per PMU message",
+                "CMD_short:0: one message event per PMU message, 1..n in order",
                 ok_if(
-                    events == Some(n) && n >= 1,
-                    format!("{n} messages, {n} events"),
-                    format!("{n} messages, events {events:?}"),
-                ),
-            );
-            match segs {
-                Ok(s) => ctx.r.check(
-                    "Q19",
-                    "packets from the WebSocket server carrying the messages",
-                    ok_if(
-                        s >= 1,
-                        format!("{s} data packets (compare with part 2, d=0)"),
-                        "none captured".into(),
+                    events == Some(n) && got == expected(n),
+                    format!("{n} messages, {n} events, n = {n} as the server logged"),
+                    format!(
+                        "{} messages, events {events:?}, the server sent {n}",
+                        got.len()
                     ),
                 ),
+            );
+            match packets {
+                Ok(p) => {
+                    // The HTTP 101 answer and the close frame are packets of their own.
+                    let carrying = pcap::data_segments_from(&p, topo::WS_PORT)
+                        .into_iter()
+                        .filter(|x| match &x.transport {
+                            pcap::Transport::Tcp { payload, .. } => {
+                                payload.windows(17).any(|w| w == b"This is PMU data ")
+                            }
+                            _ => false,
+                        })
+                        .count();
+                    ctx.r.observe("the n frames leave together, as part 2's d=0 messages do: the same number of packets, each message a few bytes longer (its 2-byte frame header)");
+                    ctx.r.check(
+                        "Q19",
+                        "packets from the WebSocket server carrying the messages: exactly one, as part 2 with d=0",
+                        ok_if(
+                            carrying == 1,
+                            format!("1 data packet carries the {n} frames (part 2, d=0: 1 packet)"),
+                            format!("{carrying} data packets carry the {n} frames (want 1)"),
+                        ),
+                    );
+                }
                 Err(why) => ctx.r.not_shown(
                     "Q19",
                     "packets from the WebSocket server carrying the messages",
@@ -544,16 +662,19 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
                     format!("events {events:?}"),
                 ),
             );
-            match segs {
-                Ok(s) => ctx.r.check(
-                    "Q21",
-                    "the flood crosses the network in several packets",
-                    ok_if(
-                        s > 1,
-                        format!("{s} data packets for 1 event"),
-                        format!("{s} data packets"),
-                    ),
-                ),
+            match packets {
+                Ok(p) => {
+                    let s = pcap::data_segments_from(&p, topo::WS_PORT).len();
+                    ctx.r.check(
+                        "Q21",
+                        "the flood crosses the network in several packets",
+                        ok_if(
+                            s > 1,
+                            format!("{s} data packets for 1 event"),
+                            format!("{s} data packets"),
+                        ),
+                    )
+                }
                 Err(why) => ctx.r.not_shown(
                     "Q21",
                     "the flood crosses the network in several packets",
@@ -562,53 +683,143 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
             }
         }
     }
+    drop(server);
     drop(site);
     Ok(())
 }
 
-/// Part 6: the PMU over TLS, the certificate flow, and ciphertext on the wire.
+/// Part 6: the handout's certificate flow with the course CA (`tls-pmu ca`), the PMU over TLS,
+/// and ciphertext on the wire.
 pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
+    crate::tools::ensure(&["openssl"], ctx.opts.quiet)?;
     let mut site = ctx.bring_up(&TP3)?;
     let dir = site.dir.join("certs");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let d = dir.display().to_string();
-    let mut a = args(&["certs", "--id", "123456", "--out", &d]);
-    if !site.netns() {
-        // Loopback: the server is 127.0.0.10, which the certificate must name.
-        a.extend(args(&["--hosts", &site.addr("tcpip").to_string()]));
-    }
-    ctx.r.command(&site.display("tcpip"), &line("tls-pmu", &a));
-    let (st, out, err) = site.run("tcpip", "tls-pmu", &a, LIMIT)?;
-    ctx.r.output(&out, 3);
-    if !st.is_some_and(|s| s.success()) {
-        return Err(format!("tls-pmu certs failed: {}", err.trim()));
-    }
-    let files = [
-        "cacert.pem",
-        "123456_key.pem",
-        "123456.csr",
-        "123456_cert.pem",
+    let file = |f: &str| format!("{d}/{f}");
+    // The name the PDC dials: the handout's in the namespaces, the address on loopback.
+    let (server_name, extra) = if site.netns() {
+        ("tcpip.epfl.ch".to_owned(), "tcpip".to_owned())
+    } else {
+        let ip = site.addr("tcpip").to_string();
+        (ip.clone(), ip)
+    };
+    let steps: [(&str, &str, Vec<String>); 4] = [
+        (
+            "the TAs make the course CA once",
+            "tls-pmu",
+            args(&["ca", "init", "--out", &file("ca")]),
+        ),
+        (
+            "the student makes a key (2048 bits: the handout's 1024 is refused today)",
+            "openssl",
+            args(&["genrsa", "-out", &file("123456_key.pem"), "2048"]),
+        ),
+        (
+            "the student makes the CSR (the handout's command; -subj answers the prompts)",
+            "openssl",
+            args(&[
+                "req",
+                "-new",
+                "-key",
+                &file("123456_key.pem"),
+                "-out",
+                &file("123456.csr"),
+                "-subj",
+                "/C=CH/O=EPFL/CN=tcpip.epfl.ch",
+            ]),
+        ),
+        (
+            "the TAs sign the CSR: X.509 v3, serverAuth, subjectAltName",
+            "tls-pmu",
+            args(&[
+                "ca",
+                "sign",
+                "--ca",
+                &file("ca"),
+                "--csr",
+                &file("123456.csr"),
+                "--out",
+                &file("123456_cert.pem"),
+                "--name",
+                &extra,
+            ]),
+        ),
     ];
-    let have: Vec<&str> = files
-        .iter()
-        .copied()
-        .filter(|f| dir.join(f).is_file())
-        .collect();
+    let mut signed = String::new();
+    for (what, prog, a) in &steps {
+        ctx.r.say(&format!("  ({what})"));
+        ctx.r.command(&site.display("tcpip"), &line(prog, a));
+        let (st, out, err) = site.run("tcpip", prog, a, LIMIT)?;
+        ctx.r.output(&out, 2);
+        if !st.is_some_and(|s| s.success()) {
+            return Err(format!("{prog} failed: {}", err.trim()));
+        }
+        signed = out;
+    }
     ctx.r.check(
         "P6",
-        "key, CSR and CA-signed certificate are made (the handout's flow)",
+        "the course CA signs the student's own CSR as X.509 v3 with serverAuth and a subjectAltName",
         ok_if(
-            have.len() == files.len(),
-            have.join(", "),
-            format!("only {}", have.join(", ")),
+            signed.contains("X.509 v3, RSA 2048, serverAuth, subjectAltName tcpip.epfl.ch, ")
+                && dir.join("123456_cert.pem").is_file(),
+            format!("{} signed", file("123456_cert.pem")),
+            format!("ca sign said: {}", signed.trim()),
+        ),
+    );
+    // A TA's plain `openssl x509 -req` makes an X.509 v1 certificate: refused, with the fix.
+    let v1 = args(&[
+        "x509",
+        "-req",
+        "-in",
+        &file("123456.csr"),
+        "-CA",
+        &file("ca/cacert.pem"),
+        "-CAkey",
+        &file("ca/cakey.pem"),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        &file("v1_cert.pem"),
+    ]);
+    ctx.r.command(&site.display("tcpip"), &line("openssl", &v1));
+    let (st, _, err) = site.run("tcpip", "openssl", &v1, LIMIT)?;
+    if !st.is_some_and(|s| s.success()) {
+        return Err(format!("openssl x509 -req failed: {}", err.trim()));
+    }
+    let bad = args(&[
+        "serve",
+        "--cert",
+        &file("v1_cert.pem"),
+        "--key",
+        &file("123456_key.pem"),
+        "--port",
+        "0",
+    ]);
+    ctx.r
+        .command(&site.display("tcpip"), &line("tls-pmu", &bad));
+    let (st, _, err) = site.run("tcpip", "tls-pmu", &bad, LIMIT)?;
+    ctx.r.output(err.trim(), 1);
+    ctx.r.check(
+        "P6",
+        "a v1 certificate (plain openssl x509 -req) is refused in one line with the fix",
+        ok_if(
+            st.and_then(|s| s.code()) == Some(1)
+                && err.lines().count() == 1
+                && err.contains("X.509 v1")
+                && err.contains("tls-pmu ca sign"),
+            "refused at startup: X.509 v1, no subjectAltName; use tls-pmu ca sign".into(),
+            format!("exit {st:?}: {}", err.trim()),
         ),
     );
     let port = "5443";
     let mut sa = args(&[
         "serve",
         "--cert",
-        &format!("{d}/123456_cert.pem"),
+        &file("123456_cert.pem"),
         "--key",
-        &format!("{d}/123456_key.pem"),
+        &file("123456_key.pem"),
         "--port",
         port,
     ]);
@@ -616,30 +827,34 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
         sa.extend(args(&["--bind", &site.addr("tcpip").to_string()]));
     }
     ctx.r.command(&site.display("tcpip"), &line("tls-pmu", &sa));
-    let bg = site.spawn("tcpip", "tls-pmu", &sa)?;
-    site.keep(bg);
+    let mut server = site.spawn("tcpip", "tls-pmu", &sa)?;
     site.await_tcp("student1", IpAddr::V4(site.addr("tcpip")), 5443, LIMIT)?;
     let cap = ctx.capture(&site, "student1", "tcp port 5443", "tls.pcap");
     let ca = args(&[
         "client",
-        &site.name("tcpip"),
+        &server_name,
         port,
         "CMD_short:0",
         "--ca",
-        &format!("{d}/cacert.pem"),
+        &file("ca/cacert.pem"),
     ]);
     ctx.r
         .command(&site.display("student1"), &line("tls-pmu", &ca));
     let (st, out, err) = site.run("student1", "tls-pmu", &ca, LIMIT)?;
     ctx.r.output(&out, 5);
-    let n = recv_count(&out, "This is PMU data");
+    let got = pmu_messages(&out);
+    let n = served_n(&mut server, "", "CMD_short:0")?;
     ctx.r.check(
         "P6",
-        "the PDC verifies the PMU's certificate and gets the PMU data over TLS",
+        "the PDC verifies the PMU's certificate against cacert.pem and gets the n PMU messages",
         ok_if(
-            st.is_some_and(|s| s.success()) && n >= 1,
-            format!("{n} PMU messages over TLS"),
-            format!("{n} messages; {}", err.trim()),
+            st.is_some_and(|s| s.success()) && got == expected(n),
+            format!("{n} PMU messages over TLS from {server_name}, n as the server logged"),
+            format!(
+                "{} messages, the server sent {n}; {}",
+                got.len(),
+                err.trim()
+            ),
         ),
     );
     let plain = vec![
@@ -665,6 +880,7 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
             "the server answered in plaintext".into(),
         ),
     );
+    site.keep(server);
     match cap.and_then(|c| c.stop()) {
         Ok(p) => {
             ctx.r.observe("in the capture the PMU's replies are ciphertext: 'This is PMU data' never appears on the wire");

@@ -7,7 +7,8 @@ use super::WireError;
 pub const ID_LEN: usize = 6;
 /// The TV station's ID.
 pub const TV_ID: [u8; ID_LEN] = *b"swcmTV";
-/// A subscriber message longer than this many characters gets an answer from the TV (Q18).
+/// A subscriber message of at least this many characters gets an answer from the TV (Q18: the
+/// handout asks for "a text of at least 300 characters"; exactly 300 is answered, 299 is not).
 pub const ANSWER_THRESHOLD: usize = 300;
 
 /// A 6-byte sender ID.
