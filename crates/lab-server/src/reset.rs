@@ -10,6 +10,7 @@
 //! IPV6_V6ONLY set, so that each family can be answered or ignored on its own. Malformed requests
 //! get `ERROR: <why>`; nothing a client sends can end the service.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -35,6 +36,9 @@ const MAX_REQUEST: usize = 64;
 pub struct Options {
     /// Probability of dropping a valid request.
     pub drop: f64,
+    /// Valid requests dropped first from every client address, before any random loss: a
+    /// client that sends once and gives up is never answered (what a grader needs to see).
+    pub drop_first: u32,
     /// Which families answer.
     pub family: Family,
     /// Switch period for [`Family::Alternate`].
@@ -198,6 +202,7 @@ fn announce_switches(start: Instant, period: Duration) {
 fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng) -> Result<()> {
     let local = sock.local_addr().context("RESET: local address")?;
     let mut buf = vec![0u8; RECV_BUF];
+    let mut seen = FirstRequests::new(opts.drop_first);
     let mut failures = 0u32;
     loop {
         let (len, peer) = match sock.recv_from(&mut buf) {
@@ -230,9 +235,24 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
             .emit();
             continue;
         }
-        let reply = handle(&buf[..len], opts.drop, rng);
+        let forced = parse_reset(&buf[..len]).is_ok() && seen.drop(peer.ip());
+        let reply = if forced {
+            match parse_reset(&buf[..len]) {
+                Ok(n) => Reply::Dropped { n },
+                Err(_) => handle(&buf[..len], opts.drop, rng),
+            }
+        } else {
+            handle(&buf[..len], opts.drop, rng)
+        };
         let (level, what) = match &reply {
             Reply::Offset { n, x } => (Level::Info, format!("RESET:{n} → OFFSET={x}")),
+            Reply::Dropped { n } if forced => (
+                Level::Info,
+                format!(
+                    "RESET:{n} dropped on purpose (one of the first {} of this client)",
+                    opts.drop_first
+                ),
+            ),
             Reply::Dropped { n } => (
                 Level::Info,
                 format!("RESET:{n} dropped on purpose (p = {})", opts.drop),
@@ -252,6 +272,38 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
                 labnet::log::warn(format!("RESET reply to {peer}: {e}"));
             }
         }
+    }
+}
+
+/// Counts the valid requests of each client address, to drop the first `n` of each.
+struct FirstRequests {
+    n: u32,
+    counts: HashMap<IpAddr, u32>,
+}
+
+impl FirstRequests {
+    /// Most addresses remembered: a flood of spoofed sources cannot grow the map without
+    /// bound (it is cleared, and those clients start counting again).
+    const MAX: usize = 10_000;
+
+    fn new(n: u32) -> Self {
+        FirstRequests {
+            n,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// True when this request from `ip` is one of its first `n`.
+    fn drop(&mut self, ip: IpAddr) -> bool {
+        if self.n == 0 {
+            return false;
+        }
+        if self.counts.len() >= Self::MAX && !self.counts.contains_key(&ip) {
+            self.counts.clear();
+        }
+        let c = self.counts.entry(ip).or_insert(0);
+        *c = c.saturating_add(1);
+        *c <= self.n
     }
 }
 
@@ -340,6 +392,20 @@ mod tests {
                 assert!(x <= 20);
             }
         }
+    }
+
+    #[test]
+    fn the_first_requests_of_each_address_are_dropped() {
+        let mut f = FirstRequests::new(2);
+        let a: IpAddr = "172.30.0.101"
+            .parse()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let b: IpAddr = "fd30::101"
+            .parse()
+            .unwrap_or(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert!(f.drop(a) && f.drop(a) && !f.drop(a) && !f.drop(a));
+        assert!(f.drop(b) && f.drop(b) && !f.drop(b));
+        assert!(!FirstRequests::new(0).drop(a));
     }
 
     #[test]

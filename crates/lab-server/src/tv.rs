@@ -85,12 +85,13 @@ pub struct Station {
     own_port: u16,
     record: Option<File>,
     interval: Duration,
+    first: usize,
 }
 
 impl Station {
     /// Joins the group, opens the sender and the record file, and logs `TV listening on
-    /// GROUP:PORT`.
-    pub fn open(opts: &Options) -> Result<Station> {
+    /// GROUP:PORT`. The programme starts at line `first` (0-based) of the play.
+    pub fn open(opts: &Options, first: usize) -> Result<Station> {
         let group = IpAddr::V4(opts.group);
         let receiver = MulticastReceiver::join(group, opts.port, &opts.iface)
             .with_context(|| format!("TV: join {group} port {} on {}", opts.port, opts.iface))?;
@@ -132,16 +133,17 @@ impl Station {
             own_port,
             record,
             interval: opts.interval,
+            first,
         })
     }
 
     /// Broadcasts the play on one thread and listens on this one, forever.
     pub fn run(mut self) -> Result<()> {
         let sender = Arc::clone(&self.sender);
-        let (dest, interval) = (self.dest, self.interval);
+        let (dest, interval, first) = (self.dest, self.interval, self.first);
         std::thread::Builder::new()
             .name("tv-sender".into())
-            .spawn(move || broadcast(&sender, dest, interval))
+            .spawn(move || broadcast(&sender, dest, interval, first))
             .context("TV: start the sender thread")?;
         self.listen()
     }
@@ -259,19 +261,18 @@ impl Station {
     }
 }
 
-fn broadcast(sender: &UdpSocket, dest: SocketAddr, interval: Duration) {
+fn broadcast(sender: &UdpSocket, dest: SocketAddr, interval: Duration, first: usize) {
     let lines = lines();
     let id = Id(TV_ID);
     let mut next = Instant::now();
     let mut failures_logged = 0u32;
-    for (i, line) in lines.iter().cycle().enumerate() {
+    for (i, line) in lines.iter().enumerate().cycle().skip(first % lines.len()) {
         match sender.send_to(&encode(&id, line), dest) {
-            Ok(_) => Event::new(
-                Level::Send,
-                format!("TV line {}: {line}", i % lines.len() + 1),
-            )
-            .field("service", "tv")
-            .emit(),
+            Ok(_) => Event::new(Level::Send, format!("TV line {}: {line}", i + 1))
+                .field("service", "tv")
+                .field("line", i + 1)
+                .field("text", line)
+                .emit(),
             Err(e) => {
                 // No multicast route, interface down: say so, but not once a second forever.
                 if failures_logged < 5 {

@@ -624,11 +624,18 @@ pub fn list_namespaces() -> Vec<String> {
 
 /// Removes namespaces left by test processes that no longer exist.
 pub fn sweep_stale_test_namespaces() {
+    sweep_stale_namespaces(TEST_PREFIX);
+}
+
+/// Removes the namespaces named `<prefix><pid>…` whose process no longer exists (a run killed
+/// before its destructors: a test's timeout, a grader's Ctrl-C).
+pub fn sweep_stale_namespaces(prefix: &str) {
     for ns in list_namespaces() {
-        let Some(rest) = ns.strip_prefix(TEST_PREFIX) else {
+        let Some(rest) = ns.strip_prefix(prefix) else {
             continue;
         };
-        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Ok(pid) = digits.parse::<u32>() else {
             continue;
         };
         if !Path::new("/proc").join(pid.to_string()).exists() {
