@@ -254,11 +254,28 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// The last lines of stderr, for feedback ("your program ended with: …").
+    /// The last lines of stderr, for feedback ("its last error output: …"). The traceback of
+    /// the grader's own SIGINT at the deadline says nothing the feedback does not already say.
     pub fn error_tail(&self) -> String {
         let lines: Vec<&str> = self.stderr.trim_end().lines().collect();
+        if self.stopped
+            && lines
+                .last()
+                .is_some_and(|l| l.trim() == "KeyboardInterrupt")
+        {
+            return String::new();
+        }
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
         clip(&tail, 300)
+    }
+
+    /// Writes paths under `dir` (the program's private folder) relative to it, as the student
+    /// knows them.
+    pub fn relative_to(mut self, dir: &Path) -> Finished {
+        let prefix = format!("{}/", dir.display());
+        self.stderr = self.stderr.replace(&prefix, "");
+        self.stdout = self.stdout.replace(&prefix, "");
+        self
     }
 }
 

@@ -145,7 +145,7 @@ impl Grader<'_> {
         let mut r = lab.student(self.lane, host, cwd, argv, false, &self.limits)?;
         let f = r.finish(expected + self.opts.timeout);
         self.lane.kill_all();
-        Ok(f)
+        Ok(f.relative_to(cwd))
     }
 }
 
@@ -197,7 +197,7 @@ impl Grader<'_> {
                 Duration::from_secs(d * u64::from(n) + 2),
             )?;
             marks.check(id, messages(&f, n, cmd));
-            ended.push((cmd, f.exited));
+            ended.push((cmd, ending(&f)));
             lab.stop_servers();
         }
         let bytes: usize = rng.random_range(256 * 1024..=1024 * 1024);
@@ -214,7 +214,7 @@ impl Grader<'_> {
         let argv = self.argv("2", "{prog} {cmd}", &program, &values(5003, "CMD_floodme"));
         let f = self.run(lab, STUDENT, &program, &argv, Duration::from_secs(3))?;
         marks.check("p2.flood", flood(&f, bytes));
-        ended.push(("CMD_floodme", f.exited));
+        ended.push(("CMD_floodme", ending(&f)));
         marks.check("p2.exits", exits(&ended, self.opts.timeout));
         Ok(())
     }
@@ -302,7 +302,9 @@ impl Grader<'_> {
                 let mut r = lab.student(self.lane, STUDENT, cwd, &argv, false, &self.limits)?;
                 // A receiver never ends by itself: let it listen for 5 s of the programme.
                 std::thread::sleep(Duration::from_secs(5));
-                let f = r.stop();
+                let mut f = r.stop().relative_to(cwd);
+                // Stopping a receiver is how its run ends, not something to report.
+                f.stopped = false;
                 self.lane.kill_all();
                 let sent: Vec<String> = lab.events("lab-server")[before..]
                     .iter()
@@ -342,7 +344,7 @@ impl Grader<'_> {
                 // The TV's answer follows the long text within a moment.
                 std::thread::sleep(Duration::from_millis(500));
                 r.close_stdin();
-                let f = r.finish(Duration::from_secs(3));
+                let f = r.finish(Duration::from_secs(3)).relative_to(cwd);
                 self.lane.kill_all();
                 let seen: Vec<Value> = read_records(&record)
                     .into_iter()
@@ -352,7 +354,7 @@ impl Grader<'_> {
                     "p4.send",
                     tv_send(&seen, &self.sub.ids, &[&long, &short], &f),
                 );
-                marks.check("p4.answer", tv_answer(&seen, &long));
+                marks.check("p4.answer", tv_answer(&seen, &self.sub.ids, &long));
             }
         }
         Ok(())
@@ -388,11 +390,11 @@ impl Grader<'_> {
         )?;
         let argv = self.argv("5", "{prog} {cmd}", &program, &values(5006, "CMD_short:0"));
         let f = self.run(lab, STUDENT, &program, &argv, Duration::from_secs(3))?;
-        let mut ended = vec![("CMD_short:0", f.exited)];
+        let mut ended = vec![("CMD_short:0", ending(&f))];
         marks.check("p5.short0", messages(&f, n, "CMD_short:0"));
         let argv = self.argv("5", "{prog} {cmd}", &program, &values(5006, "CMD_floodme"));
         let f = self.run(lab, STUDENT, &program, &argv, Duration::from_secs(3))?;
-        ended.push(("CMD_floodme", f.exited));
+        ended.push(("CMD_floodme", ending(&f)));
         marks.check("p5.flood", flood(&f, bytes));
         marks.check("p5.exits", exits(&ended, self.opts.timeout));
         Ok(())
@@ -543,26 +545,70 @@ pub fn flood(f: &Finished, bytes: usize) -> std::result::Result<String, String> 
     ))
 }
 
-/// Every run ended by itself when the server closed.
-fn exits(ended: &[(&str, bool)], slack: Duration) -> std::result::Result<String, String> {
-    let stuck: Vec<&str> = ended.iter().filter(|(_, e)| !e).map(|(c, _)| *c).collect();
-    if stuck.is_empty() {
-        Ok(format!(
-            "it ended by itself after each of {} commands",
-            ended.len()
-        ))
-    } else {
-        Err(format!(
-            "expected the program to end when the server closes the connection; it was still running {} s after the server was done with {}",
-            slack.as_secs(),
-            stuck.join(", ")
-        ))
+/// How a run ended, for [`exits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// It printed what the server sent and ended by itself.
+    Ended,
+    /// It was still running at its deadline.
+    Stuck,
+    /// It ended without printing anything the server sent (it crashed, or never got data).
+    Empty,
+}
+
+fn ending(f: &Finished) -> Ending {
+    let got = f.stdout.contains("This is PMU data") || f.stdout.contains("PMU flood line");
+    match (f.exited, got) {
+        (false, _) => Ending::Stuck,
+        (true, false) => Ending::Empty,
+        (true, true) => Ending::Ended,
     }
 }
 
-/// A note on what a silent or crashed program did, appended to a failure.
+/// Every run printed the server's data and ended by itself when the server closed.
+fn exits(ended: &[(&str, Ending)], slack: Duration) -> std::result::Result<String, String> {
+    let with = |want: Ending| -> Vec<&str> {
+        ended
+            .iter()
+            .filter(|(_, e)| *e == want)
+            .map(|(c, _)| *c)
+            .collect()
+    };
+    let (stuck, empty) = (with(Ending::Stuck), with(Ending::Empty));
+    if stuck.is_empty() && empty.is_empty() {
+        return Ok(format!(
+            "it ended by itself after each of {} commands, once the server closed",
+            ended.len()
+        ));
+    }
+    let mut why = String::from(
+        "expected the program to print what the server sent and end when the server closes the connection",
+    );
+    if !stuck.is_empty() {
+        why.push_str(&format!(
+            "; it was still running {} s after the server was done with {}",
+            slack.as_secs(),
+            stuck.join(", ")
+        ));
+    }
+    if !empty.is_empty() {
+        why.push_str(&format!(
+            "; it ended without printing any of the server's data for {}",
+            empty.join(", ")
+        ));
+    }
+    Err(why)
+}
+
+/// A note on what a silent, stuck or crashed program did, appended to a failure.
 fn silence_note(f: &Finished) -> String {
     let mut s = String::new();
+    if f.stopped {
+        s.push_str(&format!(
+            "; it was still running after {:.0} s and was stopped",
+            f.elapsed.as_secs_f64()
+        ));
+    }
     if f.flooded {
         s.push_str("; it printed more than the output limit and was stopped");
     }
@@ -822,15 +868,30 @@ fn tv_send(
     ))
 }
 
-fn tv_answer(seen: &[Value], long: &str) -> std::result::Result<String, String> {
-    match seen.iter().find_map(|v| v["answered"].as_str()) {
-        Some(a) => Ok(format!("the TV answered '{a}'")),
-        None => Err(format!(
-            "expected the TV to answer the {}-character text; it did not (its record shows {} datagram(s) from student1, none with 300 characters or more after the ID)",
-            long.chars().count(),
-            seen.len()
-        )),
+fn tv_answer(seen: &[Value], ids: &[String], long: &str) -> std::result::Result<String, String> {
+    let ours = |v: &&Value| {
+        let id = v["id"].as_str().unwrap_or("");
+        ids.is_empty() || ids.iter().any(|i| i == id)
+    };
+    if let Some(a) = seen
+        .iter()
+        .filter(ours)
+        .find_map(|v| v["answered"].as_str())
+    {
+        return Ok(format!("the TV answered '{a}'"));
     }
+    let other = seen.iter().find_map(|v| v["answered"].as_str());
+    Err(format!(
+        "expected the TV to thank one of the group's IDs for the {}-character text; {}",
+        long.chars().count(),
+        match other {
+            Some(a) => format!("it answered '{a}', an ID that is not the group's"),
+            None => format!(
+                "it did not answer (its record shows {} datagram(s) from student1, none with 300 characters or more after the ID)",
+                seen.len()
+            ),
+        }
+    ))
 }
 
 fn read_records(path: &Path) -> Vec<Value> {
