@@ -44,9 +44,18 @@ pub fn tool(name: &str) -> Result<PathBuf> {
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
+        // Cargo's test binaries live in target/<profile>/deps, the programs one level up.
+        for d in [
+            Some(dir.as_path()),
+            dir.parent().filter(|_| dir.ends_with("deps")),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let p = d.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
         }
     }
     if let Some(path) = std::env::var_os("PATH") {

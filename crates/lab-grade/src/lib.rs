@@ -21,6 +21,7 @@ pub mod chat;
 pub mod lab;
 pub mod report;
 pub mod rubric;
+pub mod sample;
 pub mod sandbox;
 pub mod submission;
 pub mod tls;
