@@ -53,10 +53,20 @@ pub fn variants() -> Vec<Variant> {
     ]
 }
 
+/// A class made by [`class`].
+#[derive(Debug)]
+pub struct Class {
+    /// The folder of submissions.
+    pub dir: PathBuf,
+    /// The course CA's certificate (`--ca`).
+    pub ca: PathBuf,
+    /// Each submission's name with its variant.
+    pub subs: Vec<(String, Variant)>,
+}
+
 /// A class in `root/class`, `copies` submissions cycling through [`variants`], and the course
-/// CA in `root/ca`. Returns the class folder, the CA certificate, and each submission's name
-/// with its variant.
-pub fn class(root: &Path, copies: usize) -> Result<(PathBuf, PathBuf, Vec<(String, Variant)>)> {
+/// CA in `root/ca`.
+pub fn class(root: &Path, copies: usize) -> Result<Class> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"));
     let reference_src = source.join("../../tests/students/tp3").join(REFERENCE);
     let mutants = source.join("tests/mutants/tp3");
@@ -136,7 +146,11 @@ pub fn class(root: &Path, copies: usize) -> Result<(PathBuf, PathBuf, Vec<(Strin
         out.push((name, variant));
     }
     let _ = fs::remove_dir_all(&staging);
-    Ok((class, ca_dir.join("cacert.pem"), out))
+    Ok(Class {
+        dir: class,
+        ca: ca_dir.join("cacert.pem"),
+        subs: out,
+    })
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
