@@ -48,7 +48,7 @@ TASKS:
     capture HOST --out FILE.pcap [--iface IF] [--filter EXPR] [-- demo NAME]
                                tcpdump inside a lab host (Wireshark-ready)
     images [--check]           write/validate docker/Dockerfile and the compose files; build with an engine
-    bench [tunnel|chat|pmu|ws|startup|all] [OPTIONS]
+    bench [tunnel|chat|pmu|ws|startup|grade|all] [OPTIONS]
                                benchmarks side by side (runs the release netlab-bench; `bench --help`)
 
 GLOBAL OPTIONS:

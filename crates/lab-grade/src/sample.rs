@@ -65,12 +65,11 @@ pub struct Class {
 }
 
 /// A class in `root/class`, `copies` submissions cycling through [`variants`], and the course
-/// CA in `root/ca`.
-pub fn class(root: &Path, copies: usize) -> Result<Class> {
+/// CA in `root/ca`, made and used with the `tls-pmu` program at `tls`.
+pub fn class(root: &Path, copies: usize, tls: &Path) -> Result<Class> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"));
     let reference_src = source.join("../../tests/students/tp3").join(REFERENCE);
     let mutants = source.join("tests/mutants/tp3");
-    let tls = crate::lab::tool("tls-pmu")?;
     let ca_dir = root.join("ca");
     run(Command::new(&tls)
         .args(["ca", "init", "--out"])
@@ -93,7 +92,7 @@ pub fn class(root: &Path, copies: usize) -> Result<Class> {
             "/CN=pmu.group12.example",
         ])
         .current_dir(&signed))?;
-    run(Command::new(&tls)
+    run(Command::new(tls)
         .args(["ca", "sign", "--ca"])
         .arg(&ca_dir)
         .args(["--csr", "123456.csr", "--out", "123456_cert.pem"])

@@ -45,12 +45,16 @@ fn reference_full_marks_each_mutant_loses_only_its_part() {
     }
     let root = std::env::temp_dir().join(format!("lab-grade-tp3-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
-    lab_grade(); // builds the course programs next to lab-grade, where sample finds tls-pmu
     let sample::Class {
         dir: class,
         ca,
         subs,
-    } = sample::class(&root, sample::variants().len()).unwrap();
+    } = sample::class(
+        &root,
+        sample::variants().len(),
+        &labnet::testkit::bin("tls-pmu"),
+    )
+    .unwrap();
     let csv = root.join("grades.csv");
     let feedback = root.join("feedback");
     let mut cmd = lab_grade();
@@ -123,12 +127,11 @@ fn one_submission_in_json_has_the_contract_schema_and_the_batch_scores() {
     }
     let root = std::env::temp_dir().join(format!("lab-grade-tp3-one-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
-    lab_grade();
     let sample::Class {
         dir: class,
         ca,
         subs,
-    } = sample::class(&root, 3).unwrap();
+    } = sample::class(&root, 3, &labnet::testkit::bin("tls-pmu")).unwrap();
     let (one_recv, _) = &subs[2];
     let out = output(
         lab_grade()

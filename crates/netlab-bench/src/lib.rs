@@ -56,6 +56,8 @@ BENCH (default: all):
               Python websocket-client (peers/ws_flood.py)
     startup   every workspace binary with --help; against /bin/true and python3 -c 'import socket'
     all       all of the above (about 20 minutes on 2 cores)
+    grade     lab-grade batch on a class of --class TP3 submissions (reference and mutants) in
+              --jobs lanes, each kind also graded alone (root; about 8 minutes; not in `all`)
 
 OPTIONS:
     --rounds N         rounds per benchmark, competitors interleaved (default 5)
@@ -71,6 +73,8 @@ OPTIONS:
     --sessions N       concurrent CMD_short:0 sessions (default 1000)
     --flood-bytes B    CMD_floodme size in bytes (default 1073741824 = 1 GiB)
     --ws-bytes B       WebSocket flood size in bytes (default 67108864 = 64 MiB)
+    --class N          grade: submissions in the class (default 100)
+    --jobs J           grade: lanes of lab-grade batch (default 8)
     --out DIR          where the JSON and Markdown results go (default target/bench)
     --bin-dir DIR      where the netlab binaries are (default target/release)
     --no-build         do not run `cargo build --release -p <crate>` before using a binary
@@ -97,6 +101,8 @@ pub enum Bench {
     Ws,
     /// `--help` start-up vs /bin/true.
     Startup,
+    /// lab-grade batch on a class (not in `all`).
+    Grade,
 }
 
 impl Bench {
@@ -117,6 +123,7 @@ impl Bench {
             Bench::Pmu => "pmu",
             Bench::Ws => "ws",
             Bench::Startup => "startup",
+            Bench::Grade => "grade",
         }
     }
 }
@@ -144,6 +151,10 @@ pub struct Sizes {
     pub flood_bytes: u64,
     /// WebSocket flood bytes.
     pub ws_bytes: u64,
+    /// Submissions in the graded class.
+    pub class: usize,
+    /// Lanes of the grader.
+    pub jobs: usize,
 }
 
 impl Sizes {
@@ -160,6 +171,8 @@ impl Sizes {
             sessions: 1_000,
             flood_bytes: 1 << 30,
             ws_bytes: 64 << 20,
+            class: 100,
+            jobs: 8,
         }
     }
 
@@ -176,6 +189,8 @@ impl Sizes {
             sessions: 200,
             flood_bytes: 64 << 20,
             ws_bytes: 8 << 20,
+            class: 24,
+            jobs: 8,
         }
     }
 }
@@ -224,6 +239,11 @@ impl Config {
         sizes.sessions = labnet::args::opt_or(&mut a, "--sessions", sizes.sessions)?;
         sizes.flood_bytes = labnet::args::opt_or(&mut a, "--flood-bytes", sizes.flood_bytes)?;
         sizes.ws_bytes = labnet::args::opt_or(&mut a, "--ws-bytes", sizes.ws_bytes)?;
+        sizes.class = labnet::args::opt_or(&mut a, "--class", sizes.class)?;
+        sizes.jobs = labnet::args::opt_or(&mut a, "--jobs", sizes.jobs)?;
+        if sizes.class == 0 || !(1..=64).contains(&sizes.jobs) {
+            return Err(Error::usage("--class must be at least 1, --jobs 1-64"));
+        }
         if sizes.clients < 2 || sizes.conns == 0 || sizes.sessions == 0 || sizes.burst == 0 {
             return Err(Error::usage(
                 "--clients must be at least 2; --conns, --sessions, --burst at least 1",
@@ -238,11 +258,12 @@ impl Config {
         while let Some(word) = a.opt_free_from_str::<String>()? {
             match word.as_str() {
                 "all" => benches.extend(Bench::ALL),
+                "grade" => benches.push(Bench::Grade),
                 w => match Bench::ALL.iter().find(|b| b.name() == w) {
                     Some(b) => benches.push(*b),
                     None => {
                         return Err(Error::usage(format!(
-                            "unknown benchmark '{w}': expected tunnel, chat, pmu, ws, startup or all"
+                            "unknown benchmark '{w}': expected tunnel, chat, pmu, ws, startup, grade or all"
                         )));
                     }
                 },
@@ -310,6 +331,7 @@ pub fn run_config(config: &Config) -> Result<()> {
             Bench::Pmu => suite::pmu::run(config),
             Bench::Ws => suite::ws::run(config),
             Bench::Startup => suite::startup::run(config),
+            Bench::Grade => suite::grade::run(config),
         }?;
         let load_after = sys::load_note();
         for c in &mut cases {
