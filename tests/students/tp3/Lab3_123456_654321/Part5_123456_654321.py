@@ -29,7 +29,9 @@ def main():
         print(message)
 
     def on_error(ws, error):
-        print("error:", error)
+        # Newer websocket-client versions also report the server's normal close (code 1000)
+        # here: keep such notes off the messages, on stderr.
+        print("websocket:", error, file=sys.stderr)
 
     app = websocket.WebSocketApp(URL, on_open=on_open, on_message=on_message, on_error=on_error)
     app.run_forever()
