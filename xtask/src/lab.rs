@@ -664,9 +664,11 @@ fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
             t.name
         )));
     }
+    // The same binaries `lab up` uses, without building them again.
     let bins = opts
         .bin_dir
         .clone()
+        .or_else(|| std::env::var_os("NETLAB_BIN_DIR").map(PathBuf::from))
         .unwrap_or_else(|| site::workspace_root().join("target").join("release"));
     let status = testkit::host_command(&ns, &cmd[0])
         .env("PATH", testkit::lab_path(&[&bins]))

@@ -116,6 +116,8 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
     }
 
     let csv = root.join("grades.csv");
+    let feedback = root.join("feedback");
+    let mismatches = std::cell::RefCell::new(Vec::new());
     let batch = Competitor::new("lab-grade batch", |_round| {
         let t = Instant::now();
         let status = Command::new(&grader)
@@ -123,6 +125,8 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
             .arg(&class.dir)
             .arg("--csv")
             .arg(&csv)
+            .arg("--feedback")
+            .arg(&feedback)
             .args(["--jobs", &jobs.to_string(), "--timeout", "5", "--ca"])
             .arg(&class.ca)
             .stdout(std::process::Stdio::null())
@@ -135,15 +139,22 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
         let grades = lab_grade::sample::read_csv(
             &fs::read_to_string(&csv).with_context(|| format!("read {}", csv.display()))?,
         );
-        let matching = class
-            .subs
-            .iter()
-            .filter(|(name, variant)| {
-                grades.get(name).is_some_and(|g| {
-                    lab_grade::sample::matches(variant, g) && alone.get(variant.name) == Some(g)
-                })
-            })
-            .count();
+        let mut matching = 0;
+        for (name, variant) in &class.subs {
+            let got = grades.get(name);
+            if got.is_some_and(|g| {
+                lab_grade::sample::matches(variant, g) && alone.get(variant.name) == Some(g)
+            }) {
+                matching += 1;
+            } else {
+                mismatches.borrow_mut().push(format!(
+                    "{name}: batch {got:?}, alone {:?}, expected {:?} (feedback: {})",
+                    alone.get(variant.name),
+                    variant.parts,
+                    feedback.join(format!("{name}.txt")).display()
+                ));
+            }
+        }
         Ok(vec![
             ("seconds", seconds),
             ("per_submission", seconds / n as f64),
@@ -156,6 +167,13 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
         "{n} submissions, {jobs} lanes; the {} kinds graded alone first",
         alone.len()
     ));
-    let _ = fs::remove_dir_all(&root);
+    let mismatches = mismatches.into_inner();
+    for m in &mismatches {
+        case.notes.push(format!("mismatch: {m}"));
+    }
+    // Kept when something differs, so the feedback files say why.
+    if mismatches.is_empty() {
+        let _ = fs::remove_dir_all(&root);
+    }
     Ok(vec![case])
 }
