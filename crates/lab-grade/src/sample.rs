@@ -71,9 +71,7 @@ pub fn class(root: &Path, copies: usize, tls: &Path) -> Result<Class> {
     let reference_src = source.join("../../tests/students/tp3").join(REFERENCE);
     let mutants = source.join("tests/mutants/tp3");
     let ca_dir = root.join("ca");
-    run(Command::new(tls)
-        .args(["ca", "init", "--out"])
-        .arg(&ca_dir))?;
+    run(Command::new(tls).args(["ca", "init", "--out"]).arg(&ca_dir))?;
     // The handout's flow: the group makes its key and CSR with openssl, the CA signs the CSR.
     let signed = root.join("signed");
     fs::create_dir_all(&signed).with_context(|| format!("create {}", signed.display()))?;

@@ -71,59 +71,88 @@ pub fn part6(g: &Grader, lab: &Lab, marks: &mut Marks, _rng: &mut SmallRng) -> R
         }
     };
     let argv = g.argv("6", "{prog}", &program, &[]);
+    // Each client meets a server of its own, on a host of its own (a restarted server without
+    // SO_REUSEADDR could not bind its port again while the first one's connection sits in
+    // TIME_WAIT): a server that a bad handshake or a client's early close makes crash must not
+    // decide the next check.
+    let served = with_server(
+        g,
+        lab,
+        &program,
+        &argv,
+        ("student1", "student2"),
+        |ns, local, target| {
+            let p = Arc::clone(&provider);
+            match crate::lab::in_namespace(ns, move || tls_command(target, p))
+                .unwrap_or_else(|e| Err(e.to_string()))
+            {
+                Ok(text) => pmu_data(&text, local),
+                Err(why) => Err(format!(
+                    "expected a TLS handshake on {local} and PMU data for CMD_short:0; {why}"
+                )),
+            }
+        },
+    )?;
+    marks.check("p6.served", served);
+    let refused = with_server(
+        g,
+        lab,
+        &program,
+        &argv,
+        ("student2", "student1"),
+        |ns, _, target| {
+            crate::lab::in_namespace(ns, move || plaintext(target))
+                .unwrap_or_else(|e| Err(e.to_string()))
+        },
+    )?;
+    marks.check("p6.plaintext", refused);
+    Ok(())
+}
+
+/// Starts the student's server on `hosts.0`, finds its port in that host's socket table, runs
+/// `client` from `hosts.1` (or from the server's host when it listens on loopback) with
+/// `(namespace, listening address, address to connect)`, then stops the server.
+fn with_server(
+    g: &Grader,
+    lab: &Lab,
+    program: &Path,
+    argv: &[std::ffi::OsString],
+    (host, other): (&str, &str),
+    client: impl FnOnce(&str, SocketAddr, SocketAddr) -> std::result::Result<String, String>,
+) -> Result<std::result::Result<String, String>> {
     let cwd = program.parent().unwrap_or(Path::new("/"));
-    let mut server = lab.student(g.lane, "student1", cwd, &argv, false, &g.limits)?;
-    // Its port: the only TCP listener of the student's host.
+    let mut server = lab.student(g.lane, host, cwd, argv, false, &g.limits)?;
+    // Its port: the only TCP listener of its host.
     let mut listening: Option<SocketAddr> = None;
     wait_until(Duration::from_secs(10), || {
-        listening = listener(&lab.probe("student1", "ss", &["-Htln"]));
+        listening = listener(&lab.probe(host, "ss", &["-Htln"]));
         listening.is_some()
     });
     let Some(local) = listening else {
-        let f = server.stop();
+        let f = server.stop().relative_to(cwd);
         g.lane.kill_all();
-        let why = format!(
+        return Ok(Err(format!(
             "expected the server to listen on a TCP port; after 10 s it listened on none{}",
             if f.error_tail().is_empty() {
                 String::new()
             } else {
                 format!("; its last error output: {}", f.error_tail())
             }
-        );
-        marks.check("p6.served", Err(why.clone()));
-        marks.check("p6.plaintext", Err(why));
-        return Ok(());
+        )));
     };
-    // A server bound to loopback is reached from its own host, any other from student2.
+    // A server bound to loopback is reached from its own host, any other from the other host.
+    let address = IpAddr::V4(lab.bed.host(host).ipv4());
     let (from, target) = if local.ip().is_loopback() {
-        ("student1", local)
-    } else if local.ip().is_unspecified() || local.ip() == IpAddr::from([172, 30, 0, 101]) {
-        (
-            "student2",
-            SocketAddr::from(([172, 30, 0, 101], local.port())),
-        )
+        (host, local)
+    } else if local.ip().is_unspecified() {
+        (other, SocketAddr::new(address, local.port()))
     } else {
-        ("student2", local)
+        (other, local)
     };
-    let ns = lab.bed.ns(from);
-    let p = Arc::clone(&provider);
-    let served = crate::lab::in_namespace(&ns, move || tls_command(target, p))
-        .unwrap_or_else(|e| Err(e.to_string()));
-    let served_detail = match served {
-        Ok(text) => pmu_data(&text, local),
-        Err(why) => Err(format!(
-            "expected a TLS handshake on {local} and PMU data for CMD_short:0; {why}"
-        )),
-    };
-    marks.check("p6.served", served_detail);
-    marks.check(
-        "p6.plaintext",
-        crate::lab::in_namespace(&ns, move || plaintext(target))
-            .unwrap_or_else(|e| Err(e.to_string())),
-    );
+    let result = client(&lab.bed.ns(from), local, target);
     server.stop();
     g.lane.kill_all();
-    Ok(())
+    Ok(result)
 }
 
 fn files_note(g: &Grader) -> String {
