@@ -172,6 +172,25 @@ impl Lab {
         }
     }
 
+    /// Stops every course program and returns the JSON events `prog` printed, all of them: a
+    /// server logs an event before it answers, but the grader's reader may not have read the
+    /// line yet when the student's program, answered, has already ended; stopping drains the
+    /// pipe.
+    pub fn stop_and_events(&mut self, prog: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        for (p, mut r) in self.servers.drain(..) {
+            let f = r.stop();
+            if p == prog {
+                events.extend(
+                    f.stdout
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
+                );
+            }
+        }
+        events
+    }
+
     /// Starts a student's program on `host` as the lane's user (see [`sandbox`]).
     pub fn student(
         &self,

@@ -125,16 +125,24 @@ impl Lane {
         Ok(())
     }
 
-    /// Kills every process of the lane's user (those that left their process group too).
+    /// Kills every process of the lane's user (those that left their process group too), until
+    /// none is left: a fork bomb's children forked while the first kill went round would
+    /// otherwise live on, and count against the next program's process limit.
     pub fn kill_all(&self) {
-        // kill(-1) from the lane's own user reaches exactly that user's processes.
-        let _ = Command::new("setpriv")
-            .args(self.setpriv_args())
-            .args(["kill", "-KILL", "-1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        for _ in 0..200 {
+            if processes_of(self.uid) == 0 {
+                return;
+            }
+            // kill(-1) from the lane's own user reaches exactly that user's processes.
+            let _ = Command::new("setpriv")
+                .args(self.setpriv_args())
+                .args(["kill", "-KILL", "-1"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn setpriv_args(&self) -> Vec<String> {
@@ -184,6 +192,30 @@ impl Lane {
         base.args(argv).current_dir(cwd);
         base
     }
+}
+
+/// How many processes (threads count once, zombies too: they hold their slot of RLIMIT_NPROC
+/// until reaped) run as `uid`, from `/proc`.
+pub fn processes_of(uid: u32) -> usize {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .is_some_and(|u| u == uid.to_string())
+            })
+        })
+        .count()
 }
 
 /// How a program is started: Python with Debian's interpreter (the one an unprivileged user can

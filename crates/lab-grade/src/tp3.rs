@@ -254,10 +254,9 @@ impl Grader<'_> {
             let argv = self.argv("3", "{prog}", &program, &values(5004, ""));
             // Two forced losses and some random ones: about 3-6 s of one-second timeouts.
             let f = self.run(lab, STUDENT, &program, &argv, Duration::from_secs(8))?;
-            let run = ResetRun::read(&lab.events("lab-server"), family, f);
+            let run = ResetRun::read(&lab.stop_and_events("lab-server"), family, f);
             marks.check(id, run.reached());
             runs.push(run);
-            lab.stop_servers();
         }
         marks.check("p3.retransmit", retransmits(&runs));
         marks.check("p3.timeout", timeouts(&runs));
