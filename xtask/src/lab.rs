@@ -190,7 +190,7 @@ pub fn command(args: Vec<OsString>, opts: &Opts) -> Result<(), Error> {
     let docker = rest.iter().any(|a| a == "--docker");
     let rest: Vec<String> = rest.into_iter().filter(|a| a != "--docker").collect();
     if docker {
-        return crate::images::lab_docker(&sub, &rest);
+        return crate::docker::lab::command(&sub, &rest, opts);
     }
     match sub.as_str() {
         "up" => {

@@ -8,6 +8,7 @@
 
 mod capture;
 mod demo;
+mod docker;
 mod helpers;
 mod images;
 mod lab;
@@ -33,6 +34,8 @@ USAGE:
 TASKS:
     demo [NAME|all]            narrated demos with a PASS/FAIL check per expected observation
                                NAME: broadcast multicast tunnel basics pmu reset tv ws tls chat
+    demo --docker [--image IMG] [NAME|all]
+                               the same demos in Docker containers (builds the image unless --image)
     verify [--exercise 1..4] [--part 1..6] [--chat]
                                the same checks, quietly; ends with `N passed, N failed`
     lab up [week3|chat|tp3|all] [--services none|default|all]
@@ -44,15 +47,20 @@ TASKS:
     lab exec HOST -- CMD…      run CMD inside a lab host (client or week3_client), lab binaries on PATH
     lab service start|stop HOST [SERVICE]
                                take or free a service's ports (stop router: your own tunnel on :9090)
-    lab … --docker             the same with the compose files, when a Docker engine answers
+    lab up|down|status|exec|service … --docker [--services none|default|all] [--image IMG]
+                               the same labs as Docker compose projects (the handout's containers)
     capture HOST --out FILE.pcap [--iface IF] [--filter EXPR] [-- demo NAME]
                                tcpdump inside a lab host (Wireshark-ready)
-    images [--check]           write/validate docker/Dockerfile and the compose files; build with an engine
+    images [--check]           write/validate docker/Dockerfile and the compose files
+    images --build [--offline] [--tag IMG]
+                               build netlab:latest: the Dockerfile with a registry, else a debootstrap
+                               base (cached) plus the host's release binaries
     bench [tunnel|chat|pmu|ws|startup|grade|all] [OPTIONS]
                                benchmarks side by side (runs the release netlab-bench; `bench --help`)
 
 GLOBAL OPTIONS:
     --bin-dir DIR              use the lab binaries in DIR instead of building target/release
+    --prefix P                 prefix of every namespace, container, network and compose project
     --loopback                 run the loopback variants even as root
     --lab-dir DIR              the folder lab hosts see at /lab (default: the repository's lab/)
     -h, --help                 this text
@@ -91,6 +99,7 @@ fn parse_globals(args: Vec<OsString>) -> Result<(site::Opts, Vec<OsString>), Err
         loopback: a.contains("--loopback"),
         lab_dir: a.opt_value_from_str::<_, PathBuf>("--lab-dir")?,
         quiet: false,
+        docker: None,
     };
     Ok((opts, a.finish()))
 }
@@ -116,10 +125,17 @@ fn dispatch(opts: site::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
             proc::install_ctrlc();
             capture::command(rest)
         }
-        "images" => images::command(rest),
+        "images" => images::command(rest, &opts),
         "bench" => bench(&opts, rest),
         "__probe" => helpers::probe(&strings()),
         "__nc" => helpers::nc(&strings()),
+        "__bins" => {
+            // The binaries `images --build` puts in the image (tests build exactly these).
+            for n in docker::image::binary_names().map_err(Error::msg)? {
+                println!("{n}");
+            }
+            Ok(())
+        }
         "__pcap" => {
             for f in strings() {
                 for p in pcap::read(std::path::Path::new(&f)).map_err(Error::msg)? {
