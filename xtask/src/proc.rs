@@ -24,6 +24,9 @@ pub fn interrupted() -> bool {
 /// The error a wait returns when Ctrl-C was pressed.
 pub const INTERRUPTED_MSG: &str = "interrupted (Ctrl-C)";
 
+/// Sends a named signal (`INT`, `KILL`) to a program that is not our child itself.
+type Signal = Box<dyn Fn(&str) + Send>;
+
 /// A started process whose stdout and stderr are collected by two reader threads.
 pub struct Bg {
     child: Child,
@@ -31,6 +34,9 @@ pub struct Bg {
     err: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
     status: Option<ExitStatus>,
+    /// Sends a signal (`INT`, `KILL`) to the program where it really runs, when that is not
+    /// the child itself (a program `docker exec` started inside a container).
+    remote: Option<Signal>,
 }
 
 fn collect(mut src: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
@@ -71,7 +77,14 @@ impl Bg {
             err,
             readers,
             status: None,
+            remote: None,
         })
+    }
+
+    /// Signals go through `via` (to the program inside a container) as well as to the child.
+    pub fn signal_via(mut self, via: impl Fn(&str) + Send + 'static) -> Bg {
+        self.remote = Some(Box::new(via));
+        self
     }
 
     /// The child's stdin, when started with `stdin: true`.
@@ -164,6 +177,9 @@ impl Bg {
     /// Ends the process (SIGKILL) and collects its output.
     pub fn kill(&mut self) {
         if self.status.is_none() {
+            if let (Some(via), Ok(None)) = (&self.remote, self.child.try_wait()) {
+                via("KILL");
+            }
             let _ = self.child.kill();
             self.status = self.child.wait().ok();
         }
@@ -172,10 +188,14 @@ impl Bg {
 
     /// Sends SIGINT (what Ctrl-C does to the student's program) and waits up to `limit`.
     pub fn interrupt(&mut self, limit: Duration) -> Result<Option<ExitStatus>, String> {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
+        if let Some(via) = &self.remote {
+            via("INT");
+        } else {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         self.finish(limit)
     }
 }

@@ -26,6 +26,8 @@ pub struct Opts {
     pub quiet: bool,
     /// The folder lab hosts see at `/lab` (`--lab-dir`; default the repository's `lab/`).
     pub lab_dir: Option<PathBuf>,
+    /// Run in Docker containers of this image instead (`demo --docker`).
+    pub docker: Option<String>,
 }
 
 /// How the hosts of a site exist.
@@ -34,6 +36,8 @@ pub enum Mode {
     Netns(Testbed),
     /// Every host is this machine, on a loopback address of its own.
     Loopback,
+    /// One Docker container per host (a compose project of its own).
+    Docker(crate::docker::Lab),
 }
 
 /// A topology brought up for a demo.
@@ -70,6 +74,22 @@ impl Site {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        if let Some(image) = &opts.docker {
+            let say = |m: &str| println!("{m}");
+            let lab = crate::docker::Lab::for_demo(topo, &opts.prefix, image, &dir, say)
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_dir_all(&dir);
+                })?;
+            let site = Site {
+                topo,
+                mode: Mode::Docker(lab),
+                bins: bins.to_path_buf(),
+                dir,
+                services: Vec::new(),
+                own_dir: true,
+            };
+            return Ok((site, None));
+        }
         let mode = match why_not {
             None => {
                 // A leftover of a crashed run (or a standing `lab up`) with the same names would be
@@ -117,23 +137,23 @@ impl Site {
         }
     }
 
-    /// True in the namespace backend.
+    /// True on a real multi-host topology: namespaces or Docker containers.
     pub fn netns(&self) -> bool {
-        matches!(self.mode, Mode::Netns(_))
+        matches!(self.mode, Mode::Netns(_) | Mode::Docker(_))
     }
 
     /// The testbed, in the namespace backend.
     pub fn bed(&self) -> Option<&Testbed> {
         match &self.mode {
             Mode::Netns(b) => Some(b),
-            Mode::Loopback => None,
+            Mode::Loopback | Mode::Docker(_) => None,
         }
     }
 
     /// The name printed before a command: `week3_client` (or `local` on loopback).
     pub fn display(&self, host: &str) -> String {
         match self.mode {
-            Mode::Netns(_) => self.topo.container(host),
+            Mode::Netns(_) | Mode::Docker(_) => self.topo.container(host),
             Mode::Loopback => "local".to_owned(),
         }
     }
@@ -145,7 +165,7 @@ impl Site {
             .host(host)
             .map_or(Ipv4Addr::LOCALHOST, |h| h.ipv4());
         match self.mode {
-            Mode::Netns(_) => a,
+            Mode::Netns(_) | Mode::Docker(_) => a,
             Mode::Loopback => Ipv4Addr::new(127, 0, 0, a.octets()[3]),
         }
     }
@@ -153,13 +173,17 @@ impl Site {
     /// The name a student types for a host (`server`), or its loopback address.
     pub fn name(&self, host: &str) -> String {
         match self.mode {
-            Mode::Netns(_) => host.to_owned(),
+            Mode::Netns(_) | Mode::Docker(_) => host.to_owned(),
             Mode::Loopback => self.addr(host).to_string(),
         }
     }
 
     /// The path of a lab binary, or why it is missing.
     pub fn bin(&self, prog: &str) -> Result<PathBuf, String> {
+        if let Mode::Docker(_) = self.mode {
+            // The image carries every lab binary (`images --build` checked each one).
+            return Ok(Path::new("/usr/local/bin").join(prog));
+        }
         let p = self.bins.join(prog);
         if p.is_file() {
             Ok(p)
@@ -184,11 +208,30 @@ impl Site {
                 c.env("PATH", path_with(&self.bins)).args(args);
                 c
             }
+            Mode::Docker(lab) => crate::docker::exec(&lab.project.container(host), prog, args),
         }
+    }
+
+    /// In Docker, a background program that signals reach inside its container.
+    fn docker_bg(
+        &self,
+        host: &str,
+        prog: &str,
+        args: &[String],
+        stdin: bool,
+    ) -> Option<Result<Bg, String>> {
+        let Mode::Docker(lab) = &self.mode else {
+            return None;
+        };
+        let (cmd, signal) = crate::docker::spawn_cmd(&lab.project.container(host), prog, args);
+        Some(Bg::start(cmd, stdin).map(|bg| bg.signal_via(signal)))
     }
 
     /// Starts `prog args…` on `host` with captured output.
     pub fn spawn(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+        if let Some(bg) = self.docker_bg(host, prog, args, false) {
+            return bg;
+        }
         self.bin(prog).or_else(|e| {
             if crate::proc::have(prog) {
                 Ok(PathBuf::new())
@@ -201,6 +244,9 @@ impl Site {
 
     /// Like [`Site::spawn`] with a writable stdin.
     pub fn spawn_stdin(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+        if let Some(bg) = self.docker_bg(host, prog, args, true) {
+            return bg;
+        }
         self.bin(prog)?;
         Bg::start(self.cmd(host, prog, args), true)
     }
@@ -239,6 +285,8 @@ impl Site {
                 c.args(&full[1..]);
                 c
             }
+            // The container has no xtask: the image's netcat does the same.
+            Mode::Docker(lab) => crate::docker::helper(&lab.project.container(host), args),
         }
     }
 

@@ -92,6 +92,19 @@ impl Ctx {
     pub fn bring_up(&mut self, topo: &'static Topology) -> Result<Site, String> {
         let (site, why) = Site::up(topo, &self.opts, &self.bins)?;
         match why {
+            None if self.opts.docker.is_some() => {
+                // The image has tcpdump and smcroute: every observation can be shown.
+                self.r.say(&format!(
+                    "({} topology up in Docker containers of {}: {})",
+                    topo.name,
+                    self.opts.docker.as_deref().unwrap_or_default(),
+                    topo.hosts
+                        .iter()
+                        .map(|h| format!("{} {}", topo.container(h.name), h.ipv4()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             Some(why) => {
                 self.r.say(&format!(
                     "(no namespaces: {why}; running the loopback variant on 127.0.0.0/8)"
@@ -208,12 +221,22 @@ pub fn select(name: &str) -> Result<Vec<&'static str>, Error> {
         })
 }
 
-/// `cargo xtask demo [NAME]`.
-pub fn command(args: Vec<OsString>, opts: Opts) -> Result<(), Error> {
-    let rest: Vec<String> = args
+/// `cargo xtask demo [--docker [--image IMG]] [NAME]`.
+pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
+    let mut a = pico_args::Arguments::from_vec(args);
+    let docker = a.contains("--docker");
+    let image: Option<String> = a.opt_value_from_str("--image")?;
+    let rest: Vec<String> = a
+        .finish()
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if let Some(bad) = rest.iter().find(|a| a.starts_with('-')) {
+        return Err(Error::usage(format!("unknown option '{bad}'")));
+    }
+    if image.is_some() && !docker {
+        return Err(Error::usage("--image goes with --docker"));
+    }
     let name = match rest.as_slice() {
         [] => "all".to_owned(),
         [one] => one.clone(),
@@ -221,6 +244,14 @@ pub fn command(args: Vec<OsString>, opts: Opts) -> Result<(), Error> {
     };
     let names = select(&name)?;
     let bins = crate::site::binaries(&opts).map_err(Error::msg)?;
+    // Docker: the image of the binaries just built (a prefixed run's own, removed at the end).
+    let _image = if docker {
+        let img = crate::docker::DemoImage::prepare(image, &opts, &bins).map_err(Error::msg)?;
+        opts.docker = Some(img.name.clone());
+        Some(img)
+    } else {
+        None
+    };
     let mut ctx = Ctx::new(opts, bins);
     let ok = run(&mut ctx, &names);
     print!("{}", ctx.r.summary());
