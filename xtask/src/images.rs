@@ -706,6 +706,22 @@ mod tests {
     }
 
     #[test]
+    fn course_services_are_the_namespace_labs_services() {
+        for t in topo::ALL {
+            let site = crate::site::Site::names_only(t);
+            let ns: Vec<_> = crate::lab::services(&site, |_| PathBuf::from("/tmp"))
+                .into_iter()
+                .map(|s| (s.host, s.name, s.prog.to_owned(), s.ports, s.default))
+                .collect();
+            let dk: Vec<_> = course_services(t)
+                .into_iter()
+                .map(|s| (s.host, s.name, s.argv[0].clone(), s.ports, s.default))
+                .collect();
+            assert_eq!(dk, ns, "{}", t.name);
+        }
+    }
+
+    #[test]
     fn router_finds_its_interfaces_by_address() {
         let yaml = compose(&topo::WEEK3, &Variant::default());
         let router = service(&yaml, "router").join("\n");

@@ -76,8 +76,8 @@ impl Site {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         if let Some(image) = &opts.docker {
             let say = |m: &str| println!("{m}");
-            let lab = crate::docker::Lab::for_demo(topo, &opts.prefix, image, &dir, say)
-                .inspect_err(|_| {
+            let lab =
+                crate::docker::Lab::for_demo(topo, opts, image, &dir, say).inspect_err(|_| {
                     let _ = std::fs::remove_dir_all(&dir);
                 })?;
             let site = Site {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use labnet::Error;
 use labnet::topo::Topology;
 
-use super::{Project, Services, engine, exec_interactive, helper, output};
+use super::{Project, engine, exec_interactive, helper, output};
 use crate::images::{self, course_services};
+use crate::lab::Services;
 use crate::site::Opts;
 
 /// `lab SUB … --docker` (the `--docker` flag already removed).
@@ -33,8 +34,9 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
         return Err(Error::usage(format!("unknown option '{bad}'")));
     }
     let image = image.unwrap_or_else(|| images::IMAGE.to_owned());
+    let lab_dir = crate::lab::shared_dir(opts);
     let services = match services {
-        Some(s) => Services::parse(&s).map_err(Error::usage)?,
+        Some(s) => s.parse::<Services>().map_err(Error::usage)?,
         None => Services::Default,
     };
     engine()
@@ -49,11 +51,16 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
     match sub {
         "up" => {
             for t in crate::lab::topologies(&one("all")?)? {
-                let p = Project::new(t, &opts.prefix, &image, None).map_err(Error::msg)?;
+                let p =
+                    Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
                 p.up(services, true)
                     .map_err(|e| Error::msg(format!("{}: {e}", t.name)))?;
                 print_containers(&p);
             }
+            println!(
+                "\nyour files: {} is /lab in every container",
+                lab_dir.display()
+            );
             let client = format!("{}week3_client", opts.prefix);
             println!(
                 "\na shell in a host:  docker exec -it {client} bash   (or: cargo xtask lab exec client --docker -- bash)"
@@ -63,7 +70,8 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
         }
         "down" => {
             for t in crate::lab::topologies(&one("all")?)? {
-                let p = Project::new(t, &opts.prefix, &image, None).map_err(Error::msg)?;
+                let p =
+                    Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
                 let n = p.containers().len();
                 p.down()
                     .map_err(|e| Error::msg(format!("{}: {e}", t.name)))?;
@@ -78,7 +86,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
         }
         "status" => {
             one("all")?;
-            status(&opts.prefix, &image);
+            status(&opts.prefix, &image, &lab_dir);
             Ok(())
         }
         "exec" => {
@@ -93,7 +101,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
                 ));
             }
             let (t, h) = crate::lab::resolve_host(host)?;
-            let p = Project::new(t, &opts.prefix, &image, None).map_err(Error::msg)?;
+            let p = Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
             let c = p.container(h.name);
             if !running(&c) {
                 return Err(Error::msg(format!(
@@ -111,12 +119,21 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
             }
         }
         "service" => {
-            let [action, host] = pos.as_slice() else {
-                return Err(Error::usage(
-                    "lab service start|stop HOST --docker (e.g. lab service stop router --docker)",
-                ));
+            let (action, host, name) = match pos.as_slice() {
+                [a, h] => (a, h, None),
+                [a, h, n] => (a, h, Some(n.as_str())),
+                _ => {
+                    return Err(Error::usage(
+                        "lab service start|stop HOST [SERVICE] --docker (e.g. lab service stop router --docker)",
+                    ));
+                }
             };
-            service(action, host, &opts.prefix, &image)
+            let p = ProjectOf {
+                prefix: &opts.prefix,
+                image: &image,
+                lab_dir: &lab_dir,
+            };
+            service(action, host, name, &p)
         }
         "" => Err(Error::usage("lab needs up, down, status, exec or service")),
         other => Err(Error::usage(format!(
@@ -155,22 +172,36 @@ fn print_containers(p: &Project) {
     println!("{} is up (compose project {}):", t.name, p.name);
     let up = p.containers();
     for h in t.hosts {
+        let mut runs: Vec<String> = Vec::new();
+        for s in course_services(t).iter().filter(|s| s.host == h.name) {
+            let ports: Vec<String> = s.ports.iter().map(|p| format!(":{p}")).collect();
+            if up.iter().any(|(n, _)| *n == p.container(s.name)) {
+                runs.push(format!(
+                    "{} {} (container {})",
+                    s.name,
+                    ports.join(" "),
+                    p.container(s.name)
+                ));
+            } else {
+                runs.push(format!(
+                    "{} free (lab service start {} --docker)",
+                    ports.join(" "),
+                    h.name
+                ));
+            }
+        }
+        if h.forwards {
+            runs.push("forwards, multicast route for 239.1.1.1".to_owned());
+        }
+        if runs.is_empty() {
+            runs.push("interactive".to_owned());
+        }
         println!(
             "  {:<22} {:<34} {}",
             p.container(h.name),
             addresses(t, h.name),
-            h.runs
+            runs.join(", ")
         );
-    }
-    for s in course_services(t) {
-        let c = p.container(s.name);
-        if up.iter().any(|(n, _)| *n == c) {
-            println!(
-                "  {c:<22} in {} ({})",
-                p.container(s.host),
-                s.argv.join(" ")
-            );
-        }
     }
 }
 
@@ -199,9 +230,9 @@ fn answers(p: &Project, s: &images::CourseService, secs: u32) -> String {
         .join(", ")
 }
 
-fn status(prefix: &str, image: &str) {
+fn status(prefix: &str, image: &str, lab_dir: &std::path::Path) {
     for t in labnet::topo::ALL {
-        let Ok(p) = Project::new(t, prefix, image, None) else {
+        let Ok(p) = Project::new(t, prefix, image, lab_dir, None) else {
             continue;
         };
         let cs = p.containers();
@@ -244,30 +275,43 @@ fn status(prefix: &str, image: &str) {
     }
 }
 
-fn service(action: &str, host: &str, prefix: &str, image: &str) -> Result<(), Error> {
-    let (t, h) = crate::lab::resolve_host(host).or_else(|e| {
-        // A course service may be named directly (`tcp-tunnel`).
-        labnet::topo::ALL
-            .iter()
-            .find_map(|t| {
-                course_services(t)
-                    .into_iter()
-                    .find(|s| s.name == host)
-                    .and_then(|s| t.host(s.host).map(|h| (*t, h)))
-            })
-            .ok_or(e)
-    })?;
-    let svcs: Vec<images::CourseService> = course_services(t)
-        .into_iter()
-        .filter(|s| s.host == h.name)
-        .collect();
-    if svcs.is_empty() {
-        return Err(Error::msg(format!(
-            "{} runs no course service",
-            t.container(h.name)
+/// What names a project besides its topology.
+struct ProjectOf<'a> {
+    prefix: &'a str,
+    image: &'a str,
+    lab_dir: &'a std::path::Path,
+}
+
+fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Result<(), Error> {
+    if action != "start" && action != "stop" {
+        return Err(Error::usage(format!(
+            "unknown lab service command '{action}': start or stop"
         )));
     }
-    let p = Project::new(t, prefix, image, None).map_err(Error::msg)?;
+    let (t, h) = crate::lab::resolve_host(host)?;
+    let all = course_services(t);
+    let svcs: Vec<&images::CourseService> = all
+        .iter()
+        .filter(|s| s.host == h.name && name.is_none_or(|n| n == s.name))
+        .collect();
+    if svcs.is_empty() {
+        let offered: Vec<String> = all
+            .iter()
+            .map(|s| format!("{} on {}", s.name, s.host))
+            .collect();
+        return Err(Error::usage(format!(
+            "no service {}on {}: the {} lab has {}",
+            name.map_or(String::new(), |n| format!("{n} ")),
+            h.name,
+            t.name,
+            if offered.is_empty() {
+                "none".to_owned()
+            } else {
+                offered.join(", ")
+            }
+        )));
+    }
+    let p = Project::new(t, of.prefix, of.image, of.lab_dir, None).map_err(Error::msg)?;
     if !running(&p.container(h.name)) {
         return Err(Error::msg(format!(
             "{} is not running: cargo xtask lab up {} --docker",
@@ -277,15 +321,11 @@ fn service(action: &str, host: &str, prefix: &str, image: &str) -> Result<(), Er
     }
     let names: Vec<&str> = svcs.iter().map(|s| s.name).collect();
     let mut c = p.compose(true);
-    match action {
-        "start" => c.args(["up", "-d", "--no-build"]).args(&names),
-        "stop" => c.args(["rm", "-s", "-f"]).args(&names),
-        other => {
-            return Err(Error::usage(format!(
-                "unknown service action '{other}': start or stop"
-            )));
-        }
-    };
+    if action == "start" {
+        c.args(["up", "-d", "--no-build"]).args(&names);
+    } else {
+        c.args(["rm", "-s", "-f"]).args(&names);
+    }
     let (ok, out, err) = output(c, Duration::from_secs(120)).map_err(Error::msg)?;
     if !ok {
         return Err(Error::msg(format!(
@@ -298,15 +338,22 @@ fn service(action: &str, host: &str, prefix: &str, image: &str) -> Result<(), Er
     for s in &svcs {
         if action == "start" {
             let a = answers(&p, s, 30);
-            println!("{} started in {}: {a}", s.name, p.container(h.name));
-        } else {
             println!(
-                "{} stopped: {} ports {:?} are free for your own server",
+                "started {} in {} (container {}): {a}",
                 s.name,
                 p.container(h.name),
-                s.ports
+                p.container(s.name)
+            );
+        } else {
+            let ports: Vec<String> = s.ports.iter().map(|p| format!(":{p}")).collect();
+            println!(
+                "stopped {} on {}: {} free for your own server",
+                s.name,
+                p.container(h.name),
+                ports.join(" ")
             );
         }
     }
+    p.forget_file();
     Ok(())
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use labnet::topo::Topology;
 
 use crate::images::{self, READY_FILE, Variant};
+use crate::lab::Services;
 use crate::site::workspace_root;
 
 /// How long a run waits for another run's lab of the same topology to go down.
@@ -156,31 +157,6 @@ pub fn elapsed(since: Instant) -> String {
     }
 }
 
-/// Which course services a lab starts (`--services`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Services {
-    /// Only the hosts: every port is free for the students' own servers.
-    None,
-    /// What the course provides (a plain `docker-compose up`).
-    Default,
-    /// Every course service (`--profile all`: chat-server too).
-    All,
-}
-
-impl Services {
-    /// From `none`, `default` or `all`.
-    pub fn parse(s: &str) -> Result<Services, String> {
-        match s {
-            "none" => Ok(Services::None),
-            "default" => Ok(Services::Default),
-            "all" => Ok(Services::All),
-            other => Err(format!(
-                "unknown --services '{other}': none, default or all"
-            )),
-        }
-    }
-}
-
 /// One lab as a compose project.
 #[derive(Debug)]
 pub struct Project {
@@ -199,21 +175,26 @@ pub struct Project {
 }
 
 impl Project {
-    /// The project of `topo` for `prefix` and `image`. The committed compose file when both are
-    /// the handout's; otherwise a variant in the temp directory (with `scratch` mounted at the
-    /// same path in every container, for a demo's captures and logs).
+    /// The project of `topo` for `prefix` and `image`, with `lab_dir` at `/lab`. The committed
+    /// compose file when all are the handout's; otherwise a variant in the temp directory (with
+    /// `scratch` mounted at the same path in every container, for a demo's captures and logs).
     pub fn new(
         topo: &'static Topology,
         prefix: &str,
         image: &str,
+        lab_dir: &Path,
         scratch: Option<&Path>,
     ) -> Result<Project, String> {
         let root = workspace_root();
-        let lab_dir = root.join("lab");
-        std::fs::create_dir_all(&lab_dir)
+        std::fs::create_dir_all(lab_dir)
             .map_err(|e| format!("create {}: {e}", lab_dir.display()))?;
+        let lab_dir = std::path::absolute(lab_dir).unwrap_or_else(|_| lab_dir.to_path_buf());
         let name = docker_name(&format!("{prefix}{}", topo.name));
-        if prefix.is_empty() && image == images::IMAGE && scratch.is_none() {
+        if prefix.is_empty()
+            && image == images::IMAGE
+            && scratch.is_none()
+            && lab_dir == root.join("lab")
+        {
             return Ok(Project {
                 topo,
                 prefix: String::new(),
@@ -668,8 +649,14 @@ impl PidLock {
             }
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             let holder = holder.trim();
-            // An empty file is a lock being written this instant: wait for its PID.
-            if !holder.is_empty() && !Path::new("/proc").join(holder).exists() {
+            // An empty file is a lock being written this instant, unless it has been empty for
+            // a while (a process killed between creating and writing it).
+            let stale_empty = holder.is_empty()
+                && std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > Duration::from_secs(5)));
+            let gone = !holder.is_empty() && !Path::new("/proc").join(holder).exists();
+            if stale_empty || gone {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
@@ -726,16 +713,18 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Brings `topo` up for a demo, with `scratch` mounted at the same path in every container.
+    /// Brings `topo` up for a demo (names prefixed with `opts.prefix`), with `scratch` mounted
+    /// at the same path in every container.
     pub fn for_demo(
         topo: &'static Topology,
-        prefix: &str,
+        opts: &crate::site::Opts,
         image: &str,
         scratch: &Path,
         say: impl Fn(&str),
     ) -> Result<Lab, String> {
         let lock = lock(topo, say)?;
-        let project = Project::new(topo, prefix, image, Some(scratch))?;
+        let lab_dir = crate::lab::shared_dir(opts);
+        let project = Project::new(topo, &opts.prefix, image, &lab_dir, Some(scratch))?;
         if let Err(e) = project.up(Services::None, false) {
             project.forget_file();
             return Err(e);
@@ -922,13 +911,6 @@ mod tests {
         assert_eq!(docker_name("h1.:_"), "h1_");
         assert_eq!(default_image(""), "netlab:latest");
         assert_eq!(default_image("H1_"), "h1_netlab:latest");
-    }
-
-    #[test]
-    fn services_parse() {
-        assert_eq!(Services::parse("none"), Ok(Services::None));
-        assert_eq!(Services::parse("all"), Ok(Services::All));
-        assert!(Services::parse("some").is_err());
     }
 
     #[test]
