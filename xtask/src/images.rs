@@ -458,9 +458,6 @@ pub fn command(args: Vec<std::ffi::OsString>, opts: &crate::site::Opts) -> Resul
     let offline = a.contains("--offline");
     let tag: Option<String> = a.opt_value_from_str("--tag")?;
     labnet::args::finish(a)?;
-    if check && build {
-        return Err(Error::usage("--check and --build exclude each other"));
-    }
     if (offline || tag.is_some()) && !build {
         return Err(Error::usage("--offline and --tag go with --build"));
     }

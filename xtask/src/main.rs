@@ -52,7 +52,7 @@ TASKS:
     capture HOST --out FILE.pcap [--iface IF] [--filter EXPR] [-- demo NAME]
                                tcpdump inside a lab host (Wireshark-ready)
     images [--check]           write/validate docker/Dockerfile and the compose files
-    images --build [--offline] [--tag IMG]
+    images [--check] --build [--offline] [--tag IMG]
                                build netlab:latest: the Dockerfile with a registry, else a debootstrap
                                base (cached) plus the host's release binaries
     bench [tunnel|chat|pmu|ws|startup|grade|all] [OPTIONS]
