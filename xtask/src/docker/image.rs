@@ -243,7 +243,7 @@ pub fn binary_names() -> Result<Vec<String>, String> {
 fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
     let t = Instant::now();
     println!("[1/4] the lab binaries");
-    let bins = crate::site::binaries(opts)?;
+    let bins = release_binaries(opts)?;
     let names = binary_names()?;
     let missing: Vec<&String> = names.iter().filter(|n| !bins.join(n).is_file()).collect();
     if !missing.is_empty() {
@@ -300,6 +300,35 @@ fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
         }
     );
     Ok(())
+}
+
+/// `--bin-dir` (or NETLAB_BIN_DIR) as given; else `cargo build --release` of the workspace's
+/// binaries, with cargo's own progress on the terminal (a first build takes minutes).
+fn release_binaries(opts: &Opts) -> Result<PathBuf, String> {
+    if opts.bin_dir.is_some() || std::env::var_os("NETLAB_BIN_DIR").is_some() {
+        return crate::site::binaries(opts);
+    }
+    let mut args = vec!["build", "--release", "--workspace", "--bins"];
+    for p in NOT_IN_IMAGE {
+        args.extend(["--exclude", p]);
+    }
+    println!(
+        "      cargo {} (a first build takes minutes; cargo shows its progress)",
+        args.join(" ")
+    );
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(&root)
+        .args(&args)
+        .status()
+        .map_err(|e| format!("run cargo: {e}"))?;
+    if !st.success() {
+        return Err("cargo build --release failed (see the errors above)".into());
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release"))
 }
 
 fn image_from(
