@@ -4,7 +4,9 @@
 //! `demo` plays every handout exercise on the SPEC topologies (network namespaces when root,
 //! loopback variants otherwise) and checks each expected observation; `verify` runs the same
 //! checks quietly; `lab` brings the topologies up and down; `capture` runs tcpdump in a lab host;
-//! `images` writes and validates the Docker files. See `xtask/README.md`.
+//! `images` writes and validates the Docker files and builds the image (`docker`: with or without
+//! a registry); `lab … --docker` and `demo --docker` run the same labs and demos in containers.
+//! See `xtask/README.md` and `docker/README.md`.
 
 mod capture;
 mod demo;
