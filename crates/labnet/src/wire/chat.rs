@@ -33,9 +33,11 @@ pub const NON_REGISTERED: &str = "Non-registered";
 
 /// Checks a name against the lab's rules; the error says why, ready for `ERROR: <why>`.
 ///
-/// Beyond non-empty, short, unique (checked by the server), no whitespace and no control
-/// characters: a leading `!` would make relayed lines look like user-list updates, and a `:`
-/// would let `a: b` forge the sender of a room message (and would split credentials).
+/// Beyond non-empty, short, unique whatever the case ([`same_name`], checked by the server), no
+/// whitespace and no control characters: a leading `!` would make relayed lines look like
+/// user-list updates, a `:` would let `a: b` forge the sender of a room message (and would split
+/// credentials), [`RESERVED_NAMES`] would pass for the server, and [`is_format_char`]s would
+/// make one name look like another.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty name".into());
@@ -58,7 +60,50 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name.contains(':') {
         return Err("name contains ':'".into());
     }
+    if name.chars().any(is_format_char) {
+        return Err("name contains an invisible or bidi format character".into());
+    }
+    if let Some(word) = RESERVED_NAMES.iter().find(|w| same_name(name, w)) {
+        return Err(format!("the name '{word}' is reserved"));
+    }
     Ok(())
+}
+
+/// Names no user may take, in any case: a user called `ERROR` makes every room message of theirs
+/// (`ERROR: hi `) read as a refusal from the server, and `Non-registered` is what receivers call a
+/// peer that is not in the user list.
+pub const RESERVED_NAMES: &[&str] = &["ERROR", NON_REGISTERED];
+
+/// True when two names differ only in case (`Alice` and `alice`, `STRASSE` and `straße`): one
+/// of them is refused, so that nobody can pass for someone else in the user list.
+pub fn same_name(a: &str, b: &str) -> bool {
+    fold(a) == fold(b)
+}
+
+/// A name in one case: upper then lower, so that `ß` and `SS` meet at `ss`.
+fn fold(name: &str) -> String {
+    name.to_uppercase().to_lowercase()
+}
+
+/// Invisible characters that reorder or hide text (Unicode general category Cf, the ones a
+/// name could hold): bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069, the
+/// marks U+200E, U+200F, U+061C) show `ali\u{202e}ec` as `alice`; zero-width ones
+/// (U+200B–U+200D, U+2060–U+2064, U+FEFF, U+00AD, U+180E) make two names look equal.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// Splits a first message into name and password at the first `:` (`alice:pw` → `("alice",
@@ -157,33 +202,50 @@ pub fn json_object_end(bytes: &[u8]) -> Result<usize, WireError> {
     if bytes.first() != Some(&b'{') {
         return Err(WireError::Malformed("expected '{'".into()));
     }
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    return Ok(i + 1);
+    BraceScan::default().run(bytes).ok_or(WireError::Incomplete)
+}
+
+/// Brace matching that can stop at the end of one read and go on with the next where it
+/// stopped, so a user list cut by TCP is scanned once, not once per read.
+#[derive(Debug, Clone, Default)]
+struct BraceScan {
+    /// Bytes of the object scanned so far.
+    pos: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl BraceScan {
+    /// Scans `object[self.pos..]` (`object[0]` is the opening `{`); `Some(end)` one past the
+    /// brace that closes it.
+    fn run(&mut self, object: &[u8]) -> Option<usize> {
+        while let Some(&b) = object.get(self.pos) {
+            self.pos += 1;
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
                 }
+                continue;
             }
-            _ => {}
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Some(self.pos);
+                    }
+                }
+                _ => {}
+            }
         }
+        None
     }
-    Err(WireError::Incomplete)
 }
 
 /// One message from a chat server.
@@ -208,17 +270,69 @@ pub enum ServerMsg {
 /// Longest unfinished message a reader keeps waiting for, bytes.
 const MAX_PENDING: usize = 1 << 20;
 
+/// Longest user list an unframed reader waits for when TCP cut it: 1,000 users with 20-character
+/// names and IPv6 addresses fit.
+const MAX_LIST: usize = 64 * 1024;
+
 /// Splits the byte stream from a chat server into messages, whether the server ends them with
 /// `\n` (ours) or not (the handout's).
 ///
 /// The stream counts as framed once a user list is followed by `\n` (ours sends one right after
-/// a join); then every line is one message. Unframed, each read is one message, except that a
-/// `!{…}` object glued to other text is cut out by brace matching, and an unfinished one at the
-/// end of a read waits for the next read.
+/// a join); then every line is one message, and since a client's message never holds a `\n`,
+/// nobody but the server can start a line.
+///
+/// Unframed (the handout's server), each read is one message, and the server's user list `!{…}`
+/// must be told apart from a room message `name: text ` whose text holds a `!{…}` too: another
+/// user typing `nice weather !{"bob": "<their own IP>"}` must not move bob's address (issue 12,
+/// F5). A user list counts only at a message boundary:
+/// - at the start of a read, or right after another user list, and not followed by a space (a
+///   relayed room message always ends with the server's space, a list never does);
+/// - glued after a room message (the handout's server writes a room message and a user list
+///   back to back, and one read may get both): only when the list ends the read, or another list
+///   follows it. A list inside someone's text is followed by at least the server's space.
+///
+/// If TCP cut a peer's text right after its fake list's closing brace (a long message spans
+/// segments, and the attacker chooses its length), the next read starts with the server's space.
+/// So a read that ends with a user list is held ([`is_holding`](Self::is_holding)) until the next
+/// read shows whether a space follows, or until the caller, whose read timed out (100 ms is
+/// plenty) or ended, calls [`flush`](Self::flush). The first list is not held: it answers the
+/// client's registration, before anyone else can write to it.
+///
+/// Anything else is text. A list cut at the end of a read waits for the next read (at most
+/// [`MAX_LIST`] bytes). Every byte is scanned a bounded number of times, so hostile text costs
+/// linear time (issue 12, F8: 256 KiB of `a!{` took 14.7 s when every `!{` was scanned to the
+/// end). What a boundary cannot tell (a peer who gets the server's segments cut exactly around
+/// its fake list) the client checks on the list itself: ours has to be in it.
 #[derive(Debug, Default)]
 pub struct ServerStream {
     buf: Vec<u8>,
     framed: bool,
+    /// Framed: bytes of `buf` already searched for `\n`.
+    scanned: usize,
+    /// Unframed: `buf` is a user list cut by TCP, scanned this far.
+    cut: Option<Cut>,
+    /// Unframed: a read that ended with a user list, waiting for the next read to say whether
+    /// the list was the server's.
+    held: Option<Held>,
+    /// User lists taken so far.
+    lists_seen: usize,
+}
+
+/// A read ending with a glued user list, both ways of reading it.
+#[derive(Debug)]
+struct Held {
+    /// The bytes, for when they were one room message after all.
+    raw: Vec<u8>,
+    /// The room messages and user lists, for when the list was the server's.
+    msgs: Vec<ServerMsg>,
+}
+
+/// A user list cut at the end of a read.
+#[derive(Debug)]
+struct Cut {
+    scan: BraceScan,
+    /// It came glued after a room message: it must end a read.
+    glued: bool,
 }
 
 impl ServerStream {
@@ -232,84 +346,190 @@ impl ServerStream {
         self.framed
     }
 
+    /// True while a read that ended with a user list is held back (see [`flush`](Self::flush)).
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The server said nothing more for a moment (the caller's read timed out) or closed: a
+    /// held user list was the server's. Returns what was held.
+    pub fn flush(&mut self) -> Vec<ServerMsg> {
+        self.held.take().map(|h| h.msgs).unwrap_or_default()
+    }
+
     /// Adds the bytes of one read and returns the messages they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<ServerMsg> {
-        self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
+        let mut bytes = bytes;
+        if bytes.is_empty() {
+            return out;
+        }
+        if let Some(held) = self.held.take() {
+            match bytes.split_first() {
+                // The server's space after a room message: the "list" was someone's text.
+                Some((b' ', rest)) => {
+                    let mut raw = held.raw;
+                    raw.push(b' ');
+                    push_text(&raw, &mut out);
+                    bytes = rest;
+                }
+                _ => out.extend(held.msgs),
+            }
+        }
+        self.buf.extend_from_slice(bytes);
         if !self.framed {
             self.split_unframed(&mut out);
         }
         if self.framed {
-            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=nl).collect();
-                let line = String::from_utf8_lossy(&line[..nl]).into_owned();
-                let line = line.strip_suffix('\r').unwrap_or(&line);
-                if !line.is_empty() {
-                    out.push(classify(line));
-                }
-            }
-            if self.buf.len() > MAX_PENDING {
-                let rest = String::from_utf8_lossy(&self.buf).into_owned();
-                self.buf.clear();
-                out.push(classify(&rest));
-            }
+            self.split_lines(&mut out);
         }
         out
     }
 
+    fn split_lines(&mut self, out: &mut Vec<ServerMsg>) {
+        // One pass over the new bytes and one drain at the end: draining line by line would move
+        // the rest of the buffer once per line.
+        let mut start = 0;
+        let mut from = self.scanned.max(start);
+        while let Some(nl) = self.buf[from..].iter().position(|&b| b == b'\n') {
+            let end = from + nl;
+            let line = String::from_utf8_lossy(&self.buf[start..end]);
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            if !line.is_empty() {
+                out.push(classify(line));
+            }
+            start = end + 1;
+            from = start;
+        }
+        self.buf.drain(..start);
+        self.scanned = self.buf.len();
+        if self.buf.len() > MAX_PENDING {
+            let rest = String::from_utf8_lossy(&self.buf).into_owned();
+            self.buf.clear();
+            self.scanned = 0;
+            out.push(classify(&rest));
+        }
+    }
+
     fn split_unframed(&mut self, out: &mut Vec<ServerMsg>) {
         let buf = std::mem::take(&mut self.buf);
-        let mut text_start = 0;
-        let mut i = 0;
-        while i < buf.len() {
-            if buf[i] == USERS_PREFIX && buf.get(i + 1) == Some(&b'{') {
-                match json_object_end(&buf[i + 1..]) {
-                    Ok(len) => {
-                        let end = i + 1 + len;
-                        let json = String::from_utf8_lossy(&buf[i + 1..end]);
-                        if let Ok(users) = parse_users(&json) {
-                            push_text(&buf[text_start..i], out);
-                            out.push(ServerMsg::Users(users));
-                            i = end;
-                            if buf.get(i) == Some(&b'\n') {
-                                // Our server: from now on, one line = one message.
-                                self.framed = true;
-                                i += 1;
-                                self.buf = buf[i..].to_vec();
-                                return;
-                            }
-                            text_start = i;
-                            continue;
-                        }
-                    }
-                    Err(WireError::Incomplete)
-                        if buf.len() - i < MAX_PENDING
-                            && (i == text_start || buf[i - 1] == b' ') =>
-                    {
-                        // A user list cut by TCP segmentation: keep it for the next read.
-                        push_text(&buf[text_start..i], out);
-                        self.buf = buf[i..].to_vec();
-                        return;
-                    }
-                    Err(_) => {}
-                }
-            }
-            i += 1;
+        // Lists at the start of the read (or the rest of one cut at the end of the last read).
+        let (glued, resume) = match self.cut.take() {
+            Some(cut) => (cut.glued, Some(cut.scan)),
+            None => (false, None),
+        };
+        let mut first = Vec::new();
+        let Some(text) = self.lists(&buf, 0, glued, resume, &mut first) else {
+            out.append(&mut first);
+            return;
+        };
+        if text == buf.len() && !first.is_empty() && (glued || self.lists_seen > first.len()) {
+            // Lists that end the read are held as below, except the very first (a client's
+            // registration: nobody else can write to it before the server has listed it).
+            self.held = Some(Held {
+                raw: buf,
+                msgs: first,
+            });
+            return;
         }
-        push_text(&buf[text_start..], out);
+        out.append(&mut first);
+        // The rest is text, except a list glued at its end: only the last ` !{` can start one,
+        // so one scan decides.
+        let rest = &buf[text..];
+        if let Some(p) = rest.windows(3).rposition(|w| w == b" !{") {
+            let at = text + p + 1;
+            let mut lists = Vec::new();
+            match self.lists(&buf, at, true, None, &mut lists) {
+                // The read ends with a list cut by TCP, kept for the next read.
+                None => {
+                    push_text(&buf[text..at], out);
+                    out.append(&mut lists);
+                    return;
+                }
+                // The read ends with the list: the server's, unless the next read starts with
+                // the space the server puts after a room message (a peer's text cut by TCP
+                // right after its closing brace). Held until the next read or `flush`.
+                Some(end) if end == buf.len() => {
+                    let mut msgs = Vec::new();
+                    push_text(&buf[text..at], &mut msgs);
+                    msgs.append(&mut lists);
+                    self.held = Some(Held {
+                        raw: rest.to_vec(),
+                        msgs,
+                    });
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        push_text(rest, out);
+    }
+
+    /// Takes the user lists that follow one another from `buf[at..]` into `out`. Returns where
+    /// the text after them begins, or `None` when the read is used up: a cut list is kept for
+    /// the next read, or the server showed it frames its messages (the rest stays in `buf`).
+    fn lists(
+        &mut self,
+        buf: &[u8],
+        mut at: usize,
+        glued: bool,
+        mut resume: Option<BraceScan>,
+        out: &mut Vec<ServerMsg>,
+    ) -> Option<usize> {
+        while buf[at..].starts_with(b"!{") {
+            let mut scan = resume.take().unwrap_or_default();
+            let Some(len) = scan.run(&buf[at + 1..]) else {
+                if buf.len() - at <= MAX_LIST {
+                    self.cut = Some(Cut { scan, glued });
+                    self.buf = buf[at..].to_vec();
+                    return None;
+                }
+                return Some(at);
+            };
+            let end = at + 1 + len;
+            let next = &buf[end..];
+            let boundary = match next.first() {
+                None => true,
+                Some(_) if next.starts_with(b"!{") => true,
+                // Our server's newline; never after text (a room message is not ours then).
+                Some(b'\n') => !glued,
+                Some(b' ') => false,
+                Some(_) => !glued,
+            };
+            if !boundary {
+                return Some(at);
+            }
+            let Ok(users) = parse_users(&String::from_utf8_lossy(&buf[at + 1..end])) else {
+                return Some(at);
+            };
+            out.push(ServerMsg::Users(users));
+            self.lists_seen += 1;
+            at = end;
+            if buf.get(at) == Some(&b'\n') {
+                // Our server: from now on, one line = one message.
+                self.framed = true;
+                self.buf = buf[at + 1..].to_vec();
+                self.scanned = 0;
+                return None;
+            }
+        }
+        Some(at)
     }
 }
 
+/// Unframed text: room messages (and a refusal), never a user list, whatever it starts with;
+/// the boundary rules of [`ServerStream`] have already taken every list there was.
 fn push_text(bytes: &[u8], out: &mut Vec<ServerMsg>) {
     let text = String::from_utf8_lossy(bytes);
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if !line.trim().is_empty() {
-            out.push(classify(line));
+            out.push(classify_text(line));
         }
     }
 }
 
+/// A line of a framed stream: only the server starts lines, so `!` is a user list.
 fn classify(line: &str) -> ServerMsg {
     if let Some(json) = line.strip_prefix('!') {
         return match parse_users(json) {
@@ -317,6 +537,10 @@ fn classify(line: &str) -> ServerMsg {
             Err(_) => ServerMsg::BadUsers(line.to_owned()),
         };
     }
+    classify_text(line)
+}
+
+fn classify_text(line: &str) -> ServerMsg {
     if let Some(why) = line.strip_prefix(ERROR_PREFIX) {
         return ServerMsg::Error(why.to_owned());
     }
@@ -380,19 +604,23 @@ impl ClientFramer {
         }
         self.buf.extend_from_slice(bytes);
         if self.lines {
-            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+            // One pass and one drain: draining line by line would move the rest of the buffer
+            // once per line (quadratic in a read full of newlines).
+            let mut start = 0;
+            while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
                 if nl > self.max {
                     return Err(FrameError::TooLong(self.max));
                 }
-                let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
-                line.pop();
+                let mut line = &self.buf[start..start + nl];
+                start += nl + 1;
                 if line.last() == Some(&b'\r') {
-                    line.pop();
+                    line = &line[..line.len() - 1];
                 }
                 // Empty lines are kept: as a first message, an empty line is an empty name.
-                let text = String::from_utf8(line).map_err(|_| FrameError::NotUtf8)?;
-                self.ready.push_back(text);
+                let text = std::str::from_utf8(line).map_err(|_| FrameError::NotUtf8)?;
+                self.ready.push_back(text.to_owned());
             }
+            self.buf.drain(..start);
             if self.buf.len() > self.max {
                 return Err(FrameError::TooLong(self.max));
             }
@@ -509,8 +737,11 @@ mod tests {
     #[test]
     fn unframed_stream_cuts_glued_user_lists() {
         let mut s = ServerStream::new();
-        let msgs = s.push(b"!{\"a\": \"1\"}bob: hi !{\"a\": \"1\", \"b}\": \"2\"}");
+        let mut msgs = s.push(b"!{\"a\": \"1\"}bob: hi !{\"a\": \"1\", \"b}\": \"2\"}");
         assert!(!s.is_framed());
+        // The list that ends the read waits for the next read (or a flush).
+        assert!(s.is_holding());
+        msgs.extend(s.flush());
         assert_eq!(
             msgs,
             vec![
@@ -524,8 +755,9 @@ mod tests {
         );
         // A list cut in two by TCP waits for its second half.
         assert_eq!(s.push(b"carol: yo !{\"a\": "), vec![room("carol", "yo")]);
+        assert_eq!(s.push(b"\"9\"}"), vec![]);
         assert_eq!(
-            s.push(b"\"9\"}"),
+            s.flush(),
             vec![ServerMsg::Users(vec![("a".into(), "9".into())])]
         );
     }
