@@ -270,7 +270,8 @@ impl Hub {
                 outbox,
                 reply,
             } => {
-                if self.members.iter().any(|m| m.name == name) {
+                // Unique whatever the case: `Alice` next to `alice` could pass for her.
+                if self.members.iter().any(|m| chat::same_name(&m.name, &name)) {
                     let _ = reply.send(Err(format!("name '{name}' is already in use")));
                     return;
                 }
@@ -299,7 +300,9 @@ impl Hub {
                 };
                 let line = chat::encode_room(&sender.name, &text);
                 if self.log_messages {
-                    Event::new(Level::Recv, line.trim_end())
+                    // The text is the client's: ESC, CR or a newline must not reach the terminal
+                    // or the log file raw. The JSON field is escaped by JSON itself.
+                    Event::new(Level::Recv, labnet::log::escape_controls(line.trim_end()))
                         .field("event", "room")
                         .field("from", &sender.name)
                         .field("text", &text)

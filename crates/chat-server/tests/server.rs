@@ -374,3 +374,54 @@ fn authentication_admits_the_right_password_and_refuses_the_rest_identically() {
     server.proc.wait_for("failed login as 'mallory'");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 12, F6 and F12: names that pass for the server (`ERROR` in any case), the receivers'
+/// word for strangers, names with bidi or invisible format characters, and names that differ
+/// from a present user's only in case are refused; the room never sees them.
+#[test]
+fn reserved_bidi_and_case_twin_names_are_refused() {
+    let server = Server::start(&[]);
+    let addr = server.addr();
+    let (mut alice, _) = Raw::join(addr, "alice");
+    for (name, why) in [
+        ("ERROR", "the name 'ERROR' is reserved"),
+        ("error", "the name 'ERROR' is reserved"),
+        ("Non-Registered", "the name 'Non-registered' is reserved"),
+        (
+            "ali\u{202e}ec",
+            "name contains an invisible or bidi format character",
+        ),
+        (
+            "b\u{200b}ob",
+            "name contains an invisible or bidi format character",
+        ),
+        ("Alice", "name 'Alice' is already in use"),
+        ("ALICE", "name 'ALICE' is already in use"),
+    ] {
+        assert_eq!(
+            refused(addr, format!("{name}\n").as_bytes()),
+            format!("ERROR: {why}\n"),
+            "{name:?}"
+        );
+    }
+    // Nobody else ever joined: the next list alice sees is bob's join.
+    let (_bob, _) = Raw::join(addr, "bob");
+    let list = alice.until(|l| l.starts_with('!'));
+    assert_eq!(users(&list).len(), 2, "{list}");
+}
+
+/// Issue 12, F7: `--log-messages` prints a room message holding ESC, CR, BEL and NUL escaped, on
+/// one line, never raw (terminal and log injection).
+#[test]
+fn logged_messages_have_control_characters_escaped() {
+    let server = Server::start(&["--log-messages"]);
+    let (mut a, _) = Raw::join(server.addr(), "alice");
+    let (_b, _) = Raw::join(server.addr(), "bob");
+    a.until(|l| l.contains("bob"));
+    a.send(b"hi \x1b[2J\x07\r\x00there\n");
+    server.proc.wait_for(r"alice: hi \u{1b}[2J\u{7}\r\0there");
+    let text = server.proc.lines().join("\n");
+    for raw in ['\x1b', '\x07', '\r', '\0'] {
+        assert!(!text.contains(raw), "raw {raw:?} in the log: {text:?}");
+    }
+}

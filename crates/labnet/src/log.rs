@@ -269,6 +269,28 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Text from a peer made safe to print on one line of a terminal or a log: control characters
+/// (C0 such as ESC, CR, BEL, NUL; DEL; C1) and invisible format characters (bidi overrides such as
+/// U+202E, zero-width spaces) are written as Rust escapes (`\u{1b}`, `\r`, `\0`, `\u{202e}`);
+/// everything else, quotes and non-ASCII letters included, is kept as it is. Without it a chat
+/// message holding `ESC [2J` clears the reader's screen, a CR rewrites the start of the line, and
+/// a newline forges a second log line (issue 12, F7).
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || crate::wire::chat::is_format_char(c);
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Shows a payload the way the labs print it: as text when it is UTF-8, with control characters
 /// escaped so one datagram stays on one line; otherwise as hex.
 pub fn printable(bytes: &[u8]) -> String {
@@ -324,6 +346,16 @@ mod tests {
         assert!(!r.allow());
         assert_eq!(r.take_skipped(), 2);
         assert_eq!(r.take_skipped(), 0);
+    }
+
+    #[test]
+    fn escape_controls_keeps_text_and_escapes_what_a_terminal_obeys() {
+        assert_eq!(escape_controls("don't \"quote\" é"), "don't \"quote\" é");
+        assert_eq!(
+            escape_controls("a\u{1b}[2J\r\u{7}\0\n\u{7f}\u{9b}b"),
+            "a\\u{1b}[2J\\r\\u{7}\\0\\n\\u{7f}\\u{9b}b"
+        );
+        assert_eq!(escape_controls("x\u{202e}y"), "x\\u{202e}y");
     }
 
     #[test]
