@@ -412,16 +412,43 @@ fn receive_tcp(
     let mut stream = ServerStream::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut registered = false;
+    // Our address as the server's first user list gave it: every later list must hold us there.
+    let mut own_ip: Option<String> = None;
     loop {
-        let n = match (&*tcp).read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
+        // A read that ended with a user list is held by the splitter until the next read says
+        // whether a peer's text went on after it; a quiet moment means it was the server's.
+        let holding = stream.is_holding();
+        let _ = tcp.set_read_timeout(holding.then_some(HOLD));
+        let (msgs, end) = match (&*tcp).read(&mut buf) {
+            Ok(0) => (stream.flush(), true),
+            Ok(n) => (stream.push(&buf[..n]), false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+            Err(e) if holding && is_timeout(&e) => (stream.flush(), false),
+            Err(_) => (stream.flush(), true),
         };
-        for msg in stream.push(&buf[..n]) {
+        for msg in msgs {
             match msg {
                 ServerMsg::Users(list) => {
+                    if let Err(why) = check_own_entry(&list, own_name, own_ip.as_deref()) {
+                        out.emit(
+                            Event::new(
+                                Level::Warn,
+                                format!(
+                                    "ignored a user list that is not from the server ({why}): {}",
+                                    escaped(&users_text(&list))
+                                ),
+                            )
+                            .field("event", "forged-users")
+                            .field("users", users_json(&list)),
+                        );
+                        continue;
+                    }
+                    if own_ip.is_none() {
+                        own_ip = list
+                            .iter()
+                            .find(|(n, _)| n == own_name)
+                            .map(|(_, ip)| ip.clone());
+                    }
                     let old = {
                         let mut guard = match users.lock() {
                             Ok(g) => g,
@@ -432,9 +459,12 @@ fn receive_tcp(
                     if !registered {
                         registered = true;
                         out.emit(
-                            Event::new(Level::Info, format!("registered; {}", users_text(&list)))
-                                .field("event", "users")
-                                .field("users", users_json(&list)),
+                            Event::new(
+                                Level::Info,
+                                format!("registered; {}", escaped(&users_text(&list))),
+                            )
+                            .field("event", "users")
+                            .field("users", users_json(&list)),
                         );
                         let _ = tx.send(Note::Registered);
                         continue;
@@ -446,6 +476,8 @@ fn receive_tcp(
                         Some(f) => format!("{f}: {text}"),
                         None => text.clone(),
                     };
+                    // Another user's bytes: ESC, CR, BEL and friends are shown, not obeyed.
+                    let shown = escaped(&shown);
                     out.emit(
                         Event::new(Level::Recv, shown)
                             .field("event", "room")
@@ -455,7 +487,7 @@ fn receive_tcp(
                 }
                 ServerMsg::Error(why) => {
                     out.emit(
-                        Event::new(Level::Error, format!("server: {why}"))
+                        Event::new(Level::Error, format!("server: {}", escaped(&why)))
                             .field("event", "server-error")
                             .field("why", &why),
                     );
@@ -476,6 +508,9 @@ fn receive_tcp(
             }
         }
         framed.store(stream.is_framed(), Ordering::Relaxed);
+        if end {
+            break;
+        }
     }
     if LEAVING.load(Ordering::SeqCst) {
         return;
@@ -492,22 +527,60 @@ fn receive_tcp(
     let _ = tx.send(Note::ServerClosed);
 }
 
+/// How long a held user list waits for more bytes before it counts as the server's.
+const HOLD: Duration = Duration::from_millis(100);
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Text from the network made safe for one line of a terminal (see
+/// [`labnet::log::escape_controls`]).
+fn escaped(text: &str) -> String {
+    labnet::log::escape_controls(text).into_owned()
+}
+
+/// Every user list from the server holds us: after a join the server lists everyone, us
+/// included, at the address it sees for us. A list without our name, or with us at another
+/// address than the first list gave, was written by someone else (issue 12, F5: a user list typed
+/// into a room message, cut out by TCP at just the right place).
+fn check_own_entry(
+    list: &[(String, String)],
+    own_name: &str,
+    own_ip: Option<&str>,
+) -> std::result::Result<(), String> {
+    match (list.iter().find(|(n, _)| n == own_name), own_ip) {
+        (None, _) => Err(format!("it does not list us, {own_name}")),
+        (Some((_, ip)), Some(own)) if ip != own => Err(format!(
+            "it lists us, {own_name}, at {} instead of {own}",
+            escaped(ip)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Prints who joined and who left between two user lists.
 fn report_changes(old: &[(String, String)], new: &[(String, String)], own: &str, out: &Out) {
     for (name, ip) in new {
         if name != own && !old.iter().any(|(n, _)| n == name) {
             out.emit(
-                Event::new(Level::Info, format!("{name} joined ({ip})"))
-                    .field("event", "join")
-                    .field("name", name)
-                    .field("ip", ip),
+                Event::new(
+                    Level::Info,
+                    format!("{} joined ({})", escaped(name), escaped(ip)),
+                )
+                .field("event", "join")
+                .field("name", name)
+                .field("ip", ip),
             );
         }
     }
     for (name, ip) in old {
         if !new.iter().any(|(n, _)| n == name) {
             out.emit(
-                Event::new(Level::Info, format!("{name} left"))
+                Event::new(Level::Info, format!("{} left", escaped(name)))
                     .field("event", "leave")
                     .field("name", name)
                     .field("ip", ip),
@@ -544,7 +617,12 @@ fn receive_udp(udp: &UdpSocket, users: &Users, out: &Out) {
             Event::new(
                 Level::Recv,
                 // The handout's client sends the space after `@name:` too; not worth showing.
-                format!("P2P from {name} ({}): {}", from.ip(), text.trim_start()),
+                format!(
+                    "P2P from {} ({}): {}",
+                    escaped(&name),
+                    from.ip(),
+                    escaped(text.trim_start())
+                ),
             )
             .field("event", "p2p")
             .field("from", &name)
@@ -575,7 +653,7 @@ impl Session {
                 Err(p) => p.into_inner().clone(),
             };
             self.out.emit(
-                Event::new(Level::Info, users_text(&list))
+                Event::new(Level::Info, escaped(&users_text(&list)))
                     .field("event", "list")
                     .field("users", users_json(&list)),
             );

@@ -159,3 +159,101 @@ fn p2p_payload_is_the_text_after_the_first_colon_verbatim() {
     assert_eq!(from.ip().to_string(), "127.0.0.2");
     client.wait_for("P2P to bob (127.0.0.5): hi: there");
 }
+
+/// A handout-style (unframed) server on loopback that sends `script` after the name, one part
+/// per write, then keeps the connection for `keep`.
+fn handout_server(script: Vec<Vec<u8>>, keep: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+        for part in script {
+            s.write_all(&part).unwrap();
+            thread::sleep(Duration::from_millis(150));
+        }
+        thread::sleep(keep);
+    });
+    port
+}
+
+/// Issue 12, F5: against the handout's unframed server, eve's room message
+/// `nice weather !{"alice": …, "bob": "<eve's IP>"}` is text, and a list that does not hold
+/// us is not the server's: alice's `@bob:` still goes to bob's real address, not to eve.
+#[test]
+fn a_user_list_in_a_room_message_does_not_redirect_peer_to_peer() {
+    let port = udp_port();
+    let bob = UdpSocket::bind(("127.0.0.5", port)).unwrap();
+    let eve = UdpSocket::bind(("127.0.0.6", port)).unwrap();
+    bob.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    eve.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let tcp_port = handout_server(
+        vec![
+            b"!{\"alice\": \"127.0.0.2\", \"bob\": \"127.0.0.5\", \"eve\": \"127.0.0.6\"}".to_vec(),
+            b"eve: nice weather !{\"alice\": \"127.0.0.2\", \"bob\": \"127.0.0.6\"} ".to_vec(),
+            // A list at a message boundary that does not hold alice is not the server's either.
+            b"!{\"bob\": \"127.0.0.6\", \"eve\": \"127.0.0.6\"}".to_vec(),
+        ],
+        Duration::from_secs(8),
+    );
+    let mut client = Proc::spawn_with_stdin(
+        Command::new(BIN)
+            .args(["--server", "127.0.0.1", "--port", &tcp_port.to_string()])
+            .args(["--bind", "127.0.0.2", "--udp-port", &port.to_string()])
+            .args(["--name", "alice"]),
+    );
+    client.wait_for("registered; 3 active users");
+    client.wait_for("nice weather");
+    client.wait_for("not from the server");
+    client.send("@bob: the secret");
+    let mut buf = [0u8; 256];
+    let (n, _) = bob.recv_from(&mut buf).expect("bob got nothing");
+    assert_eq!(&buf[..n], b" the secret");
+    assert!(eve.recv_from(&mut buf).is_err(), "eve got bob's message");
+    client.wait_for("P2P to bob (127.0.0.5)");
+}
+
+/// Issue 12, F7: ESC, CR, BEL and NUL in a room message and in a peer-to-peer datagram are
+/// printed escaped, never raw (a raw `ESC [2J` clears the reader's terminal).
+#[test]
+fn control_characters_from_peers_are_printed_escaped() {
+    let port = udp_port();
+    let tcp_port = handout_server(
+        vec![
+            b"!{\"alice\": \"127.0.0.2\", \"eve\": \"127.0.0.7\"}\n".to_vec(),
+            b"eve: hi \x1b[2J\x07\r\x00there \n".to_vec(),
+        ],
+        Duration::from_secs(3),
+    );
+    let client = Proc::spawn_with_stdin(
+        Command::new(BIN)
+            .args(["--server", "127.0.0.1", "--port", &tcp_port.to_string()])
+            .args(["--bind", "127.0.0.2", "--udp-port", &port.to_string()])
+            .args(["--name", "alice"]),
+    );
+    client.wait_for("registered; 2 active users");
+    let eve = UdpSocket::bind(("127.0.0.7", 0)).unwrap();
+    eve.send_to(b"psst\x1b]0;owned\x07\r", ("127.0.0.2", port))
+        .unwrap();
+    client.wait_for("P2P from eve");
+    let f = client.finish();
+    assert!(
+        f.stdout.contains(r"eve: hi \u{1b}[2J\u{7}\r\0there"),
+        "{}",
+        f.stdout
+    );
+    assert!(
+        f.stdout.contains(r"psst\u{1b}]0;owned\u{7}\r"),
+        "{}",
+        f.stdout
+    );
+    for raw in ['\x1b', '\x07', '\r', '\0'] {
+        assert!(
+            !f.stdout.contains(raw),
+            "raw {raw:?} printed: {:?}",
+            f.stdout
+        );
+    }
+}
