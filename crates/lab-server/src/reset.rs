@@ -7,8 +7,16 @@
 //! or alternating every `--period`, so the PDC must try both families.
 //!
 //! The two families use two sockets on the same port, an IPv4 one and an IPv6 one with
-//! IPV6_V6ONLY set, so that each family can be answered or ignored on its own. Malformed requests
-//! get `ERROR: <why>`; nothing a client sends can end the service.
+//! IPV6_V6ONLY set, so that each family can be answered or ignored on its own. Nothing a client
+//! sends can end the service.
+//!
+//! Malformed requests: UDP source addresses can be forged, so a server that answers a small
+//! datagram with a bigger one lets anyone aim its replies at a victim (a reflection amplifier;
+//! issue 12, F1: 2,000 one-byte datagrams got 28,725 bytes back). So a malformed datagram gets
+//! `ERROR: <why>` only when that is no longer than the datagram, else just `ERROR` (5 bytes), and
+//! nothing under 5 bytes; the log line always says why. Replies and log lines to malformed
+//! datagrams are also rate-limited per source address ([`Complaints`]: 10 at once, then one a
+//! second), with a count of what was held back.
 
 use std::collections::HashMap;
 use std::io;
@@ -203,6 +211,7 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
     let local = sock.local_addr().context("RESET: local address")?;
     let mut buf = vec![0u8; RECV_BUF];
     let mut seen = FirstRequests::new(opts.drop_first);
+    let mut complaints = Complaints::new();
     let mut failures = 0u32;
     loop {
         let (len, peer) = match sock.recv_from(&mut buf) {
@@ -244,6 +253,14 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
         } else {
             handle(&buf[..len], opts.drop, rng)
         };
+        let mut held_back = 0;
+        if matches!(reply, Reply::Error(_)) {
+            match complaints.allow(peer.ip(), Instant::now()) {
+                Some(held) => held_back = held,
+                // Over this source's budget: no reply, no log line (counted for the next one).
+                None => continue,
+            }
+        }
         let (level, what) = match &reply {
             Reply::Offset { n, x } => (Level::Info, format!("RESET:{n} → OFFSET={x}")),
             Reply::Dropped { n } if forced => (
@@ -257,12 +274,20 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
                 Level::Info,
                 format!("RESET:{n} dropped on purpose (p = {})", opts.drop),
             ),
+            Reply::Error(why) if held_back > 0 => (
+                Level::Warn,
+                format!(
+                    "refused: {why} ({held_back} more malformed datagrams from {} since the \
+                     last one logged were neither answered nor logged)",
+                    peer.ip()
+                ),
+            ),
             Reply::Error(why) => (Level::Warn, format!("refused: {why}")),
         };
         let text = match &reply {
             Reply::Offset { x, .. } => Some(encode_offset(*x)),
             Reply::Dropped { .. } => None,
-            Reply::Error(why) => Some(format!("ERROR: {why}")),
+            Reply::Error(why) => error_reply(why, len),
         };
         event(level, peer, fam, len, &what).emit();
         if let Some(text) = text {
@@ -271,6 +296,73 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
             if let Err(e) = sock.send_to(text.as_bytes(), peer) {
                 labnet::log::warn(format!("RESET reply to {peer}: {e}"));
             }
+        }
+    }
+}
+
+/// The reply to a malformed datagram of `len` bytes: never longer than the datagram (a forged
+/// source must not get more bytes than the forger sent): `ERROR: <why>` when it fits, `ERROR`
+/// when that fits, else nothing.
+pub fn error_reply(why: &str, len: usize) -> Option<String> {
+    let full = format!("ERROR: {why}");
+    if full.len() <= len {
+        Some(full)
+    } else if len >= "ERROR".len() {
+        Some("ERROR".to_owned())
+    } else {
+        None
+    }
+}
+
+/// How many malformed datagrams of one source are answered and logged at once, and then how
+/// many per second.
+const COMPLAINT_BURST: f64 = 10.0;
+const COMPLAINTS_PER_SECOND: f64 = 1.0;
+
+/// A token bucket per source address for the replies and log lines of malformed datagrams: a
+/// student's occasional typo is always answered; a flood (forged or not) costs one log line and
+/// at most one 5-byte-or-shorter reply a second per address.
+struct Complaints {
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    held: u64,
+}
+
+impl Complaints {
+    /// Most addresses remembered: spoofed sources cannot grow the map without bound (it is
+    /// cleared, and every source starts again with a full bucket).
+    const MAX: usize = 10_000;
+
+    fn new() -> Self {
+        Complaints {
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// `Some(held)` when a malformed datagram from `ip` may be answered and logged now, with the
+    /// number held back since the last one that was; `None` when it must be dropped silently.
+    fn allow(&mut self, ip: IpAddr, now: Instant) -> Option<u64> {
+        if self.buckets.len() >= Self::MAX && !self.buckets.contains_key(&ip) {
+            self.buckets.clear();
+        }
+        let b = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: COMPLAINT_BURST,
+            last: now,
+            held: 0,
+        });
+        let refill = now.duration_since(b.last).as_secs_f64() * COMPLAINTS_PER_SECOND;
+        b.tokens = (b.tokens + refill).min(COMPLAINT_BURST);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Some(std::mem::take(&mut b.held))
+        } else {
+            b.held += 1;
+            None
         }
     }
 }
@@ -406,6 +498,40 @@ mod tests {
         assert!(f.drop(a) && f.drop(a) && !f.drop(a) && !f.drop(a));
         assert!(f.drop(b) && f.drop(b) && !f.drop(b));
         assert!(!FirstRequests::new(0).drop(a));
+    }
+
+    #[test]
+    fn error_replies_are_never_longer_than_the_request() {
+        let why = "bad number '-1': expected 0-3600";
+        assert_eq!(error_reply(why, 0), None);
+        assert_eq!(error_reply(why, 4), None);
+        assert_eq!(error_reply(why, 8).as_deref(), Some("ERROR"));
+        assert_eq!(
+            error_reply(why, 100).as_deref(),
+            Some("ERROR: bad number '-1': expected 0-3600")
+        );
+        for len in 0..100 {
+            assert!(
+                error_reply(why, len).is_none_or(|r| r.len() <= len),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn complaints_are_limited_per_source_and_refill() {
+        let mut c = Complaints::new();
+        let t0 = Instant::now();
+        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let b = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        for _ in 0..10 {
+            assert_eq!(c.allow(a, t0), Some(0));
+        }
+        assert_eq!(c.allow(a, t0), None);
+        assert_eq!(c.allow(a, t0), None);
+        assert_eq!(c.allow(b, t0), Some(0), "another source has its own budget");
+        assert_eq!(c.allow(a, t0 + Duration::from_millis(1100)), Some(2));
+        assert_eq!(c.allow(a, t0 + Duration::from_millis(1200)), None);
     }
 
     #[test]

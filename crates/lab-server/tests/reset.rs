@@ -36,31 +36,53 @@ fn ask(s: &UdpSocket, port: u16, msg: &[u8]) -> Option<String> {
     }
 }
 
+/// A malformed request is refused with its reason when the reason fits in as many bytes as the
+/// request had, with a bare `ERROR` when only that fits, and not at all under 5 bytes (issue 12,
+/// F1); the log always says why.
 #[test]
 fn malformed_requests_get_error_replies_on_both_families() {
     let server = Server::start(&["--drop", "0", "--seed", "1"]);
     let port = server.port("RESET");
     let huge = vec![b'R'; 65_000];
+    // Trailing newlines are tolerated by the parser: the reason does not echo them.
+    let pad = |s: &str| format!("{s}{}", "\n".repeat(64 - s.len())).into_bytes();
     for v6 in [false, true] {
         let s = client(v6, WAIT);
         for (bad, why) in [
-            (&b"RESET:-1"[..], "bad number '-1'"),
-            (b"RESET:99999999999", "bad number '99999999999'"),
-            (b"RESET:3601", "out of range"),
-            (b"", "expected RESET:<n>"),
-            (b"hello", "expected RESET:<n>"),
-            (b"RESET:\xff", "not UTF-8"),
+            (&b"RESET:-1"[..], ""),
+            (b"RESET:99999999999", ""),
+            (b"RESET:3601", ""),
+            (b"hello", ""),
+            (&pad("RESET:-1"), "bad number '-1'"),
+            (&pad("RESET:3601"), "3601 out of range"),
+            (&pad("RESET:\u{7f}"), "bad number"),
+            (&pad("hello"), "expected RESET:<n>"),
             (&huge, "65000-byte datagram"),
         ] {
             let reply = ask(&s, port, bad).expect("an ERROR reply");
             assert!(
-                reply.starts_with("ERROR: ") && reply.contains(why),
-                "{reply:?} for {why}"
+                reply.len() <= bad.len(),
+                "{reply:?} for {} bytes",
+                bad.len()
             );
+            if why.is_empty() {
+                assert_eq!(reply, "ERROR");
+            } else {
+                assert!(
+                    reply.starts_with("ERROR: ") && reply.contains(why),
+                    "{reply:?} for {why}"
+                );
+            }
             assert!(
                 reply.len() < 200,
                 "error replies stay short: {}",
                 reply.len()
+            );
+        }
+        for tiny in [&b""[..], b"x", b"RES"] {
+            assert_eq!(
+                ask(&client(v6, Duration::from_millis(300)), port, tiny),
+                None
             );
         }
         // Still serving.
@@ -68,8 +90,9 @@ fn malformed_requests_get_error_replies_on_both_families() {
         let x: u32 = ok.strip_prefix("OFFSET=").expect(&ok).parse().unwrap();
         assert!(x <= 20);
     }
+    // 12 malformed datagrams per address: the first 10 logged, then the per-source limit.
     assert!(
-        server.wait_count("refused:", 14, WAIT).is_some(),
+        server.wait_count("refused:", 20, WAIT).is_some(),
         "{}",
         server.log()
     );
@@ -186,4 +209,63 @@ fn drop_half_loses_about_half_of_400_requests() {
     );
     let loss = dropped as f64 / 400.0;
     assert!((loss - 0.5).abs() <= 0.1, "loss {loss}");
+}
+
+/// Issue 12, F1: the reset port is no reflection amplifier. A burst of 2,000 one-byte and 2,000
+/// eight-byte malformed datagrams from one source gets fewer bytes back than it sent, no reply
+/// longer than its request, and a handful of replies and log lines (rate-limited per source);
+/// another source is still told what is wrong, and valid requests are still answered.
+#[test]
+fn malformed_datagrams_are_never_amplified_and_replies_and_logs_are_rate_limited() {
+    let server = Server::start(&["--drop", "0"]);
+    let port = server.port("RESET");
+    let s = Arc::new(client(false, Duration::from_millis(1000)));
+    let lines_before = server.lines().len();
+    let replies = Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+    let reader = {
+        let (s, replies) = (Arc::clone(&s), Arc::clone(&replies));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            // Ends after one second without a reply.
+            while let Ok(n) = s.recv(&mut buf) {
+                replies.lock().unwrap().push(n);
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut sent = 0usize;
+    for _ in 0..2000 {
+        sent += s.send_to(b"x", ("127.0.0.1", port)).unwrap();
+    }
+    for _ in 0..2000 {
+        sent += s.send_to(b"RESET:-1", ("127.0.0.1", port)).unwrap();
+    }
+    let burst = started.elapsed();
+    reader.join().unwrap();
+    let replies = replies.lock().unwrap().clone();
+    let back: usize = replies.iter().sum();
+    let lines = server.lines().len() - lines_before;
+    eprintln!(
+        "{sent} bytes in 4000 datagrams ({burst:?}): {} replies, {back} bytes back \
+         (ratio {:.4}), {lines} log lines",
+        replies.len(),
+        back as f64 / sent as f64
+    );
+    assert!(back <= sent / 10, "{back} bytes back for {sent}");
+    assert!(
+        replies.iter().all(|&n| n <= 8),
+        "a reply longer than its request: {replies:?}"
+    );
+    assert!(replies.len() <= 20, "{} replies", replies.len());
+    assert!(lines <= 20, "{lines} log lines:\n{}", server.log());
+    // Another source still gets the reason, and the flooding one its offsets.
+    let other = client(true, WAIT);
+    let long = format!("RESET:99999{}", "\n".repeat(53));
+    let long = long.as_bytes();
+    let reply = ask(&other, port, long).expect("an ERROR reply");
+    assert!(
+        reply.starts_with("ERROR: ") && reply.len() <= long.len(),
+        "{reply:?}"
+    );
+    assert!(ask(&s, port, b"RESET:20").unwrap().starts_with("OFFSET="));
 }
