@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
 use labnet::pmu::Outcome;
-use labnet::sock::unmap;
+use labnet::sock::{Deadline, unmap};
 use labnet::wire::pmu::flood_text;
 use labnet::{Context, Result};
 use rand::Rng;
@@ -89,7 +89,10 @@ pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Resul
 fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options) {
     let started = Instant::now();
     let outcome = prepare(&stream, opts.command_timeout).and_then(|()| {
-        labnet::pmu::serve_corked(&mut &stream, &stream, n, &opts.flood).context("PMU session")
+        // The command must be complete by the deadline however its bytes are spaced (a PDC
+        // trickling one byte per read timeout would otherwise hold the thread 10 times longer).
+        let mut timed = Deadline::new(&stream, opts.command_timeout);
+        labnet::pmu::serve_corked(&mut timed, &stream, n, &opts.flood).context("PMU session")
     });
     let (level, what, bytes) = match &outcome {
         Ok(o @ (Outcome::Short { bytes, .. } | Outcome::Flood { bytes })) => {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
-use labnet::sock::{Corked, unmap};
+use labnet::sock::{Corked, Deadline, unmap};
 use labnet::wire::WireError;
 use labnet::wire::pmu::{Command, flood_text, message, parse_command};
 use labnet::{Context, Result};
@@ -155,6 +155,8 @@ fn converse(stream: &TcpStream, n: u32, opts: &Options) -> End {
         Ok(ws) => ws,
         Err(end) => return end,
     };
+    // The command gets its own deadline, as long as the handshake's.
+    ws.get_mut().extend(opts.command_timeout);
     let cmd = match read_command(&mut ws) {
         Ok(cmd) => cmd,
         Err(end) => return end,
@@ -204,7 +206,7 @@ fn converse(stream: &TcpStream, n: u32, opts: &Options) -> End {
             // Whatever tungstenite still holds (a pong answering a ping before the command)
             // goes first; then the flood frame, around tungstenite's write buffer.
             match ws.flush() {
-                Ok(()) => send_large(ws.get_ref(), opts.text, &opts.flood)
+                Ok(()) => send_large(ws.get_ref().stream(), opts.text, &opts.flood)
                     .map(|()| {
                         bytes = len;
                         format!("CMD_floodme served: one {kind} message")
@@ -229,26 +231,27 @@ fn converse(stream: &TcpStream, n: u32, opts: &Options) -> End {
     }
 }
 
-type Ws<'a> = WebSocket<&'a TcpStream>;
+/// A WebSocket whose reads end by a deadline (see [`Deadline`]), moved on per phase.
+type Ws<'a> = WebSocket<Deadline<'a>>;
 
-/// The opening handshake, bounded by `timeout` in total (a client trickling its request one byte
-/// at a time still ends at the deadline).
+/// The opening handshake, bounded by `timeout` in total: every read of the request ends by the
+/// deadline, so a client trickling its request one byte at a time ends there too (issue 12, F3:
+/// with a per-read timeout only, one byte a second kept it open indefinitely).
 fn handshake(stream: &TcpStream, timeout: Duration) -> std::result::Result<Ws<'_>, End> {
     let deadline = Instant::now() + timeout;
-    let mut attempt = tungstenite::accept_with_config(stream, Some(ws_config()));
+    let timed = Deadline::until(stream, deadline);
+    let mut attempt = tungstenite::accept_with_config(timed, Some(ws_config()));
     loop {
         match attempt {
             Ok(ws) => return Ok(ws),
             Err(HandshakeError::Interrupted(mid)) => {
-                // The read timed out (EAGAIN) before the request was complete.
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                // A read timed out (EAGAIN, or the deadline) before the request was complete.
+                if Instant::now() >= deadline {
                     return Err(End::Failed(format!(
                         "handshake not completed within {} s",
                         timeout.as_secs_f64()
                     )));
                 }
-                let _ = stream.set_read_timeout(Some(left));
                 attempt = mid.handshake();
             }
             Err(HandshakeError::Failure(e)) => {
@@ -376,7 +379,8 @@ fn close(ws: &mut Ws<'_>, code: CloseCode, reason: &str) {
     if ws.close(Some(frame)).is_err() || ws.flush().is_err() {
         return;
     }
-    let _ = ws.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
+    // At most one more second for the client's close frame, however it trickles.
+    ws.get_mut().extend(Duration::from_secs(1));
     for _ in 0..16 {
         match ws.read() {
             Ok(_) => continue,

@@ -220,3 +220,23 @@ fn serves_1000_concurrent_sessions() {
             .is_some()
     );
 }
+
+/// The PMU's command timeout is a deadline too: a PDC trickling `CMD_floodm` one byte every
+/// 1.5 s (each read within the 2 s timeout) is closed about 2 s after it connected, not when the
+/// 11th byte finally makes the command wrong, 16 s later.
+#[test]
+fn a_trickled_command_is_closed_at_the_deadline() {
+    let server = Server::start(&["--command-timeout", "2"]);
+    let closed = common::trickle_until_closed(
+        server.port("PMU"),
+        b"CMD_floodm",
+        Duration::from_millis(1500),
+        Duration::from_secs(12),
+    );
+    eprintln!("trickled PMU command closed after {closed:?}");
+    let closed = closed.expect("still open 12 s after connecting");
+    assert!(
+        closed >= Duration::from_millis(1900) && closed < Duration::from_millis(3500),
+        "closed after {closed:?} with --command-timeout 2"
+    );
+}

@@ -291,3 +291,29 @@ fn silent_after_handshake_is_closed_after_the_timeout() {
             .is_some()
     );
 }
+
+/// Issue 12, F3: the handshake deadline holds whatever the client sends. A client trickling
+/// its upgrade request one byte every 300 ms (each read succeeds long before the 2 s timeout)
+/// is closed about 2 s after it connected, not when it stops.
+#[test]
+fn a_trickled_handshake_is_closed_at_the_deadline() {
+    let server = Server::start(&["--command-timeout", "2"]);
+    let port = server.port("WS");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let closed = common::trickle_until_closed(
+        port,
+        request.as_bytes(),
+        Duration::from_millis(300),
+        Duration::from_secs(12),
+    );
+    eprintln!("trickled WebSocket handshake closed after {closed:?}");
+    let closed = closed.expect("still open 12 s after connecting");
+    assert!(
+        closed >= Duration::from_millis(1900) && closed < Duration::from_millis(3500),
+        "closed after {closed:?} with --command-timeout 2"
+    );
+    server.wait_for("handshake not completed within 2 s");
+}

@@ -6,9 +6,10 @@
 
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
@@ -399,6 +400,70 @@ impl Drop for Corked<'_> {
     }
 }
 
+/// A TCP stream whose reads all end by one deadline, however the peer spaces its bytes.
+///
+/// SO_RCVTIMEO bounds one `read`: a client that sends one byte just before each read would time
+/// out keeps its connection, and a server thread, for as long as it likes (slowloris; issue 12,
+/// F3 and F4: a WebSocket upgrade and a TLS ClientHello trickled one byte a second were still
+/// open after 25 s with a 3 s timeout). Before every read this sets the read timeout to the time
+/// left, and once the deadline has passed the read fails with `WouldBlock`, which is what an
+/// expired SO_RCVTIMEO gives on Linux, so callers (tungstenite, rustls, `labnet::pmu`) see the
+/// deadline as the timeout they already handle. Writes pass through with their own SO_SNDTIMEO.
+#[derive(Debug)]
+pub struct Deadline<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    /// Reads on `stream` must end within `timeout` from now.
+    pub fn new(stream: &'a TcpStream, timeout: Duration) -> Self {
+        Deadline::until(stream, Instant::now() + timeout)
+    }
+
+    /// Reads on `stream` must end by `deadline`.
+    pub fn until(stream: &'a TcpStream, deadline: Instant) -> Self {
+        Deadline { stream, deadline }
+    }
+
+    /// A new deadline, `timeout` from now (the next phase of a session).
+    pub fn extend(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
+    }
+
+    /// The socket underneath.
+    pub fn stream(&self) -> &'a TcpStream {
+        self.stream
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "read deadline passed",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut s = self.stream;
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut s = self.stream;
+        s.flush()
+    }
+}
+
 /// EMFILE (this process's descriptor limit) or ENFILE (the system's), and the memory errors
 /// (ENOBUFS, ENOMEM) `accept` gives when the kernel cannot allocate the new socket: a server
 /// should back off and retry, not spin and not die.
@@ -420,7 +485,6 @@ pub fn unmap(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn loopback_multicast_ttl0_reaches_joined_socket() {
@@ -471,6 +535,39 @@ mod tests {
         let _b = std::net::TcpStream::connect(("::1", port)).unwrap();
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer.ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn a_deadline_ends_reads_however_the_bytes_are_spaced() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let writer = std::thread::spawn(move || {
+            // One byte every 50 ms for 2 s: every single read succeeds quickly.
+            for _ in 0..40 {
+                if client.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = Instant::now();
+        let mut timed = Deadline::new(&server, Duration::from_millis(400));
+        let mut buf = [0u8; 16];
+        let e = loop {
+            match timed.read(&mut buf) {
+                Ok(n) => assert!(n > 0),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_millis(900),
+            "{took:?}"
+        );
+        drop(server);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
 use labnet::pmu::Outcome;
+use labnet::sock::Deadline;
 use labnet::{Context, Error, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -218,7 +219,7 @@ fn connection(tcp: TcpStream, peer: SocketAddr, tls: Arc<ServerConfig>, session:
 }
 
 fn handle(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     tls: Arc<ServerConfig>,
     session: &Session,
@@ -266,9 +267,12 @@ fn handle(
     let offered = hello::parse(&first[..n]);
 
     let mut conn = ServerConnection::new(tls).map_err(|e| format!("TLS setup: {e}"))?;
+    // complete_io reads until the handshake progresses: with a per-read timeout alone, a
+    // ClientHello trickled one byte per timeout kept it reading forever (issue 12, F4). Every
+    // read through `timed` ends by the deadline, whatever arrives.
+    let mut timed = Deadline::until(&tcp, deadline);
     while conn.is_handshaking() {
-        set_read_deadline(&tcp, deadline)?;
-        if let Err(e) = conn.complete_io(&mut tcp) {
+        if let Err(e) = conn.complete_io(&mut timed) {
             // complete_io has already tried to send the alert that names the problem.
             return Err(describe_handshake_error(
                 &e,
@@ -286,15 +290,13 @@ fn handle(
     .field("version", format!("{:?}", conn.protocol_version()))
     .emit();
 
-    // The handshake deadline is over; the command gets its own timeout (a silent client is
-    // closed, as by lab-server).
-    tcp.set_read_timeout(Some(session.timeout))
-        .map_err(|e| format!("set read timeout: {e}"))?;
+    // The handshake deadline is over; the command gets its own, as long (a silent or trickling
+    // client is closed, as by lab-server).
+    timed.extend(session.timeout);
     let n = session.messages.unwrap_or_else(random_messages);
     // The TLS stream writes through `&tcp`, so the same socket can be corked meanwhile: each PMU
     // message is one TLS record and one send(), and the d = 0 burst leaves together.
-    let mut sock = &tcp;
-    let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+    let mut stream = rustls::Stream::new(&mut conn, &mut timed);
     let outcome = labnet::pmu::serve_corked(&mut stream, &tcp, n, &session.flood)
         .map_err(|e| format!("during the session: {}", describe_io(&e)))?;
     // close_notify, then FIN: the client knows the reply is complete and not cut by an attacker.

@@ -169,3 +169,58 @@ fn client_refuses_an_expired_certificate() {
     // The client's alert (certificate_expired) shows up in the server's log.
     server.wait_for("refused: client aborted the handshake with alert CertificateExpired");
 }
+
+/// Issue 12, F4: the handshake deadline holds whatever the client sends. A ClientHello record
+/// trickled one byte every 300 ms (each read succeeds long before the 2 s timeout) is closed
+/// about 2 s after the client connected.
+#[test]
+fn a_trickled_client_hello_is_closed_at_the_deadline() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("trickle");
+    let (cert, key, _ca) = make_certs(&dir);
+    let server = Server::start(&cert, &key, &["--timeout", "2"]);
+    // A handshake record header announcing 512 bytes, then filler: rustls waits for all of it.
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    hello.resize(517, 0x42);
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let mut closed = None;
+    let mut buf = [0u8; 1024];
+    for &b in &hello {
+        if started.elapsed() > Duration::from_secs(12) {
+            break;
+        }
+        if s.write_all(&[b]).is_err() {
+            closed = Some(started.elapsed());
+            break;
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => {
+                closed = Some(started.elapsed());
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                closed = Some(started.elapsed());
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("trickled ClientHello closed after {closed:?}");
+    let closed = closed.expect("still open 12 s after connecting");
+    assert!(
+        closed >= Duration::from_millis(1900) && closed < Duration::from_millis(3500),
+        "closed after {closed:?} with --timeout 2"
+    );
+    server.wait_for("handshake not finished within 2 s");
+}

@@ -83,3 +83,43 @@ pub fn short_reply(n: u32) -> Vec<u8> {
         .collect::<String>()
         .into_bytes()
 }
+
+/// Sends `bytes` one at a time, `every` apart, and returns how long after connecting the server
+/// closed the connection (its read returned 0 or failed), or `None` if it was still open after
+/// `limit`. The trickle never stops before the close: a deadline must hold whatever arrives.
+pub fn trickle_until_closed(
+    port: u16,
+    bytes: &[u8],
+    every: Duration,
+    limit: Duration,
+) -> Option<Duration> {
+    use std::io::Write;
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        reader.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        let _ = tx.send(closed.then(|| started.elapsed()));
+    });
+    for &b in bytes.iter().cycle() {
+        if let Ok(result) = rx.try_recv() {
+            return result;
+        }
+        if started.elapsed() > limit || s.write_all(&[b]).is_err() {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    rx.recv().unwrap_or(None)
+}
