@@ -39,6 +39,21 @@ pub fn finish(args: Arguments) -> Result<()> {
     }
 }
 
+/// Rejects an unknown option before the positionals are read: called after every known flag
+/// and option was taken, it fails with "unknown option '--x'" (exit 2) when an argument left
+/// starts with `-` (a lone `-` and negative numbers excepted). Without it, `reset-client --bogus`
+/// took `--bogus` for the host, and `pmu-pdc-client --bogus ::1 5003 CMD` called `::1` a bad
+/// port (issue 12, F10).
+pub fn no_unknown_options(args: &Arguments) -> Result<()> {
+    for arg in args.clone().finish() {
+        let arg = arg.to_string_lossy();
+        if arg.len() > 1 && arg.starts_with('-') && arg.parse::<f64>().is_err() {
+            return Err(Error::usage(format!("unknown option '{arg}'")));
+        }
+    }
+    Ok(())
+}
+
 /// An optional value parsed with `FromStr`, with a message naming the option on failure.
 pub fn opt<T: FromStr>(args: &mut Arguments, key: &'static str) -> Result<Option<T>>
 where
@@ -176,6 +191,15 @@ mod tests {
         let e = finish(a).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("--prot"), "{e}");
+    }
+
+    #[test]
+    fn unknown_options_are_caught_before_positionals() {
+        let a = args(&["host", "--bogus", "5"]);
+        let e = no_unknown_options(&a).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.to_string(), "unknown option '--bogus'");
+        assert!(no_unknown_options(&args(&["host", "-", "-1.5"])).is_ok());
     }
 
     #[test]

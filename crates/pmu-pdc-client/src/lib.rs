@@ -95,6 +95,8 @@ impl Config {
         if connect_timeout.is_zero() || timeout.is_zero() {
             return Err(Error::usage("timeouts must be more than 0 seconds"));
         }
+        // Every option is taken: what starts with `-` now is no positional.
+        labnet::args::no_unknown_options(&a)?;
         let host: String = a
             .free_from_str()
             .map_err(|_| Error::usage("missing HOST (usage: pmu-pdc-client HOST PORT CMD)"))?;

@@ -256,3 +256,23 @@ fn help_shows_examples_and_bad_input_exits_2() {
         assert!(r.stderr.contains("try `pmu-pdc-client --help`"));
     }
 }
+
+/// Issue 12, F10: an unknown flag is a usage error (exit 2, "unknown option"), wherever it
+/// stands, never taken for a positional argument nor reported as a missing one.
+#[test]
+fn an_unknown_flag_is_a_usage_error_naming_it() {
+    for args in [
+        &["--bogus", "::1", "5003", "CMD_short:0"][..],
+        &["::1", "--bogus", "5003", "CMD_short:0"],
+        &["--bogus"],
+    ] {
+        let f = run(BIN, args, Duration::from_secs(10));
+        assert_eq!(f.code, Some(2), "{args:?}: {f:?}");
+        assert!(
+            f.stderr.contains("unknown option '--bogus'"),
+            "{args:?}: {}",
+            f.stderr
+        );
+        assert_eq!(f.stderr.lines().count(), 1, "{args:?}: {}", f.stderr);
+    }
+}

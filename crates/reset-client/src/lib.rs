@@ -104,6 +104,8 @@ impl Config {
         if runs == 0 || max_attempts == 0 {
             return Err(Error::usage("--runs and --max-attempts must be at least 1"));
         }
+        // Every option is taken: what starts with `-` now is no positional.
+        labnet::args::no_unknown_options(&a)?;
         let host: String = a
             .free_from_str()
             .map_err(|_| Error::usage("missing HOST (usage: reset-client HOST)"))?;

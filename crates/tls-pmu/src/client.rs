@@ -71,8 +71,13 @@ pub fn run(c: &ClientConfig) -> Result<Summary> {
         .map_err(|e| tls_err(format!("start TLS with {}", c.host), e))?;
     let mut tcp = tcp;
     while conn.is_handshaking() {
-        conn.complete_io(&mut tcp)
-            .map_err(|e| handshake_error(&e, &c.host, peer, &c.ca))?;
+        conn.complete_io(&mut tcp).map_err(|e| {
+            if is_timeout(&e) {
+                timed_out(format!("TLS handshake with {peer}"), c.timeout)
+            } else {
+                handshake_error(&e, &c.host, peer, &c.ca)
+            }
+        })?;
     }
     Event::new(
         Level::Info,
@@ -91,7 +96,14 @@ pub fn run(c: &ClientConfig) -> Result<Summary> {
     stream
         .write_all(c.command.as_bytes())
         .and_then(|()| stream.flush())
-        .with_context(|| format!("send {} to {peer}", c.command))?;
+        .map_err(|e| {
+            let context = format!("send {} to {peer}", c.command);
+            if is_timeout(&e) {
+                timed_out(context, c.timeout)
+            } else {
+                Error::Io { context, source: e }
+            }
+        })?;
     Event::new(Level::Send, c.command.clone()).emit();
 
     let mut splitter = Splitter::new();
@@ -113,16 +125,8 @@ pub fn run(c: &ClientConfig) -> Result<Summary> {
                 summary.clean_close = false;
                 break;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Error::msg(format!(
-                    "read from {peer}: no data for {:.0} s",
-                    c.timeout.as_secs_f64()
-                )));
+            Err(e) if is_timeout(&e) => {
+                return Err(timed_out(format!("read from {peer}: no data"), c.timeout));
             }
             Err(e) => return Err(Error::other(format!("read from {peer}"), e)),
         };
@@ -162,6 +166,23 @@ pub fn run(c: &ClientConfig) -> Result<Summary> {
     .field("close_notify", summary.clean_close)
     .emit();
     Ok(summary)
+}
+
+/// SO_RCVTIMEO / SO_SNDTIMEO expiry: EAGAIN on Linux, which Rust shows as "Resource temporarily
+/// unavailable (os error 11)", words that say nothing about time (issue 12, F10).
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// `<context>: timed out after S s`.
+fn timed_out(context: String, timeout: std::time::Duration) -> Error {
+    Error::msg(format!(
+        "{context}: timed out after {} s",
+        timeout.as_secs_f64()
+    ))
 }
 
 fn print_message(msg: &str) {
@@ -257,6 +278,7 @@ fn connect(host: &str, port: u16, timeout: std::time::Duration) -> Result<TcpStr
         }
     }
     match last {
+        Some((addr, e)) if is_timeout(&e) => Err(timed_out(format!("connect to {addr}"), timeout)),
         Some((addr, e)) => Err(e).with_context(|| format!("connect to {addr}")),
         None => Err(Error::msg(format!("resolve {host}: no address"))),
     }

@@ -335,6 +335,7 @@ fn client_args(args: &mut Arguments) -> Result<ClientConfig> {
         "--timeout",
         15,
     )?;
+    labnet::args::no_unknown_options(args)?;
     let host: String = args
         .free_from_str()
         .map_err(|_| Error::usage("client needs HOST PORT CMD"))?;

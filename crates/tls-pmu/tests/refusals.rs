@@ -224,3 +224,37 @@ fn a_trickled_client_hello_is_closed_at_the_deadline() {
     );
     server.wait_for("handshake not finished within 2 s");
 }
+
+/// Issue 12, F10: a server that accepts and never answers is reported as a timeout in words,
+/// not as "Resource temporarily unavailable (os error 11)".
+#[test]
+fn client_reports_a_silent_server_as_timed_out() {
+    let dir = TempDir::new("silent-server");
+    let (_cert, _key, ca) = make_certs(&dir);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        let held = listener.accept();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(held);
+    });
+    let out = labnet::testkit::proc::output(
+        std::process::Command::new(common::BIN)
+            .args([
+                "client",
+                "127.0.0.1",
+                &port.to_string(),
+                "CMD_short:0",
+                "--ca",
+            ])
+            .arg(&ca)
+            .args(["--timeout", "1"]),
+        b"",
+        std::time::Duration::from_secs(10),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("timed out after 1 s"), "{stderr}");
+    assert!(!stderr.contains("os error"), "{stderr}");
+    holder.join().unwrap();
+}

@@ -86,6 +86,8 @@ impl Config {
         if connect_timeout.is_zero() || timeout.is_zero() {
             return Err(Error::usage("timeouts must be more than 0 seconds"));
         }
+        // Every option is taken: what starts with `-` now is no positional.
+        labnet::args::no_unknown_options(&a)?;
         let url: String = a
             .free_from_str()
             .map_err(|_| Error::usage("missing URL (usage: ws-client ws://HOST:PORT CMD)"))?;
