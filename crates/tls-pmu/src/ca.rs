@@ -24,7 +24,7 @@ use std::time::SystemTime;
 
 use labnet::{Context, Error, Result};
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType, SubjectPublicKeyInfo,
 };
 use rustls::pki_types::pem::PemObject;
@@ -118,6 +118,7 @@ pub fn sign(c: &SignConfig) -> Result<PathBuf> {
     let der = read_csr(&c.csr)?;
     let issued = issue(&der, &c.names, &issuer, SystemTime::now(), c.days)
         .map_err(|why| Error::msg(format!("refused {}: {why}", c.csr.display())))?;
+    certs::write_crl(&dir, &issuer, SystemTime::now())?;
     for skipped in &issued.skipped {
         labnet::log::warn(format!(
             "not in the subjectAltName: '{skipped}' is not a host name or an IP address"
@@ -262,6 +263,10 @@ pub fn issue(
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     // RFC 5280 §4.2.1.1: the AKI lets a client pick the right CA certificate.
     p.use_authority_key_identifier_extension = true;
+    // RFC 5280 §4.2.1.13: where the CA's revocation list is published (see certs::CRL_URL).
+    p.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![certs::CRL_URL.to_owned()],
+    }];
     p.serial_number = Some(certs::random_serial());
     let public = SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
         .map_err(|e| format!("the CSR's public key is of a kind this CA cannot sign ({e})"))?;

@@ -76,7 +76,9 @@ certs: the handout's certificate flow, done with rcgen
   --days N         leaf validity in days, 1-90 (default 90)
   --rsa            RSA 2048 instead of ECDSA P-256: not available with the ring backend, which
                    cannot generate RSA keys; make an RSA key with openssl instead (see README)
-  Files: cacert.pem, cakey.pem (0600), ID_key.pem (0600), ID.csr, ID_cert.pem
+  Files: cacert.pem, cakey.pem (0600), ID_key.pem (0600), ID.csr, ID_cert.pem, ca.crl
+  Certificates name http://tcpip.epfl.ch/netlab/ca.crl as their CRL distribution point; `ca sign`
+  and `certs` write the CA's current CRL (nothing revoked, 30 days) as ca.crl beside cacert.pem
 
 serve: the PMU server (what the handout grades)
   --cert FILE      certificate chain, PEM (leaf first)
