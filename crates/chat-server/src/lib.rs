@@ -42,12 +42,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
+use labnet::sock::AcceptLoop;
 use labnet::wire::chat::{self, ClientFramer};
 use labnet::{Context, Error, Result};
 
@@ -256,77 +256,29 @@ pub fn serve(listener: TcpListener, options: &Options) -> Result<()> {
     .field("port", local.port())
     .emit();
 
-    let open = Arc::new(AtomicUsize::new(0));
-    let next_id = AtomicU64::new(1);
     let shared = Arc::new(Shared {
         options: options.clone(),
         users,
         hub: hub_tx,
     });
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and friends: the listener is fine, the moment is not. Back off a little.
-                labnet::log::warn(format!("accept failed: {e}"));
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let peer = labnet::sock::unmap(peer);
-        if open.load(Ordering::Relaxed) >= options.max_clients {
-            Event::new(
-                Level::Warn,
-                format!(
-                    "refused {peer}: server full ({} connections)",
-                    options.max_clients
-                ),
-            )
-            .field("event", "refused")
-            .field("peer", peer.to_string())
-            .emit();
-            let why = format!("server full ({} connections)", options.max_clients);
-            // A fresh socket's send buffer is empty: this write cannot block the accept loop.
-            let _ = stream.set_nonblocking(true);
-            let _ = (&stream).write_all(chat::encode_error(&why).as_bytes());
-            continue;
-        }
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot::take(&open);
-        let shared = Arc::clone(&shared);
-        let spawned = thread::Builder::new()
-            .name(format!("chat-conn-{id}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _slot = slot;
-                connection(id, stream, peer, &shared);
-            });
-        if let Err(e) = spawned {
-            labnet::log::warn(format!("no thread for {peer}: {e}"));
-        }
-    }
+    // The kit's accept loop: back-off at the descriptor limit, thread-start retries, and
+    // --max-clients (one more gets `ERROR: server full (N connections)` and the close).
+    let full = format!("server full ({} connections)", options.max_clients);
+    AcceptLoop::new("chat-server")
+        .thread_prefix("chat-conn")
+        .stack_size(256 * 1024)
+        .max_clients(options.max_clients)
+        .refusal(chat::encode_error(&full))
+        .run(&listener, move |c| {
+            connection(c.id, c.stream, c.peer, &shared)
+        })
+        .context("read the listening address")
 }
 
 struct Shared {
     options: Options,
     users: Option<Arc<Users>>,
     hub: SyncSender<ToHub>,
-}
-
-/// One open connection counted against `--max-clients`, released on drop.
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(open: &Arc<AtomicUsize>) -> Slot {
-        open.fetch_add(1, Ordering::Relaxed);
-        Slot(Arc::clone(open))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Why a connection ended before or while registering.

@@ -21,20 +21,17 @@
 //! timeout), and the process running out of file descriptors (`accept` failing with EMFILE or
 //! ENFILE): then it sleeps a little before the next `accept` instead of spinning on the error,
 //! logs at most one line per second with the number of failures it did not log, and carries on by
-//! itself once clients close. Client threads get a small explicit stack ([`THREAD_STACK`]), so a
+//! itself once clients close (the kit's shared accept loop, `labnet::sock::AcceptLoop`). Client threads get a small explicit stack ([`THREAD_STACK`]), so a
 //! class worth of connections costs little memory.
 
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use labnet::error::describe;
-use labnet::log::{Event, Level, RateLimit};
-use labnet::sock::is_fd_exhaustion;
+use labnet::log::{Event, Level};
+use labnet::sock::AcceptLoop;
 use labnet::{Context, Result};
 
 /// `--help` text.
@@ -49,6 +46,7 @@ OPTIONS:
     --bind ADDR          local address (default :: = every IPv4 and IPv6 address, dual stack)
     --udp                echo UDP datagrams instead of TCP connections
     --idle-timeout S     close a TCP connection silent for S seconds (default 300; 0 = never)
+    --max-clients N      TCP clients served at once; one more is closed at once (default 10000)
     --quiet              log connections and closes only, not every read
     --json               one JSON object per event instead of text lines
     -h, --help           this text
@@ -63,6 +61,9 @@ EXAMPLES:
 /// Default TCP/UDP port (the week 3 lab's echo server).
 pub const DEFAULT_PORT: u16 = labnet::topo::ECHO_PORT;
 
+/// Default cap on clients served at once (each costs a thread and a descriptor).
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+
 /// Default idle timeout of a TCP connection.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 
@@ -73,9 +74,6 @@ pub const THREAD_STACK: usize = 64 * 1024;
 
 /// Size of the buffer each client thread reads into.
 const BUF_SIZE: usize = 16 * 1024;
-
-/// How long `accept` rests after EMFILE/ENFILE before trying again.
-const FD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Command-line options.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +88,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// `--quiet`.
     pub quiet: bool,
+    /// `--max-clients`.
+    pub max_clients: usize,
     /// `--json`.
     pub json: bool,
 }
@@ -108,6 +108,11 @@ impl Config {
             None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
         let idle = labnet::args::opt_seconds(&mut a, "--idle-timeout")?.unwrap_or(DEFAULT_IDLE);
+        let max_clients: usize =
+            labnet::args::opt_or(&mut a, "--max-clients", DEFAULT_MAX_CLIENTS)?;
+        if max_clients == 0 {
+            return Err(labnet::Error::usage("--max-clients: expected at least 1"));
+        }
         labnet::args::finish(a)?;
         Ok(Config {
             port,
@@ -115,6 +120,7 @@ impl Config {
             udp,
             idle_timeout: (!idle.is_zero()).then_some(idle),
             quiet,
+            max_clients,
             json,
         })
     }
@@ -124,6 +130,7 @@ impl Config {
         Options {
             idle_timeout: self.idle_timeout,
             quiet: self.quiet,
+            max_clients: self.max_clients,
         }
     }
 }
@@ -135,6 +142,8 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// Log connect and close only.
     pub quiet: bool,
+    /// Clients served at once; one more is closed at once.
+    pub max_clients: usize,
 }
 
 impl Default for Options {
@@ -142,6 +151,7 @@ impl Default for Options {
         Options {
             idle_timeout: Some(DEFAULT_IDLE),
             quiet: false,
+            max_clients: DEFAULT_MAX_CLIENTS,
         }
     }
 }
@@ -209,114 +219,19 @@ pub fn serve_udp(socket: &UdpSocket) -> Result<()> {
     }
 }
 
-/// Accepts TCP clients forever, one named thread per client.
+/// Accepts TCP clients forever, one named thread per client, through the kit's accept loop
+/// ([`AcceptLoop`]: back-off at the descriptor limit, thread-start retries, the connection cap).
 ///
 /// Only an error of the listening socket itself ends it; failures of one client, of thread
 /// creation or of file-descriptor exhaustion are logged and survived.
 pub fn serve(listener: TcpListener, opts: &Options) -> Result<()> {
-    let local = listener.local_addr().context("read local address")?;
-    let live = Arc::new(AtomicUsize::new(0));
-    let mut limiter = RateLimit::new(Duration::from_secs(1));
-    let mut exhausted = false;
-    let mut next_id: u64 = 0;
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if exhausted {
-                    exhausted = false;
-                    let skipped = limiter.take_skipped();
-                    labnet::log::info(format!(
-                        "accepting again on {local} ({skipped} more accept failures not logged)"
-                    ));
-                }
-                next_id += 1;
-                spawn_client(next_id, stream, peer, opts, &live, &mut limiter);
-            }
-            Err(e) if is_fd_exhaustion(&e) => {
-                // The pending connection stays in the kernel's accept queue; accepting again at
-                // once would fail the same way and burn a CPU. Rest, and let clients close.
-                exhausted = true;
-                if limiter.allow() {
-                    let skipped = limiter.take_skipped();
-                    Event::new(
-                        Level::Warn,
-                        format!(
-                            "accept on {local}: {}: {} clients open, retrying every {} ms \
-                             ({skipped} more failures not logged)",
-                            describe(&e),
-                            live.load(Ordering::Relaxed),
-                            FD_BACKOFF.as_millis()
-                        ),
-                    )
-                    .field("event", "accept_backoff")
-                    .emit();
-                }
-                thread::sleep(FD_BACKOFF);
-            }
-            // The client reset before we accepted it, or a signal: nothing to do.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionAborted | ErrorKind::Interrupted | ErrorKind::WouldBlock
-                ) => {}
-            Err(e) => {
-                if limiter.allow() {
-                    labnet::log::warn(format!("accept on {local}: {}", describe(&e)));
-                }
-                thread::sleep(FD_BACKOFF);
-            }
-        }
-    }
-}
-
-fn spawn_client(
-    id: u64,
-    stream: TcpStream,
-    peer: SocketAddr,
-    opts: &Options,
-    live: &Arc<AtomicUsize>,
-    limiter: &mut RateLimit,
-) {
-    // A thread can fail to start when the system is short of threads or memory for a moment.
-    // An accepted client must not be dropped for that: the socket waits in a slot the new thread
-    // takes it from, so a failed spawn leaves it with us (no descriptor is duplicated, which at
-    // the open-file limit would fail too), and we retry with a growing pause (about 1.3 s in
-    // all) before giving the client up.
-    let slot = Arc::new(Mutex::new(Some(stream)));
-    let mut pause = Duration::from_millis(10);
-    let mut last_error = None;
-    for _ in 0..8 {
-        let mine = Arc::clone(&slot);
-        let opts = opts.clone();
-        let live_in = Arc::clone(live);
-        live.fetch_add(1, Ordering::Relaxed);
-        let spawned = thread::Builder::new()
-            .name(format!("echo-{id}"))
-            .stack_size(THREAD_STACK)
-            .spawn(move || {
-                let stream = mine.lock().ok().and_then(|mut s| s.take());
-                if let Some(stream) = stream {
-                    handle(id, stream, peer, &opts);
-                }
-                live_in.fetch_sub(1, Ordering::Relaxed);
-            });
-        match spawned {
-            Ok(_) => return,
-            Err(e) => {
-                live.fetch_sub(1, Ordering::Relaxed);
-                last_error = Some(e);
-                thread::sleep(pause);
-                pause *= 2;
-            }
-        }
-    }
-    if limiter.allow() {
-        let why = last_error.map_or_else(|| "unknown error".to_owned(), |e| describe(&e));
-        labnet::log::warn(format!(
-            "#{id} {}: cannot start a thread after 8 attempts: {why}; connection closed",
-            labnet::sock::unmap(peer)
-        ));
-    }
+    let opts = opts.clone();
+    AcceptLoop::new("echo-server")
+        .thread_prefix("echo")
+        .stack_size(THREAD_STACK)
+        .max_clients(opts.max_clients)
+        .run(&listener, move |c| handle(c.id, c.stream, c.peer, &opts))
+        .context("read local address")
 }
 
 /// How a client connection ended.

@@ -60,7 +60,10 @@ OPTIONS:
     --messages N           messages per CMD_short (1-100000)   [default: random 5-15 per session]
     --flood-bytes B        size of the CMD_floodme reply (1-67108864)    [default: 65536]
     --command-timeout S    a client that sends no command (or, on WebSocket, does not finish the
-                           handshake) within S seconds is closed          [default: 10]
+                           handshake) within S seconds is closed, however it spaces its bytes
+                                                                          [default: 10]
+    --max-clients N        PMU and WebSocket: connections served at once per service; one more
+                           is refused at once (`ERROR: server busy`, HTTP 503) [default: 1000]
     --drop P               reset: probability of dropping a request, 0-1 [default: 0.3]
     --drop-first N         reset: also drop the first N requests of every client address, so a
                            client that never retransmits is never answered (grading) [default: 0]
@@ -147,8 +150,10 @@ pub struct Config {
     pub messages: Option<u32>,
     /// Size of the flood.
     pub flood_bytes: usize,
-    /// How long a client may stay silent before its command (or handshake).
+    /// How long a client may take for its command (or handshake), whatever it sends.
     pub command_timeout: Duration,
+    /// PMU and WebSocket: connections served at once, per service.
+    pub max_clients: usize,
     /// Reset drop probability.
     pub drop: f64,
     /// Reset: requests dropped first from every client address.
@@ -209,6 +214,10 @@ impl Config {
                 "--command-timeout: expected more than 0 seconds",
             ));
         }
+        let max_clients: usize = opt_or(&mut a, "--max-clients", 1000)?;
+        if max_clients == 0 {
+            return Err(Error::usage("--max-clients: expected at least 1"));
+        }
         let drop: f64 = opt_or(&mut a, "--drop", 0.3)?;
         if !(0.0..=1.0).contains(&drop) {
             return Err(Error::usage("--drop: expected a probability 0-1"));
@@ -260,6 +269,7 @@ impl Config {
             messages,
             flood_bytes,
             command_timeout,
+            max_clients,
             drop,
             drop_first,
             family,

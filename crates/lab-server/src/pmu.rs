@@ -6,15 +6,14 @@
 //! [`labnet::pmu`]; this module adds what a server needs around it: timeouts, n, logging, and a
 //! close that does not destroy the reply.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
 use labnet::pmu::Outcome;
-use labnet::sock::{Deadline, unmap};
+use labnet::sock::{AcceptLoop, Deadline};
 use labnet::wire::pmu::flood_text;
 use labnet::{Context, Result};
 use rand::Rng;
@@ -35,8 +34,10 @@ pub struct Options {
     pub messages: Option<u32>,
     /// The `CMD_floodme` reply.
     pub flood: Vec<u8>,
-    /// Read timeout for the command.
+    /// Deadline for the command.
     pub command_timeout: Duration,
+    /// Sessions served at once.
+    pub max_clients: usize,
 }
 
 impl Options {
@@ -46,6 +47,7 @@ impl Options {
             messages: c.messages,
             flood: flood_text(c.flood_bytes),
             command_timeout: c.command_timeout,
+            max_clients: c.max_clients,
         }
     }
 }
@@ -56,33 +58,20 @@ pub fn pick_n(messages: Option<u32>, rng: &SharedRng) -> u32 {
     messages.unwrap_or_else(|| with_rng(rng, |r| r.random_range(5..=15)))
 }
 
-static SESSIONS: AtomicU64 = AtomicU64::new(1);
-
-/// Accepts PDCs forever, one thread per session. Never returns on a per-client problem; an
-/// `accept` failure such as EMFILE is logged and retried after a pause.
+/// Accepts PDCs forever, one thread per session, through the kit's accept loop
+/// ([`AcceptLoop`]: back-off at the descriptor limit, thread-start retries, the connection cap).
 pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Result<()> {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                labnet::log::error(format!("PMU accept failed: {e}; retrying"));
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
-        let n = pick_n(opts.messages, &rng);
-        let opts = Arc::clone(&opts);
-        let spawned = std::thread::Builder::new()
-            .name(format!("pmu-{id}"))
-            .stack_size(SESSION_STACK)
-            .spawn(move || session(stream, unmap(peer), id, n, &opts));
-        if let Err(e) = spawned {
-            // The stream moved into the closure is dropped with it: the client sees a close.
-            labnet::log::error(format!("PMU #{id} {peer}: cannot start a thread: {e}"));
-        }
-    }
+    let why = format!("server busy ({} sessions)", opts.max_clients);
+    AcceptLoop::new("PMU")
+        .thread_prefix("pmu")
+        .stack_size(SESSION_STACK)
+        .max_clients(opts.max_clients)
+        .refusal(format!("ERROR: {why}\n"))
+        .run(&listener, move |c| {
+            let n = pick_n(opts.messages, &rng);
+            session(c.stream, c.peer, c.id, n, &opts);
+        })
+        .context("PMU: read the listening address")
 }
 
 /// One PDC: read the command (bounded by the timeout), reply, close, log.

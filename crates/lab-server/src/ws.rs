@@ -16,11 +16,10 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
-use labnet::sock::{Corked, Deadline, unmap};
+use labnet::sock::{AcceptLoop, Corked, Deadline};
 use labnet::wire::WireError;
 use labnet::wire::pmu::{Command, flood_text, message, parse_command};
 use labnet::{Context, Result};
@@ -52,6 +51,8 @@ pub struct Options {
     pub command_timeout: Duration,
     /// Text frames instead of binary.
     pub text: bool,
+    /// Sessions served at once.
+    pub max_clients: usize,
 }
 
 impl Options {
@@ -62,6 +63,7 @@ impl Options {
             flood: Bytes::from(flood_text(c.flood_bytes)),
             command_timeout: c.command_timeout,
             text: c.text,
+            max_clients: c.max_clients,
         }
     }
 }
@@ -75,31 +77,26 @@ pub fn ws_config() -> WebSocketConfig {
         .accept_unmasked_frames(false)
 }
 
-static SESSIONS: AtomicU64 = AtomicU64::new(1);
-
-/// Accepts WebSocket clients forever, one thread each.
+/// Accepts WebSocket clients forever, one thread each, through the kit's accept loop
+/// ([`AcceptLoop`]: back-off at the descriptor limit, thread-start retries, the connection cap;
+/// a client over the cap gets an HTTP 503 before the close, RFC 6455 §4.2.2).
 pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Result<()> {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                labnet::log::error(format!("WS accept failed: {e}; retrying"));
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
-        let n = pick_n(opts.messages, &rng);
-        let opts = Arc::clone(&opts);
-        let spawned = std::thread::Builder::new()
-            .name(format!("ws-{id}"))
-            .stack_size(SESSION_STACK)
-            .spawn(move || session(stream, unmap(peer), id, n, &opts));
-        if let Err(e) = spawned {
-            labnet::log::error(format!("WS #{id} {peer}: cannot start a thread: {e}"));
-        }
-    }
+    let body = format!("server busy ({} sessions)\n", opts.max_clients);
+    let busy = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    AcceptLoop::new("WS")
+        .thread_prefix("ws")
+        .stack_size(SESSION_STACK)
+        .max_clients(opts.max_clients)
+        .refusal(busy)
+        .run(&listener, move |c| {
+            let n = pick_n(opts.messages, &rng);
+            session(c.stream, c.peer, c.id, n, &opts);
+        })
+        .context("WS: read the listening address")
 }
 
 /// How a WebSocket session ended.

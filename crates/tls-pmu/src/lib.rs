@@ -50,7 +50,8 @@ USAGE:
   tls-pmu ca init --out DIR [--json]
   tls-pmu ca sign --ca DIR --csr X.csr --out X_cert.pem [--name HOST]... [--days N] [--json]
   tls-pmu certs  --id ID [--out DIR] [--hosts NAME,IP,...] [--days N] [--rsa] [--json]
-  tls-pmu serve  --cert FILE --key FILE [--port 5443] [--bind ADDR] [--messages N] [--json]
+  tls-pmu serve  --cert FILE --key FILE [--port 5443] [--bind ADDR] [--messages N]
+                 [--timeout S] [--max-clients N] [--json]
   tls-pmu client HOST PORT CMD --ca FILE [--timeout S] [--json]
 
 ca: the course CA ('we will act as a CA'): the TAs sign the students' own CSRs
@@ -89,7 +90,9 @@ serve: the PMU server (what the handout grades)
   --bind ADDR      listen address (default ::, dual stack: IPv6 and IPv4)
   --messages N     messages per CMD_short (default random 5-15)
   --flood-bytes B  size of the CMD_floodme reply (default 65536)
-  --timeout S      seconds a client has to finish the handshake and to send its command (default 10)
+  --timeout S      seconds a client has to finish the handshake, then as many to send its command,
+                   however it spaces its bytes (default 10)
+  --max-clients N  connections served at once; one more is closed at once (default 1000)
   Refused with a log line, server keeps serving: plaintext clients, TLS 1.0/1.1, clients
   without an AEAD cipher suite (CBC only), handshakes that do not finish in time.
 
@@ -148,6 +151,8 @@ pub struct ServeConfig {
     pub flood_bytes: usize,
     /// Handshake and command timeout.
     pub timeout: Duration,
+    /// Connections served at once.
+    pub max_clients: usize,
 }
 
 /// What `tls-pmu client` asks.
@@ -317,6 +322,10 @@ fn serve_args(args: &mut Arguments) -> Result<ServeConfig> {
         "--timeout",
         10,
     )?;
+    let max_clients: usize = labnet::args::opt_or(args, "--max-clients", 1000)?;
+    if max_clients == 0 {
+        return Err(Error::usage("invalid --max-clients 0: expected 1 or more"));
+    }
     Ok(ServeConfig {
         cert,
         key,
@@ -325,6 +334,7 @@ fn serve_args(args: &mut Arguments) -> Result<ServeConfig> {
         messages,
         flood_bytes,
         timeout,
+        max_clients,
     })
 }
 

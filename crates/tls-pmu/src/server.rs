@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use labnet::log::{Event, Level};
 use labnet::pmu::Outcome;
-use labnet::sock::Deadline;
+use labnet::sock::{AcceptLoop, Deadline};
 use labnet::{Context, Error, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -41,8 +41,10 @@ pub struct Session {
     pub messages: Option<u32>,
     /// The `CMD_floodme` reply.
     pub flood: Arc<Vec<u8>>,
-    /// Deadline for the handshake, and read timeout for the command.
+    /// Deadline for the handshake, then for the command.
     pub timeout: Duration,
+    /// Connections served at once.
+    pub max_clients: usize,
 }
 
 /// Binds and serves forever.
@@ -54,6 +56,7 @@ pub fn run(c: &ServeConfig) -> Result<()> {
         messages: c.messages,
         flood: Arc::new(labnet::wire::pmu::flood_text(c.flood_bytes)),
         timeout: c.timeout,
+        max_clients: c.max_clients,
     };
     serve(listener, tls, session)
 }
@@ -173,30 +176,23 @@ pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, session: Session) ->
     .field("addr", local.to_string())
     .field("port", local.port())
     .emit();
-    let mut id = 0u64;
-    loop {
-        let (tcp, peer) = match listener.accept() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // EMFILE and friends: say so, back off a little, keep serving.
-                labnet::log::error(format!("accept: {e}"));
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        id += 1;
-        let peer = labnet::sock::unmap(peer);
-        let tls = Arc::clone(&tls);
-        let session = session.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("tls-{id}"))
-            .spawn(move || connection(tcp, peer, tls, &session));
-        if let Err(e) = spawned {
-            labnet::log::error(format!("{peer}: cannot start a thread: {e}"));
-        }
-    }
+    // The kit's accept loop: back-off at the descriptor limit, thread-start retries, and the
+    // connection cap (a client over it is closed at once: nothing in clear text could reach a
+    // TLS client).
+    AcceptLoop::new("tls-pmu")
+        .thread_prefix("tls")
+        .stack_size(SESSION_STACK)
+        .max_clients(session.max_clients)
+        .run(&listener, move |c| {
+            connection(c.stream, c.peer, Arc::clone(&tls), &session)
+        })
+        .context("read listening address")
 }
+
+/// Stack of a connection thread: rustls keeps its buffers on the heap, but the handshake's
+/// RSA and ECDSA code (ring) uses a fair amount of stack; 1 MiB (half of Rust's default) is
+/// reserved address space, touched only as far as used.
+pub const SESSION_STACK: usize = 1024 * 1024;
 
 /// One client, start to end; every way it can end is one log line.
 fn connection(tcp: TcpStream, peer: SocketAddr, tls: Arc<ServerConfig>, session: &Session) {

@@ -258,3 +258,32 @@ fn client_reports_a_silent_server_as_timed_out() {
     assert!(!stderr.contains("os error"), "{stderr}");
     holder.join().unwrap();
 }
+
+/// Issue 12, F4: a connection cap. With `--max-clients 2`, two silent clients hold their slots
+/// and a third is closed at once (not after the timeout); once they go, clients are served.
+#[test]
+fn connections_beyond_the_cap_are_closed_at_once() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("cap");
+    let (cert, key, ca) = make_certs(&dir);
+    let server = Server::start(&cert, &key, &["--max-clients", "2", "--messages", "3"]);
+    let a = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let b = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    server
+        .wait_count("connected", 2, Duration::from_secs(5))
+        .unwrap();
+    let started = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    server.wait_for("server full (2 connections");
+    drop((a, b));
+    still_serves(&server, &ca);
+}

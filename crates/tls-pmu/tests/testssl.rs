@@ -47,7 +47,14 @@ fn testssl_scan_finds_nothing_at_low_or_above() {
     // categories, -f forward secrecy, -E every cipher per protocol, -U vulnerabilities.
     let out = output(
         Command::new(testssl)
-            .args(["--quiet", "--color", "0", "--warnings", "off", "--nodns=none"])
+            .args([
+                "--quiet",
+                "--color",
+                "0",
+                "--warnings",
+                "off",
+                "--nodns=none",
+            ])
             .arg("--jsonfile")
             .arg(&json)
             .arg("--add-ca")
