@@ -12,6 +12,8 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use labnet::error::describe;
@@ -19,7 +21,7 @@ use labnet::log::{Event, Level, Printer, RateLimit};
 use labnet::sock::is_fd_exhaustion;
 use labnet::{Context, Result};
 use mio::net::{TcpListener as MioListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -117,12 +119,41 @@ struct Tunnel {
     fwd: Forward,
     /// The target's address, resolved once and kept.
     target: Option<SocketAddr>,
-    last_resolve: Option<Instant>,
+    /// The name lookup of the target, done on a thread of its own (see [`Lookup`]).
+    lookup: Lookup,
+    /// Clients accepted while the lookup runs; connected when it ends, closed when it fails
+    /// or takes longer than the connect timeout.
+    waiting: Vec<Waiting>,
     /// The socket for the next client's outbound connection, made before `accept`: a client is
     /// accepted only when its second descriptor already exists, so at the descriptor limit
     /// connections wait in the kernel's queue instead of being accepted and dropped.
     spare: Option<Socket>,
 }
+
+/// Where a tunnel's name lookup stands. `getaddrinfo` blocks, for as long as the resolver
+/// takes (minutes when it never answers), so it never runs on the loop thread: one lookup at a
+/// time per tunnel runs on a thread of its own and reports back through [`WAKER`] (issue 12, F2:
+/// a lookup on the loop froze every other tunnel for 6 s, and failed ones were retried every
+/// second).
+enum Lookup {
+    /// None running; `failed` is when the last one failed (a new one waits a second after it).
+    Idle { failed: Option<Instant> },
+    /// A lookup thread is running.
+    Running,
+}
+
+/// A client accepted before its tunnel's target address is known.
+struct Waiting {
+    client: TcpStream,
+    peer: SocketAddr,
+    since: Instant,
+}
+
+/// Most clients that wait for one lookup; more are closed at once.
+const MAX_WAITING: usize = 1024;
+
+/// The token of the waker the lookup threads wake the loop with.
+const WAKER: Token = Token(usize::MAX);
 
 /// One direction of a pair. Bytes in flight sit either in `pipe` (the `splice` path) or in `buf`
 /// (the copying path: before the outbound connect is done, or when no pipe could be made); never
@@ -313,6 +344,12 @@ enum Flow {
 
 struct Loop<'a> {
     poll: Poll,
+    /// Lookup threads report `(tunnel, result)` here and wake the loop.
+    lookups: (
+        Sender<(usize, io::Result<SocketAddr>)>,
+        Receiver<(usize, io::Result<SocketAddr>)>,
+    ),
+    waker: Arc<Waker>,
     tunnels: Vec<Tunnel>,
     pairs: Vec<Option<Pair>>,
     free_slots: Vec<usize>,
@@ -349,12 +386,16 @@ impl<'a> Loop<'a> {
                 local,
                 fwd,
                 target: None,
-                last_resolve: None,
+                lookup: Lookup::Idle { failed: None },
+                waiting: Vec::new(),
                 spare: None,
             });
         }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("create epoll waker")?);
         let mut lp = Loop {
             poll,
+            lookups: mpsc::channel(),
+            waker,
             tunnels: ts,
             pairs: Vec::new(),
             free_slots: Vec::new(),
@@ -372,8 +413,8 @@ impl<'a> Loop<'a> {
             misc_log: RateLimit::new(Duration::from_secs(1)),
             next_sweep: Instant::now(),
         };
-        // Resolve every target now, so a name error shows at start; not fatal (the target may
-        // come up later, in Docker its name may not exist yet).
+        // Look every target up now, in the background, so a name error shows at start; not
+        // fatal (the target may come up later, in Docker its name may not exist yet).
         for i in 0..lp.tunnels.len() {
             let _ = lp.target_addr(i);
         }
@@ -429,7 +470,8 @@ impl<'a> Loop<'a> {
             .opts
             .idle_timeout
             .map_or(Duration::from_secs(1), |t| t / 10);
-        let tick = if self.connecting > 0 {
+        let waiting = self.tunnels.iter().any(|t| !t.waiting.is_empty());
+        let tick = if self.connecting > 0 || waiting {
             Duration::from_millis(50)
         } else {
             idle.min(Duration::from_secs(1))
@@ -438,7 +480,9 @@ impl<'a> Loop<'a> {
     }
 
     fn dispatch(&mut self, token: Token) {
-        if token.0 < FIRST_PAIR {
+        if token == WAKER {
+            self.lookups_done();
+        } else if token.0 < FIRST_PAIR {
             if token.0 < self.tunnels.len() {
                 self.accept(token.0);
             }
@@ -447,37 +491,102 @@ impl<'a> Loop<'a> {
         }
     }
 
-    /// The target address of tunnel `i`, resolved on first use and then kept. A failed lookup is
-    /// retried at most once a second (a lookup blocks the loop).
-    fn target_addr(&mut self, i: usize) -> io::Result<SocketAddr> {
+    /// The target address of tunnel `i`, once known. An address literal is known at once; a
+    /// name is looked up on a thread of its own (started here when none runs, at most once a
+    /// second after a failure), and until it answers this returns `None`.
+    fn target_addr(&mut self, i: usize) -> Option<SocketAddr> {
         let t = &mut self.tunnels[i];
         if let Some(a) = t.target {
-            return Ok(a);
+            return Some(a);
         }
-        if t.last_resolve
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
-            return Err(io::Error::new(
-                ErrorKind::NotFound,
-                format!("cannot resolve {} (retrying once a second)", t.fwd.host),
-            ));
+        if let Ok(ip) = t.fwd.host.parse::<std::net::IpAddr>() {
+            let a = SocketAddr::new(ip, t.fwd.port);
+            t.target = Some(a);
+            return Some(a);
         }
-        t.last_resolve = Some(Instant::now());
-        match labnet::args::resolve(&t.fwd.host, t.fwd.port, false) {
-            Ok(a) => {
-                t.target = Some(a);
-                Ok(a)
+        match t.lookup {
+            Lookup::Running => return None,
+            Lookup::Idle { failed: Some(at) } if at.elapsed() < Duration::from_secs(1) => {
+                return None;
             }
+            Lookup::Idle { .. } => {}
+        }
+        let (host, port) = (t.fwd.host.clone(), t.fwd.port);
+        let tx = self.lookups.0.clone();
+        let waker = Arc::clone(&self.waker);
+        let spawned = std::thread::Builder::new()
+            .name(format!("lookup-{i}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let result = labnet::args::resolve(&host, port, false)
+                    .map_err(|e| io::Error::new(ErrorKind::NotFound, e.to_string()));
+                let _ = tx.send((i, result));
+                let _ = waker.wake();
+            });
+        match spawned {
+            Ok(_) => self.tunnels[i].lookup = Lookup::Running,
             Err(e) => {
-                let msg = format!("resolve {}: {e}", t.fwd.host);
-                self.emit(
-                    Event::new(Level::Warn, msg.clone())
-                        .field("event", "resolve_failed")
-                        .field("target", self.tunnels[i].fwd.target()),
-                );
-                Err(io::Error::new(ErrorKind::NotFound, msg))
+                self.tunnels[i].lookup = Lookup::Idle {
+                    failed: Some(Instant::now()),
+                };
+                self.warn_limited(format!(
+                    "cannot start a thread to look up {}: {e}",
+                    self.tunnels[i].fwd.host
+                ));
             }
         }
+        None
+    }
+
+    /// Lookup threads have answered: keep the address and connect the clients that waited, or
+    /// log the failure and close them.
+    fn lookups_done(&mut self) {
+        while let Ok((i, result)) = self.lookups.1.try_recv() {
+            let waiting = std::mem::take(&mut self.tunnels[i].waiting);
+            match result {
+                Ok(addr) => {
+                    self.tunnels[i].target = Some(addr);
+                    self.tunnels[i].lookup = Lookup::Idle { failed: None };
+                    for w in waiting {
+                        self.open(i, w.client, w.peer, Some(addr), None);
+                    }
+                }
+                Err(e) => {
+                    self.tunnels[i].lookup = Lookup::Idle {
+                        failed: Some(Instant::now()),
+                    };
+                    let msg = e.to_string();
+                    self.emit(
+                        Event::new(Level::Warn, msg.clone())
+                            .field("event", "resolve_failed")
+                            .field("target", self.tunnels[i].fwd.target()),
+                    );
+                    for w in waiting {
+                        self.refuse(i, w.client, w.peer, &msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes a client whose target could not be reached before any pair existed.
+    fn refuse(&mut self, tunnel: usize, client: TcpStream, peer: SocketAddr, why: &str) {
+        drop(client);
+        self.next_id += 1;
+        let id = self.next_id;
+        let local = self.tunnels[tunnel].local;
+        let target = self.tunnels[tunnel].fwd.target();
+        self.emit(
+            Event::new(
+                Level::Error,
+                format!(
+                    "#{id} {peer} on {local}: connect to {target} failed: {why}; client closed"
+                ),
+            )
+            .field("event", "connect_failed")
+            .field("id", id)
+            .field("client", peer.to_string()),
+        );
     }
 
     fn accept(&mut self, i: usize) {
@@ -486,7 +595,7 @@ impl<'a> Loop<'a> {
         }
         for _ in 0..ACCEPTS_PER_TURN {
             // The outbound socket first (see `Tunnel::spare`).
-            let target = self.target_addr(i).ok();
+            let target = self.target_addr(i);
             if let Some(addr) = target {
                 if self.tunnels[i].spare.is_none() {
                     match outbound_socket(addr) {
@@ -513,6 +622,10 @@ impl<'a> Loop<'a> {
                             .field("event", "accept_resumed"),
                         );
                     }
+                    if target.is_none() {
+                        self.wait_for_lookup(i, client, peer);
+                        continue;
+                    }
                     let spare = self.tunnels[i].spare.take();
                     self.open(i, client, peer, target, spare);
                 }
@@ -532,6 +645,27 @@ impl<'a> Loop<'a> {
         }
         // More may be queued: come back after the others had their turn.
         self.again.push(Token(i));
+    }
+
+    /// A client of a tunnel whose target is not known yet: it waits for the lookup (started
+    /// if none runs), or is closed at once when the last lookup failed less than a second ago.
+    fn wait_for_lookup(&mut self, i: usize, client: TcpStream, peer: SocketAddr) {
+        let peer = labnet::sock::unmap(peer);
+        if matches!(self.tunnels[i].lookup, Lookup::Running)
+            && self.tunnels[i].waiting.len() < MAX_WAITING
+        {
+            self.tunnels[i].waiting.push(Waiting {
+                client,
+                peer,
+                since: Instant::now(),
+            });
+            return;
+        }
+        let why = format!(
+            "cannot resolve {} (retrying at most once a second)",
+            self.tunnels[i].fwd.host
+        );
+        self.refuse(i, client, peer, &why);
     }
 
     fn warn_limited(&mut self, msg: String) {
@@ -831,9 +965,28 @@ impl<'a> Loop<'a> {
         self.release(slot, pair);
     }
 
-    /// Connect deadlines and idle timeouts; spare pipes nobody took.
+    /// Connect deadlines (lookups included) and idle timeouts; spare pipes nobody took.
     fn sweep(&mut self, now: Instant) {
         self.pipes.trim();
+        let limit = self.opts.connect_timeout;
+        for i in 0..self.tunnels.len() {
+            if self.tunnels[i].waiting.is_empty() {
+                continue;
+            }
+            let (late, on_time): (Vec<Waiting>, Vec<Waiting>) =
+                std::mem::take(&mut self.tunnels[i].waiting)
+                    .into_iter()
+                    .partition(|w| now.duration_since(w.since) >= limit);
+            self.tunnels[i].waiting = on_time;
+            let why = format!(
+                "the lookup of {} did not finish within {} s",
+                self.tunnels[i].fwd.host,
+                limit.as_secs_f64()
+            );
+            for w in late {
+                self.refuse(i, w.client, w.peer, &why);
+            }
+        }
         for slot in 0..self.pairs.len() {
             let Some(p) = &self.pairs[slot] else { continue };
             if let Some(deadline) = p.connect_deadline {
