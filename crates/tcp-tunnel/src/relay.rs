@@ -152,6 +152,9 @@ struct Waiting {
 /// Most clients that wait for one lookup; more are closed at once.
 const MAX_WAITING: usize = 1024;
 
+/// What a lookup thread reports: the tunnel's index and the address (or why there is none).
+type LookupResult = (usize, io::Result<SocketAddr>);
+
 /// The token of the waker the lookup threads wake the loop with.
 const WAKER: Token = Token(usize::MAX);
 
@@ -345,10 +348,7 @@ enum Flow {
 struct Loop<'a> {
     poll: Poll,
     /// Lookup threads report `(tunnel, result)` here and wake the loop.
-    lookups: (
-        Sender<(usize, io::Result<SocketAddr>)>,
-        Receiver<(usize, io::Result<SocketAddr>)>,
-    ),
+    lookups: (Sender<LookupResult>, Receiver<LookupResult>),
     waker: Arc<Waker>,
     tunnels: Vec<Tunnel>,
     pairs: Vec<Option<Pair>>,
