@@ -316,6 +316,9 @@ pub struct ServerStream {
     held: Option<Held>,
     /// User lists taken so far.
     lists_seen: usize,
+    /// Unframed: the last read ended right after a user list at a boundary (if the next read
+    /// starts with `\n`, the server is ours and frames its messages).
+    after_list: bool,
 }
 
 /// A read ending with a glued user list, both ways of reading it.
@@ -363,6 +366,12 @@ impl ServerStream {
         let mut bytes = bytes;
         if bytes.is_empty() {
             return out;
+        }
+        if std::mem::take(&mut self.after_list) && !self.framed && bytes.first() == Some(&b'\n') {
+            // TCP cut our server's user list from its newline: framed from here on.
+            out.extend(self.flush());
+            self.framed = true;
+            bytes = &bytes[1..];
         }
         if let Some(held) = self.held.take() {
             match bytes.split_first() {
@@ -423,6 +432,7 @@ impl ServerStream {
             out.append(&mut first);
             return;
         };
+        self.after_list = text == buf.len() && !first.is_empty() && !glued;
         if text == buf.len() && !first.is_empty() && (glued || self.lists_seen > first.len()) {
             // Lists that end the read are held as below, except the very first (a client's
             // registration: nobody else can write to it before the server has listed it).
@@ -436,7 +446,12 @@ impl ServerStream {
         // The rest is text, except a list glued at its end: only the last ` !{` can start one,
         // so one scan decides.
         let rest = &buf[text..];
-        if let Some(p) = rest.windows(3).rposition(|w| w == b" !{") {
+        let last = if rest.ends_with(b" !") {
+            Some(rest.len() - 2)
+        } else {
+            rest.windows(3).rposition(|w| w == b" !{")
+        };
+        if let Some(p) = last {
             let at = text + p + 1;
             let mut lists = Vec::new();
             match self.lists(&buf, at, true, None, &mut lists) {
@@ -476,7 +491,19 @@ impl ServerStream {
         mut resume: Option<BraceScan>,
         out: &mut Vec<ServerMsg>,
     ) -> Option<usize> {
-        while buf[at..].starts_with(b"!{") {
+        loop {
+            if &buf[at..] == b"!" {
+                // TCP cut right after the `!`: the next read says whether a list follows.
+                self.cut = Some(Cut {
+                    scan: BraceScan::default(),
+                    glued,
+                });
+                self.buf = b"!".to_vec();
+                return None;
+            }
+            if !buf[at..].starts_with(b"!{") {
+                break;
+            }
             let mut scan = resume.take().unwrap_or_default();
             let Some(len) = scan.run(&buf[at + 1..]) else {
                 if buf.len() - at <= MAX_LIST {
