@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::pcap::{self, Packet};
 use crate::proc::Bg;
 use crate::site::Site;
+use labnet::pcap::{self, Packet};
 
 /// How to get tcpdump when it is missing.
 pub const INSTALL_TCPDUMP: &str = "apt-get install tcpdump";

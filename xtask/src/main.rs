@@ -14,7 +14,6 @@ mod docker;
 mod helpers;
 mod images;
 mod lab;
-mod pcap;
 mod proc;
 mod report;
 mod site;
@@ -26,6 +25,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use labnet::Error;
+use labnet::pcap;
 
 const HELP: &str = "\
 cargo xtask — netlab tasks for the instructor

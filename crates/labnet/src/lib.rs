@@ -12,6 +12,8 @@
 //!   dual-stack listeners), each option commented with what the kernel does with it.
 //! - [`wire`]: pure parsers and encoders of the labs' wire formats.
 //! - [`pmu`]: one PMU session (TP3 parts 2 and 6) over any byte stream.
+//! - `pcap` (feature `pcap`): captures read back (pcap and pcapng) and the handouts' questions
+//!   over them (handshakes, UDP datagrams, IGMP), for xtask's demos and lab-grade.
 //! - [`stats`]: a UDP receiver's statistics and its overall/idle timeouts (week 3 homework 1).
 //! - [`topo`]: the addresses of the three lab topologies, shared by compose files, `cargo xtask
 //!   lab` and the tests.
@@ -21,6 +23,8 @@
 pub mod args;
 pub mod error;
 pub mod log;
+#[cfg(feature = "pcap")]
+pub mod pcap;
 pub mod pmu;
 pub mod sock;
 pub mod stats;

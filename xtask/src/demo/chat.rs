@@ -9,9 +9,9 @@ use std::time::Duration;
 use labnet::topo::{self, CHAT};
 
 use super::{Ctx, args, line, recv_lines};
-use crate::pcap;
 use crate::proc::Bg;
 use crate::site::Site;
+use labnet::pcap;
 
 const LIMIT: Duration = Duration::from_secs(20);
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 use labnet::topo::{self, TP3};
 
 use super::{Ctx, NEEDS_NETNS, args, line, recv_lines};
-use crate::pcap;
 use crate::proc::Bg;
 use crate::site::Site;
+use labnet::pcap;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

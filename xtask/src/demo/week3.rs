@@ -8,8 +8,8 @@ use std::time::Duration;
 use labnet::topo::{self, WEEK3};
 
 use super::{Ctx, NEEDS_NETNS, args, line, recv_lines, secs};
-use crate::pcap;
 use crate::site::Site;
+use labnet::pcap;
 
 /// Pause between two datagrams of a sender: quick, but slow enough to watch.
 const INTERVAL: Duration = Duration::from_millis(200);

@@ -6,9 +6,14 @@
 //!
 //! Only IGMP is decoded by hand: etherparse stops at the IP payload for protocol 2, and the two
 //! fields the lab needs (type and group, RFC 2236 §2) sit at fixed offsets.
+//!
+//! Both file formats a student hands in are read: pcap (tcpdump's `-w`) and pcapng (what
+//! Wireshark saves by default), with Ethernet, raw IP or Linux cooked (v1 and v2, tcpdump's
+//! `-i any`) frames. Shared by `cargo xtask` (the demos' captures) and `lab-grade` (the chat lab's
+//! submitted captures) behind the `pcap` feature.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use std::time::Duration;
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::{Block, PcapNgReader};
 
 /// The broadcast MAC address: every station on the segment accepts the frame.
 pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
@@ -122,9 +128,23 @@ impl Packet {
     }
 }
 
-/// Reads every IP packet of a pcap file (Ethernet, Linux cooked v1 or raw IP link types).
+/// The first four bytes of a pcapng file (its Section Header Block type).
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+/// Length of a Linux cooked v2 header (tcpdump 4.99's `-i any`): protocol, reserved, interface
+/// index, ARPHRD type, packet type, address length, 8 address bytes.
+const SLL2_HEADER: usize = 20;
+
+/// Reads every IP packet of a pcap or pcapng file (Ethernet, Linux cooked v1/v2 or raw IP).
 pub fn read(path: &Path) -> Result<Vec<Packet>, String> {
-    let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mut file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mut magic = [0u8; 4];
+    let is_ng = file.read_exact(&mut magic).is_ok() && magic == PCAPNG_MAGIC;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("read {}: {e}", path.display()))?;
+    if is_ng {
+        return read_ng(file).map_err(|e| format!("read {}: {e}", path.display()));
+    }
     let mut reader = PcapReader::new(BufReader::new(file))
         .map_err(|e| format!("read {}: {e}", path.display()))?;
     let link = reader.header().datalink;
@@ -139,11 +159,47 @@ pub fn read(path: &Path) -> Result<Vec<Packet>, String> {
     Ok(out)
 }
 
+/// The packets of a pcapng file: each enhanced packet is parsed with the link type of the
+/// interface it names (a file may mix interfaces; a new section starts a new list).
+fn read_ng(file: File) -> Result<Vec<Packet>, pcap_file::PcapError> {
+    let mut reader = PcapNgReader::new(BufReader::new(file))?;
+    let mut links: Vec<DataLink> = Vec::new();
+    let mut out = Vec::new();
+    while let Some(block) = reader.next_block() {
+        let Ok(block) = block else { break };
+        let (link, time, data) = match block {
+            Block::SectionHeader(_) => {
+                links.clear();
+                continue;
+            }
+            Block::InterfaceDescription(i) => {
+                links.push(i.linktype);
+                continue;
+            }
+            Block::EnhancedPacket(p) => match links.get(p.interface_id as usize) {
+                Some(link) => (*link, p.timestamp, p.data),
+                None => continue,
+            },
+            // A simple packet belongs to the first interface and carries no time.
+            Block::SimplePacket(p) => match links.first() {
+                Some(link) => (*link, Duration::ZERO, p.data),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let Some(p) = parse(link, time, &data) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// Parses one frame of the given link type; `None` for frames without IP (ARP, …).
 pub fn parse(link: DataLink, time: Duration, data: &[u8]) -> Option<Packet> {
     let sliced = match link {
         DataLink::ETHERNET => SlicedPacket::from_ethernet(data).ok()?,
         DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(data).ok()?,
+        DataLink::LINUX_SLL2 => SlicedPacket::from_ip(data.get(SLL2_HEADER..)?).ok()?,
         DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => SlicedPacket::from_ip(data).ok()?,
         _ => return None,
     };
@@ -398,7 +454,7 @@ mod tests {
     /// Writes frames to a real pcap file and reads them back through [`read`], so the tests go
     /// through pcap-file and etherparse exactly as the checks do.
     fn roundtrip(frames: &[Vec<u8>]) -> Vec<Packet> {
-        let dir = std::env::temp_dir().join(format!("xtask-pcap-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("labnet-pcap-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!(
             "t{}.pcap",
@@ -615,6 +671,62 @@ mod tests {
         let p = roundtrip(&connection((CLIENT, 40000), (ROUTER, 5007), true, false));
         assert!(!udp_has_no_seq(&p, 5007));
         assert!(udp_to(&p, None, 5007).is_empty());
+    }
+
+    #[test]
+    fn pcapng_files_and_cooked_v2_frames_are_read_too() {
+        use pcap_file::pcapng::PcapNgWriter;
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        use std::borrow::Cow;
+
+        let dir = std::env::temp_dir().join(format!("labnet-pcapng-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client1.pcapng");
+        let eth = udp(CLIENT, SERVER, MAC_B, 5000, 5000, b"hi there");
+        // The same datagram as tcpdump -i any writes it: a 20-byte cooked v2 header, then IP.
+        let mut sll2 = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 4, 6, 2, 0, 0, 0, 0, 1, 0, 0,
+        ];
+        sll2.extend_from_slice(&eth[14..]);
+        {
+            let mut w = PcapNgWriter::new(File::create(&path).unwrap()).unwrap();
+            for link in [DataLink::ETHERNET, DataLink::LINUX_SLL2] {
+                w.write_pcapng_block(InterfaceDescriptionBlock::new(link, 0))
+                    .unwrap();
+            }
+            for (iface, frame) in [(0u32, &eth), (1, &sll2)] {
+                w.write_pcapng_block(EnhancedPacketBlock {
+                    interface_id: iface,
+                    timestamp: Duration::from_millis(5),
+                    original_len: frame.len() as u32,
+                    data: Cow::Borrowed(frame),
+                    options: vec![],
+                })
+                .unwrap();
+            }
+        }
+        let p = read(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(p.len(), 2);
+        for pkt in &p {
+            assert_eq!(pkt.src_sock(), Some(SocketAddr::from((CLIENT, 5000))));
+            assert!(
+                matches!(&pkt.transport, Transport::Udp { payload, .. } if payload == b"hi there")
+            );
+        }
+        assert_eq!(udp_to(&p, Some(IpAddr::from(SERVER)), 5000).len(), 2);
+    }
+
+    #[test]
+    fn a_file_that_is_no_capture_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("labnet-nocap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chatserver.pcap");
+        std::fs::write(&path, b"this is a screenshot, not a capture").unwrap();
+        let e = read(&path).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("chatserver.pcap"), "{e}");
     }
 
     #[test]
