@@ -23,6 +23,7 @@ pub mod report;
 pub mod rubric;
 pub mod sample;
 pub mod sandbox;
+pub mod steps;
 pub mod submission;
 pub mod tls;
 pub mod tp3;
@@ -61,8 +62,9 @@ OPTIONS:
     --seed N               seed of everything drawn at random (printed with the grade)
                                                                           [default: random]
     --invoke PART=TEMPLATE how to start a program, e.g. 2='{prog} {host} {port} {cmd}'
-                           (placeholders: {prog} {host} {port} {cmd} {group} {id} {log}
-                           {listen} {target}; parts 2 3 4r 4s 5 6 server client hw1 hw2 hw3)
+                           (placeholders: {prog} {host} {port} {cmd} {group} {id} {name}
+                           {timeout} {log} {listen} {target} {listen2} {target2}; parts 2 3
+                           4r 4s 5 6 server client auth hw1 hw2 hw3 hw3multi)
     --timeout S            longest a single run of a student's program may take [default: 30]
     --rubric FILE          points per check as JSON ({\"p2.short0\": 4}); default in the README
     --json                 one JSON document per grade (batch: per line), nothing else on stdout

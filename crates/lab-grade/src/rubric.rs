@@ -193,7 +193,7 @@ pub const DEFAULT: &[Item] = &[
         "server",
         "chat.server.list",
         5,
-        "every client gets the '!' user list after every join",
+        "every client gets the '!' user list (names and addresses) after every join",
     ),
     item(
         "chat",
@@ -214,7 +214,7 @@ pub const DEFAULT: &[Item] = &[
         "server",
         "chat.server.ours",
         5,
-        "our chat-client registers, lists and chats through it",
+        "our chat-client registers, is listed to the others and chats both ways through it",
     ),
     // The student's client against our server.
     item(
@@ -251,7 +251,7 @@ pub const DEFAULT: &[Item] = &[
         "auth",
         "chat.auth.refuse",
         5,
-        "with authentication, an unregistered user is not admitted",
+        "with authentication (a chatserver* program mentioning a password), an unregistered user is not admitted",
     ),
     // The submitted captures (Q13).
     item(
@@ -266,7 +266,7 @@ pub const DEFAULT: &[Item] = &[
         "captures",
         "chat.cap.handshake",
         4,
-        "chatserver.pcap holds client1's SYN, SYN-ACK, ACK to port 5000",
+        "chatserver.pcap holds a client's SYN, SYN-ACK, ACK to port 5000",
     ),
     item(
         "chat",
@@ -281,14 +281,14 @@ pub const DEFAULT: &[Item] = &[
         "hw1",
         "hw1.receive",
         3,
-        "the receiver prints the broadcast datagrams it gets",
+        "the receiver prints every datagram broadcast to it from two hosts",
     ),
     item(
         "week3",
         "hw1",
         "hw1.stats",
         4,
-        "its statistics give the right packet and byte counts",
+        "its statistics give the right packet and (payload) byte counts",
     ),
     item(
         "week3",
@@ -302,14 +302,14 @@ pub const DEFAULT: &[Item] = &[
         "hw1",
         "hw1.timeout",
         2,
-        "it ends after the inactivity timeout",
+        "it ends by itself the inactivity timeout after the last datagram",
     ),
     item(
         "week3",
         "hw2",
         "hw2.others",
         4,
-        "each member shows the others' messages with their sender",
+        "each member shows the others' messages with their sender (name or address)",
     ),
     item(
         "week3",
@@ -330,7 +330,7 @@ pub const DEFAULT: &[Item] = &[
         "hw3",
         "hw3.bytes",
         3,
-        "bytes pass both ways exactly",
+        "1 MiB of random bytes passes each way exactly, on two connections at once",
     ),
     item(
         "week3",
@@ -351,7 +351,14 @@ pub const DEFAULT: &[Item] = &[
         "hw3",
         "hw3.log",
         3,
-        "the log file has a line per event with connection id, direction and byte counts",
+        "the log file has a timestamped line per event with connection id, direction and byte counts",
+    ),
+    item(
+        "week3",
+        "hw3",
+        "hw3.multi",
+        2,
+        "one program runs two tunnels at once to different targets",
     ),
 ];
 
