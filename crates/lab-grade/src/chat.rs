@@ -903,6 +903,8 @@ fn ended_note(f: &Finished) -> String {
     let mut s = String::new();
     if f.exited {
         s.push_str("; it ended by itself");
+    } else if f.stdout.trim().is_empty() && f.stderr.trim().is_empty() {
+        s.push_str("; it was still running and had printed nothing");
     }
     let tail = f.error_tail();
     if !tail.is_empty() {

@@ -176,7 +176,12 @@ impl Lane {
             .arg(format!("--fsize={}", limits.file_size))
             .arg("--core=0")
             .arg("--");
-        base.arg("env").arg("-i");
+        // `env --chdir`: enter the working folder by its path inside the host's mount namespace.
+        // The folder nsenter opened before entering it lies outside that namespace's tree, and
+        // there getcwd() fails (Python's os.getcwd, os.path.abspath, logging.FileHandler).
+        base.arg("env")
+            .arg("-i")
+            .arg(format!("--chdir={}", cwd.display()));
         for (k, v) in [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
             ("HOME", cwd.display().to_string()),

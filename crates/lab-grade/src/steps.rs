@@ -97,10 +97,22 @@ pub fn processes_of(uid: u32) -> usize {
 }
 
 /// Stops the lane's programs and collects what each printed (the lane is emptied first, so
-/// nothing waits for a graceful exit the grader does not need).
+/// nothing waits for a graceful exit the grader does not need). A program that was still
+/// running is reported as stopped, not as ended by itself.
 pub fn stop_all(lane: &Lane, runs: &mut [&mut Running]) -> Vec<Finished> {
+    let alive: Vec<bool> = runs.iter_mut().map(|r| r.alive()).collect();
     empty_lane(lane);
-    runs.iter_mut().map(|r| r.stop()).collect()
+    runs.iter_mut()
+        .zip(alive)
+        .map(|(r, alive)| {
+            let mut f = r.stop();
+            if alive {
+                f.exited = false;
+                f.stopped = true;
+            }
+            f
+        })
+        .collect()
 }
 
 /// The JSON objects among a program's output lines (the grader's own peers print one per line).
