@@ -301,6 +301,10 @@ impl Chat<'_> {
         let mut clients: Vec<Client> = Vec::new();
         let mut list_fails: Vec<String> = Vec::new();
         for (i, host) in CLIENTS.iter().enumerate() {
+            if !server.alive() {
+                list_fails.push(format!("the server ended before {} joined", names[i]));
+                break;
+            }
             let marks_before: Vec<usize> = clients.iter().map(Client::mark).collect();
             clients.push(self.peer(lab, host, &names[i], &peer)?);
             let want: BTreeMap<String, String> = (0..=i)
@@ -339,6 +343,13 @@ impl Chat<'_> {
             },
         );
 
+        if let Some(why) = self.gone(&mut server, &clients, "the room") {
+            marks.fail_rest("server", &why);
+            let mut runs: Vec<&mut Running> = vec![&mut server];
+            runs.extend(clients.iter_mut().map(|c| &mut c.run));
+            steps::stop_all(self.g.lane, &mut runs);
+            return Ok(());
+        }
         // The room: two messages, each to the two others and not back to its sender.
         let mut room_fails = Vec::new();
         let from: Vec<usize> = clients.iter().map(Client::mark).collect();
@@ -381,6 +392,13 @@ impl Chat<'_> {
             },
         );
 
+        if let Some(why) = self.gone(&mut server, &clients, "the leave") {
+            marks.fail_rest("server", &why);
+            let mut runs: Vec<&mut Running> = vec![&mut server];
+            runs.extend(clients.iter_mut().map(|c| &mut c.run));
+            steps::stop_all(self.g.lane, &mut runs);
+            return Ok(());
+        }
         // The third user leaves: the two others get the list without them.
         let from: Vec<usize> = clients.iter().map(Client::mark).collect();
         clients[2].run.close_stdin();
@@ -413,6 +431,13 @@ impl Chat<'_> {
             },
         );
 
+        if let Some(why) = self.gone(&mut server, &clients, "our client's join") {
+            marks.fail_rest("server", &why);
+            let mut runs: Vec<&mut Running> = vec![&mut server];
+            runs.extend(clients.iter_mut().map(|c| &mut c.run));
+            steps::stop_all(self.g.lane, &mut runs);
+            return Ok(());
+        }
         // Our chat-client joins from client3 and chats through the student's server.
         let from: Vec<usize> = clients.iter().map(Client::mark).collect();
         let mut ours = self.ours(lab, "client3", &names[3])?;
@@ -475,6 +500,29 @@ impl Chat<'_> {
         steps::stop_all(self.g.lane, &mut runs);
         ours.run.stop();
         Ok(())
+    }
+
+    /// Why the rest of part "server" cannot pass: the server ended, or it never sent anything
+    /// to any client (every later step would only wait out its timeout).
+    fn gone(&self, server: &mut Running, clients: &[Client], step: &str) -> Option<String> {
+        if !server.alive() {
+            let f = server.stop();
+            return Some(format!(
+                "expected the server to keep serving; it ended before {step}{}",
+                ended_note(&f)
+            ));
+        }
+        let heard = clients.iter().any(|c| {
+            steps::json_lines(&c.out())
+                .iter()
+                .any(|v| v["ev"] == "users" || v["ev"] == "room")
+        });
+        (!heard).then(|| {
+            format!(
+                "expected the server to answer its clients; it accepted {} connections but sent none of them anything (no user list, no message), so {step} and what follows cannot work",
+                clients.len()
+            )
+        })
     }
 
     /// Part "client".
