@@ -574,9 +574,11 @@ impl Chat<'_> {
                 name: names[i].clone(),
                 run,
             });
-            // Let the list that followed the join be read before anything else is sent to it.
-            if i == 1 {
-                let _ = ls_shows(&mut students[0], &names[..2]);
+            // Every client must have read the list that followed this join before the next
+            // list is sent: two lists read at once make the handout's json.loads fail, and its
+            // receiving thread dies ('#ls' shows when it has read it).
+            for s in &mut students {
+                let _ = ls_shows(s, &names[..=i]);
             }
         }
         let mut ours = self.ours(lab, "client3", &names[2])?;

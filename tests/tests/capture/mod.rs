@@ -1,5 +1,5 @@
 //! tcpdump inside a testbed host, and the captured TCP segments read back with `pcap-file` and
-//! `etherparse` (as `xtask/src/pcap.rs` reads the demos' captures): what a student counts in
+//! `etherparse` (as `labnet::pcap` reads the demos' captures): what a student counts in
 //! Wireshark for TP3 Q9, Q12 and Q19.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
