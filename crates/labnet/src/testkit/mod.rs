@@ -545,7 +545,12 @@ fn install_lab_tools() -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = Path::new(LAB_TOOLS_DIR);
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".nc.{}", std::process::id()));
+    // A name of its own per call: lanes of one grader build labs at once in one process.
+    let tmp = dir.join(format!(
+        ".nc.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     fs::write(&tmp, NC_WRAPPER)?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
     fs::rename(&tmp, dir.join("nc"))
