@@ -58,42 +58,10 @@ pub fn wait_bound(
     }
 }
 
-/// Ends every process of the lane's user, again until none is left: a fork bomb keeps forking
-/// while the first kill(-1) walks the process list.
+/// Ends every process of the lane's user (again until none is left: see
+/// [`Lane::kill_all`]).
 pub fn empty_lane(lane: &Lane) {
-    for _ in 0..40 {
-        lane.kill_all();
-        if processes_of(lane.uid) == 0 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// How many processes run as `uid` (from `/proc/<pid>/status`).
-pub fn processes_of(uid: u32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let want = uid.to_string();
-    dir.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("Uid:"))
-                        .map(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
-                })
-                .unwrap_or(false)
-        })
-        .count()
+    lane.kill_all();
 }
 
 /// Stops the lane's programs and collects what each printed (the lane is emptied first, so
