@@ -797,8 +797,9 @@ impl Chat<'_> {
             return Ok(());
         }
         let argv = self.g.argv("auth", "{prog}", &program, &self.values());
+        let cwd = program.parent().unwrap_or(&dir);
         let mut server =
-            lab.student(self.g.lane, SERVER_HOST, &dir, &argv, false, &self.g.limits)?;
+            lab.student(self.g.lane, SERVER_HOST, cwd, &argv, false, &self.g.limits)?;
         if !steps::wait_bound(lab, SERVER_HOST, Proto::Tcp, PORT, &mut server, LISTEN) {
             let f = steps::stop_all(self.g.lane, &mut [&mut server]);
             marks.check(
