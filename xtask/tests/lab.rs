@@ -81,15 +81,8 @@ fn pids_in(dir: &Path) -> Vec<u32> {
 
 #[test]
 fn lab_up_runs_services_and_down_leaves_nothing_behind() {
-    match labnet::testkit::netns_available() {
-        Ok(()) => {}
-        Err(why) if std::env::var(labnet::testkit::REQUIRE_NETNS).as_deref() == Ok("1") => {
-            panic!("NETLAB_REQUIRE_NETNS=1 but: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    if !labnet::testkit::netns_or_skip() {
+        return;
     }
     let prefix = format!(
         "{}{}xlab_",
@@ -249,8 +242,7 @@ fn lab_up_runs_services_and_down_leaves_nothing_behind() {
 
 #[test]
 fn lab_up_with_no_services_leaves_every_port_free() {
-    if labnet::testkit::netns_available().is_err() {
-        // The test above reports the missing namespaces (and fails under CI).
+    if !labnet::testkit::netns_or_skip() {
         return;
     }
     let prefix = format!(

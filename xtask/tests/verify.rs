@@ -48,16 +48,7 @@ fn prefix(tag: &str) -> String {
 
 /// Namespaces are needed; without them the test skips (and fails in CI).
 fn netns_or_skip() -> bool {
-    match labnet::testkit::netns_available() {
-        Ok(()) => true,
-        Err(why) if std::env::var(labnet::testkit::REQUIRE_NETNS).as_deref() == Ok("1") => {
-            panic!("NETLAB_REQUIRE_NETNS=1 but: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-    }
+    labnet::testkit::netns_or_skip()
 }
 
 fn xtask(tag: &str, args: &[&str]) -> Output {

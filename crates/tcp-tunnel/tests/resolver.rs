@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use labnet::testkit::proc::{Proc, output};
-use labnet::testkit::{REQUIRE_NETNS, TEST_PREFIX, delete_ns, netns_available};
+use labnet::testkit::{TEST_PREFIX, delete_ns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tcp-tunnel");
 const ROLE: &str = "NETLAB_TUNNEL_RESOLVER_ROLE";
@@ -48,11 +48,7 @@ fn ip(args: &[&str]) {
 
 #[test]
 fn a_hanging_lookup_does_not_stall_an_unrelated_tunnel() {
-    if let Err(why) = netns_available() {
-        if std::env::var(REQUIRE_NETNS).as_deref() == Ok("1") {
-            panic!("{REQUIRE_NETNS}=1 but no namespaces: {why}");
-        }
-        eprintln!("SKIPPED: {why}");
+    if !labnet::testkit::netns_or_skip() {
         return;
     }
     labnet::testkit::sweep_stale_test_namespaces();

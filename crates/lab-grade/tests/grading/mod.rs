@@ -19,16 +19,7 @@ use labnet::testkit::proc::Proc;
 
 /// Root and namespaces, or the reason to skip (a failure under NETLAB_REQUIRE_NETNS=1).
 pub fn can_grade() -> bool {
-    match labnet::testkit::netns_available() {
-        Ok(()) => true,
-        Err(why) if std::env::var(labnet::testkit::REQUIRE_NETNS).as_deref() == Ok("1") => {
-            panic!("NETLAB_REQUIRE_NETNS=1 but: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-    }
+    labnet::testkit::netns_or_skip()
 }
 
 /// The workspace's `tests/students/` folder.

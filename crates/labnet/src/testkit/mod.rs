@@ -673,6 +673,22 @@ pub fn netns_available() -> Result<(), String> {
     }
 }
 
+/// The kit's one skip policy for a test that needs namespaces (root) without a [`Testbed`]:
+/// true when it can run; otherwise it prints `SKIPPED: <why>` and returns false, or panics when
+/// [`REQUIRE_NETNS`] is set, so CI cannot pass by skipping.
+pub fn netns_or_skip() -> bool {
+    match netns_available() {
+        Ok(()) => true,
+        Err(why) if std::env::var(REQUIRE_NETNS).as_deref() == Ok("1") => {
+            panic!("{REQUIRE_NETNS}=1 but no namespaces: {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+    }
+}
+
 /// Gets a testbed or returns from the calling test with a printed reason.
 #[macro_export]
 macro_rules! testbed_or_skip {
