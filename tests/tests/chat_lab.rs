@@ -6,16 +6,16 @@
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use labnet::testkit::proc::{Proc, split_event};
+use testkit::proc::{Proc, split_event};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn server(bind: &str) -> (Proc, u16) {
-    let mut cmd = Command::new(labnet::testkit::bin("chat-server"));
+    let mut cmd = Command::new(testkit::bin("chat-server"));
     cmd.args(["--bind", bind, "--port", "0"]);
     let s = Proc::spawn_with_stdin(cmd).named("chat-server");
     let line = s.wait_for("listening on");
@@ -29,7 +29,7 @@ fn server(bind: &str) -> (Proc, u16) {
 }
 
 fn client(port: u16, bind: &str, udp_port: u16, name: &str) -> Proc {
-    let mut cmd = Command::new(labnet::testkit::bin("chat-client"));
+    let mut cmd = Command::new(testkit::bin("chat-client"));
     cmd.args(["--server", "127.0.0.1", "--port", &port.to_string()])
         .args(["--bind", bind, "--udp-port", &udp_port.to_string()])
         .args(["--name", name]);
@@ -137,8 +137,8 @@ fn client_exits_1_with_a_clear_line_when_the_server_goes_away() {
 #[test]
 fn three_clients_in_the_chat_namespace_topology() {
     let bed = labnet::testbed_or_skip!(&labnet::topo::CHAT);
-    let server_bin = labnet::testkit::bin("chat-server");
-    let client_bin = labnet::testkit::bin("chat-client");
+    let server_bin = testkit::bin("chat-server");
+    let client_bin = testkit::bin("chat-client");
     let mut cmd = bed.command("webserver", &server_bin);
     cmd.args(["--port", "5000"]);
     let srv = Proc::spawn_with_stdin(cmd).named("chat-server");
@@ -162,23 +162,9 @@ fn three_clients_in_the_chat_namespace_topology() {
     srv.wait_for("carol joined from 10.20.30.13");
 }
 
+/// python3 for the interop tests, under the kit's skip policy (`labnet::netns::or_skip`).
 fn python() -> Option<PathBuf> {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Some(PathBuf::from("python3"))
-    } else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "python3 is needed for the interop tests"
-        );
-        eprintln!("SKIPPED: no python3");
-        None
-    }
+    testkit::tool_or_skip(&["python3"]).then(|| PathBuf::from("python3"))
 }
 
 #[test]

@@ -15,8 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use labnet::testkit::Testbed;
-use labnet::testkit::proc::Proc;
+use labnet::netns::Testbed;
+use testkit::proc::Proc;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -151,7 +151,7 @@ fn the_handouts_server_and_three_handout_clients_chat_in_the_lab() {
 fn handout_clients_chat_through_our_chat_server_in_the_lab() {
     let bed = labnet::testbed_or_skip!(&labnet::topo::CHAT);
     let folder = Folder::new();
-    let mut cmd = bed.command("webserver", labnet::testkit::bin("chat-server"));
+    let mut cmd = bed.command("webserver", testkit::bin("chat-server"));
     cmd.args(["--port", "5000"]);
     let srv = Proc::spawn(cmd).named("chat-server");
     srv.wait_for("listening on");
@@ -170,7 +170,7 @@ fn our_chat_client_joins_the_handouts_server_in_the_lab() {
     srv.wait_for("alice with IP address:10.20.30.11, has connected");
     shows_users(&mut a, &format!("{{{A}}}"));
     // Our client finds the server by the handout's name too.
-    let mut cmd = bed.command("client2", labnet::testkit::bin("chat-client"));
+    let mut cmd = bed.command("client2", testkit::bin("chat-client"));
     cmd.args(["--server", "chat.ttm4200.com", "--name", "bob"]);
     let mut b = Proc::spawn_with_stdin(cmd).named("chat-client bob");
     b.wait_for("registered;");

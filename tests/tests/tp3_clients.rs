@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::bin;
-use labnet::testkit::proc::{Finished, Proc, run};
 use labnet::wire::pmu;
+use testkit::bin;
+use testkit::proc::{Finished, Proc, run};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use labnet::testkit::proc::{Proc, split_event};
-use labnet::testkit::{Testbed, bin};
+use labnet::netns::Testbed;
+use testkit::bin;
+use testkit::proc::{Proc, split_event};
 
 const TV_ID_LINE: &str = "swcmTV: ";
 

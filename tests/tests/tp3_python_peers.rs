@@ -10,9 +10,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use labnet::sock::{Iface, MulticastOptions, multicast_sender};
-use labnet::testkit::bin;
-use labnet::testkit::proc::{Proc, output};
 use labnet::wire::pmu::{flood_text, message};
+use testkit::bin;
+use testkit::proc::{Proc, output};
 
 const WAIT: Duration = Duration::from_secs(5);
 

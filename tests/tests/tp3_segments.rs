@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use capture::{Capture, data_from, occurrences, tcpdump_available};
-use labnet::testkit::proc::{Finished, Proc};
-use labnet::testkit::{Testbed, bin};
+use labnet::netns::Testbed;
 use labnet::wire::pmu::message;
+use testkit::bin;
+use testkit::proc::{Finished, Proc};
 
 const PREFIX: &[u8] = b"This is PMU data ";
 

@@ -15,41 +15,24 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use labnet::testkit::proc::{Finished, Proc};
-use labnet::testkit::{Testbed, bin};
+use labnet::netns::Testbed;
 use labnet::wire::pmu::{flood_text, message};
+use testkit::bin;
+use testkit::proc::{Finished, Proc};
 
 const FOLDER: &str = "Lab3_123456_654321";
 const PYTHON: &str = "/usr/bin/python3";
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// True when the unprivileged runner can work here; with `NETLAB_REQUIRE_NETNS=1` (CI) a
-/// missing piece fails the test instead.
+/// True when the unprivileged runner can work here (`/usr/bin/python3`, setpriv), under the
+/// kit's skip policy (`labnet::netns::or_skip`).
 fn student_runner_available() -> bool {
-    let missing: Vec<&str> = [
-        (Path::new(PYTHON).is_file(), "/usr/bin/python3"),
-        (
-            Command::new("setpriv")
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success()),
-            "setpriv (util-linux)",
-        ),
-    ]
-    .into_iter()
-    .filter(|(ok, _)| !ok)
-    .map(|(_, what)| what)
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var(labnet::testkit::REQUIRE_NETNS).as_deref(),
-        Ok("1"),
-        "needed to run student programs: {missing:?}"
-    );
-    eprintln!("SKIPPED: missing {missing:?}");
-    false
+    testkit::tool_or_skip(&["setpriv"])
+        && labnet::netns::or_skip(if Path::new(PYTHON).is_file() {
+            Ok(())
+        } else {
+            Err(format!("{PYTHON} not found (apt-get install python3)"))
+        })
 }
 
 /// `id -u nobody` and `id -g nobody`.
@@ -357,7 +340,7 @@ struct Recorded {
 
 impl Recorded {
     fn parse(line: &str) -> Recorded {
-        let v = labnet::testkit::proc::json(line);
+        let v = testkit::proc::json(line);
         Recorded {
             id: v["id"].as_str().unwrap_or_default().to_owned(),
             text: v["text"].as_str().unwrap_or_default().to_owned(),

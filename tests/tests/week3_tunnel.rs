@@ -17,7 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::{Testbed, bin, random_bytes, wait_until};
+use labnet::netns::Testbed;
+use testkit::{bin, random_bytes, wait_until};
 
 /// Environment variable naming the role a re-executed test binary plays.
 const ROLE: &str = "NETLAB_WEEK3_TUNNEL_ROLE";

@@ -2,13 +2,14 @@
 //! datagrams with TTL 4 to 239.1.1.1:5008; `client` and `receiver` (joined with `udp-multicast`)
 //! get all 5; `router`, listening on port 5008 with a plain socket (`udp-broadcast recv`) but
 //! never joining, gets none; `remote`, joined but behind a router without a multicast route,
-//! gets none either. Binaries come from `labnet::testkit::bin` (built on demand).
+//! gets none either. Binaries come from `testkit::bin` (built on demand).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Output;
 
-use labnet::testkit::proc::Proc;
-use labnet::testkit::{Testbed, bin};
+use labnet::netns::Testbed;
+use testkit::bin;
+use testkit::proc::Proc;
 
 /// Starts `prog args…` in `host` and waits for its `ready` line (readiness is a line, not a
 /// sleep).

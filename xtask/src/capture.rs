@@ -136,7 +136,7 @@ pub fn command(args: Vec<std::ffi::OsString>) -> Result<(), labnet::Error> {
                 "  {ns}$ tcpdump {}",
                 tcpdump_args(&iface, &out, &filter).join(" ")
             );
-            let mut child = labnet::testkit::host_command(&ns, "tcpdump")
+            let mut child = labnet::netns::host_command(&ns, "tcpdump")
                 .args(tcpdump_args(&iface, &out, &filter))
                 .spawn()
                 .map_err(|e| labnet::Error::msg(format!("start tcpdump: {e}")))?;

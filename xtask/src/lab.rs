@@ -1,7 +1,7 @@
 //! `cargo xtask lab up|down|status|exec`: the three SPEC topologies as named network namespaces
 //! (visible to `ip netns`), with the standing services of each lab.
 //!
-//! `up` builds the namespaces with [`labnet::testkit::Testbed`] (kept after xtask exits), builds
+//! `up` builds the namespaces with [`labnet::netns::Testbed`] (kept after xtask exits), builds
 //! the lab binaries once in release mode, and starts the services detached, each with a PID file
 //! and a log under `/run/netlab/<ns>/`, waiting until each one answers. `down` ends exactly those
 //! PIDs, then removes the namespaces (which ends anything else still inside them), their hosts
@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use labnet::Error;
-use labnet::testkit::{self, Testbed};
+use labnet::netns::{self, Testbed};
 use labnet::topo::{self, Host, Topology};
 
 use crate::site::{self, Mode, Opts, Site};
@@ -234,7 +234,7 @@ fn one_arg(rest: &[String], default: &str) -> Result<String, Error> {
 }
 
 fn root_needed() -> Result<(), Error> {
-    testkit::netns_available().map_err(|why| {
+    netns::netns_available().map_err(|why| {
         Error::msg(format!(
             "{why}; `lab` needs root (sudo -E cargo xtask lab …), or use `cargo xtask demo`, which falls back to loopback"
         ))
@@ -502,7 +502,7 @@ pub fn down(topos: &[&'static Topology], prefix: &str, verbose: bool) {
                 }
             }
             let existed = is_up(&ns) || dir.exists() || Path::new("/etc/netns").join(&ns).exists();
-            testkit::delete_ns(&ns);
+            netns::delete_ns(&ns);
             if existed {
                 removed += 1;
             }
@@ -532,7 +532,7 @@ fn kill_pidfile(p: &Path) {
             .args(["-TERM", &pid.to_string()])
             .stderr(Stdio::null())
             .status();
-        let gone = testkit::wait_until(Duration::from_secs(2), || {
+        let gone = netns::wait_until(Duration::from_secs(2), || {
             (!Path::new("/proc").join(pid.to_string()).exists()).then_some(())
         });
         if gone.is_none() {
@@ -588,7 +588,7 @@ pub fn status(prefix: &str) {
         let probe = |from: &str, addr: IpAddr, port: u16| -> bool {
             let ns = format!("{prefix}{}", t.container(from));
             let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
-            testkit::host_command(&ns, me)
+            netns::host_command(&ns, me)
                 .args(["__probe", &addr.to_string(), &port.to_string(), "2"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -670,8 +670,8 @@ fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
         .clone()
         .or_else(|| std::env::var_os("NETLAB_BIN_DIR").map(PathBuf::from))
         .unwrap_or_else(|| site::workspace_root().join("target").join("release"));
-    let status = testkit::host_command(&ns, &cmd[0])
-        .env("PATH", testkit::lab_path(&[&bins]))
+    let status = netns::host_command(&ns, &cmd[0])
+        .env("PATH", netns::lab_path(&[&bins]))
         .args(&cmd[1..])
         .status()
         .map_err(|e| Error::msg(format!("enter {ns}: {e}")))?;

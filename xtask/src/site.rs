@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use labnet::testkit::{self, Testbed};
+use labnet::netns::{self, Testbed};
 use labnet::topo::Topology;
 
 use crate::proc::Bg;
@@ -65,7 +65,7 @@ impl Site {
         let why_not = if opts.loopback {
             Some("--loopback was given".to_owned())
         } else {
-            testkit::netns_available().err()
+            netns::netns_available().err()
         };
         let dir = std::env::temp_dir().join(format!(
             "netlab-{}{}-{}",
@@ -200,7 +200,7 @@ impl Site {
         match &self.mode {
             Mode::Netns(bed) => {
                 let mut c = bed.command(host, prog);
-                c.env("PATH", testkit::lab_path(&[&self.bins])).args(args);
+                c.env("PATH", netns::lab_path(&[&self.bins])).args(args);
                 c
             }
             Mode::Loopback => {

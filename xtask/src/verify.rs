@@ -72,7 +72,7 @@ pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
         ctx.r.only.extend(names.iter().map(|n| (*n).to_owned()));
     }
     let ok = demo::run(&mut ctx, &names);
-    let strict = std::env::var(labnet::testkit::REQUIRE_NETNS).as_deref() == Ok("1");
+    let strict = labnet::netns::strict();
     let (mut passed, mut failed, mut not_shown) = (0, 0, 0);
     for c in &ctx.r.checks {
         match &c.outcome {

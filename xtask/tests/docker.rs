@@ -45,7 +45,7 @@ fn engine_or_skip() -> bool {
 fn prefix(tag: &str) -> String {
     format!(
         "{}{}x{tag}_",
-        labnet::testkit::TEST_PREFIX,
+        labnet::netns::TEST_PREFIX,
         std::process::id()
     )
 }

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use labnet::netns::netns_or_skip;
+
 fn bin_dir() -> PathBuf {
     for b in [
         "echo-server",
@@ -16,12 +18,9 @@ fn bin_dir() -> PathBuf {
         "lab-server",
         "udp-broadcast",
     ] {
-        labnet::testkit::bin(b);
+        testkit::bin(b);
     }
-    labnet::testkit::bin("echo-server")
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    testkit::bin("echo-server").parent().unwrap().to_path_buf()
 }
 
 /// The folder the test's lab shares at /lab (not the repository's lab/).
@@ -62,7 +61,7 @@ fn status_line(prefix: &str, svc: &str) -> String {
 }
 
 fn ours(prefix: &str) -> Vec<String> {
-    labnet::testkit::list_namespaces()
+    labnet::netns::list_namespaces()
         .into_iter()
         .filter(|n| n.starts_with(prefix))
         .collect()
@@ -81,14 +80,10 @@ fn pids_in(dir: &Path) -> Vec<u32> {
 
 #[test]
 fn lab_up_runs_services_and_down_leaves_nothing_behind() {
-    if !labnet::testkit::netns_or_skip() {
+    if !netns_or_skip() {
         return;
     }
-    let prefix = format!(
-        "{}{}xlab_",
-        labnet::testkit::TEST_PREFIX,
-        std::process::id()
-    );
+    let prefix = format!("{}{}xlab_", labnet::netns::TEST_PREFIX, std::process::id());
     let out = xtask(&prefix, &["lab", "up", "all"]);
     let text = format!(
         "{}{}",
@@ -242,14 +237,10 @@ fn lab_up_runs_services_and_down_leaves_nothing_behind() {
 
 #[test]
 fn lab_up_with_no_services_leaves_every_port_free() {
-    if !labnet::testkit::netns_or_skip() {
+    if !netns_or_skip() {
         return;
     }
-    let prefix = format!(
-        "{}{}xnone_",
-        labnet::testkit::TEST_PREFIX,
-        std::process::id()
-    );
+    let prefix = format!("{}{}xnone_", labnet::netns::TEST_PREFIX, std::process::id());
     let out = xtask(&prefix, &["lab", "up", "week3", "--services", "none"]);
     assert!(
         out.status.success(),

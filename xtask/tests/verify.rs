@@ -3,14 +3,16 @@
 //! the bad-input cases of the command line.
 //!
 //! Each test runs the xtask binary with `--bin-dir` pointing at the debug binaries next to this
-//! test (built by `cargo nextest run --workspace`, or here by `labnet::testkit::bin` when
-//! missing) and a namespace prefix of its own (`nlt<pid>x…_`), so tests run in parallel without
+//! test (built by `cargo nextest run --workspace`, and rebuilt here by `testkit::bin` when
+//! stale) and a namespace prefix of its own (`nlt<pid>x…_`), so tests run in parallel without
 //! sharing a namespace or a port, and a killed test's namespaces are swept by the next testbed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use labnet::netns::netns_or_skip;
 
 const BINARIES: &[&str] = &[
     "udp-broadcast",
@@ -32,7 +34,7 @@ const BINARIES: &[&str] = &[
 fn bin_dir() -> PathBuf {
     let mut dir = None;
     for b in BINARIES {
-        let p = labnet::testkit::bin(b);
+        let p = testkit::bin(b);
         dir = p.parent().map(PathBuf::from);
     }
     dir.expect("a binary directory")
@@ -41,14 +43,9 @@ fn bin_dir() -> PathBuf {
 fn prefix(tag: &str) -> String {
     format!(
         "{}{}x{tag}_",
-        labnet::testkit::TEST_PREFIX,
+        labnet::netns::TEST_PREFIX,
         std::process::id()
     )
-}
-
-/// Namespaces are needed; without them the test skips (and fails in CI).
-fn netns_or_skip() -> bool {
-    labnet::testkit::netns_or_skip()
 }
 
 fn xtask(tag: &str, args: &[&str]) -> Output {
@@ -85,7 +82,7 @@ fn verify(tag: &str, selector: &[&str]) {
     assert!(!stdout.contains("NOT SHOWN"), "{stdout}");
     // Nothing of this run is left behind.
     let p = prefix(tag);
-    let left: Vec<String> = labnet::testkit::list_namespaces()
+    let left: Vec<String> = labnet::netns::list_namespaces()
         .into_iter()
         .filter(|n| n.starts_with(&p))
         .collect();

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use labnet::testkit::proc::{Proc, run};
+use testkit::proc::{Proc, run};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const UDP_HELLO: &str = env!("CARGO_BIN_EXE_udp-hello");

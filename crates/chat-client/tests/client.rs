@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use labnet::testkit::proc::Proc;
+use testkit::proc::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat-client");
 

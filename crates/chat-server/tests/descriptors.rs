@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::thread;
 use std::time::Duration;
 
-use labnet::testkit::proc::Proc;
+use testkit::proc::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 
@@ -41,7 +41,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
         p.log()
     );
     drop(held);
-    let served = labnet::testkit::wait_until(Duration::from_secs(10), || {
+    let served = testkit::wait_until(Duration::from_secs(10), || {
         let mut s = connect(addr);
         s.write_all(b"zed\n").ok()?;
         let mut line = String::new();

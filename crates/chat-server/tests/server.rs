@@ -8,7 +8,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::proc::{Proc, output};
+use testkit::proc::{Proc, output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 

@@ -2,14 +2,18 @@
 //! half-close, idle timeout, and the abuse a server must survive.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::probe::*;
+use testkit::proc::{Finished, Proc, run};
+use testkit::random_bytes;
+use testkit::tcp::*;
+
+/// How long a run of the program may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(10);
 
 const BIN: &str = env!("CARGO_BIN_EXE_echo-server");
 
@@ -21,8 +25,10 @@ fn server(extra: &[&str]) -> Proc {
 
 #[test]
 fn help_exits_0_with_examples() {
-    let (code, out, _) = run_to_end(BIN, &["--help"]);
-    assert_eq!(code, 0);
+    let Finished {
+        code, stdout: out, ..
+    } = run(BIN, &["--help"], LIMIT);
+    assert_eq!(code, Some(0));
     assert!(out.contains("EXAMPLES:"), "{out}");
     assert!(out.contains("echo-server --port 8080"), "{out}");
 }
@@ -34,8 +40,13 @@ fn bad_flag_or_value_exits_2_with_one_line() {
         &["--port", "99999"],
         &["--bind", "server"],
     ] {
-        let (code, out, err) = run_to_end(BIN, args);
-        assert_eq!(code, 2, "{args:?}: {err}");
+        let Finished {
+            code,
+            stdout: out,
+            stderr: err,
+            ..
+        } = run(BIN, args, LIMIT);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(out.is_empty());
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("echo-server: "), "{err}");
@@ -46,8 +57,10 @@ fn bad_flag_or_value_exits_2_with_one_line() {
 fn port_in_use_exits_1_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, _, err) = run_to_end(BIN, &["--port", &port, "--bind", "127.0.0.1"]);
-    assert_eq!(code, 1, "{err}");
+    let Finished {
+        code, stderr: err, ..
+    } = run(BIN, &["--port", &port, "--bind", "127.0.0.1"], LIMIT);
+    assert_eq!(code, Some(1), "{err}");
     assert_eq!(
         err.trim(),
         format!("echo-server: bind tcp 127.0.0.1:{port}: address already in use (EADDRINUSE)")
@@ -162,7 +175,7 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     drop(s);
     p.wait_line("#1 ", Duration::from_secs(5)).unwrap();
     let pid = p.pid();
-    labnet::testkit::wait_until(Duration::from_secs(5), || {
+    testkit::wait_until(Duration::from_secs(5), || {
         (thread_count(pid) == 1).then_some(())
     })
     .expect("client thread ended");
@@ -171,7 +184,7 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     assert_eq!(counts, [2500, 2500, 2500, 2500]);
     assert_back_to(pid, fds, threads, Duration::from_secs(15));
     // Every connection was served and closed: 1 warm-up + 10,000.
-    labnet::testkit::wait_until(Duration::from_secs(10), || {
+    testkit::wait_until(Duration::from_secs(10), || {
         (p.count("] [INFO] #") == 2 * 10_001).then_some(())
     })
     .unwrap_or_else(|| {
@@ -195,8 +208,7 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
 
 #[test]
 fn descriptor_limit_makes_accept_back_off_and_recover() {
-    if !have_prlimit() {
-        eprintln!("SKIPPED: prlimit (util-linux) not installed");
+    if !testkit::tool_or_skip(&["prlimit"]) {
         return;
     }
     let p = start_with_nofile(BIN, 64, &["--port", "0", "--bind", "127.0.0.1", "--quiet"]);
@@ -228,7 +240,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
     assert_eq!(&b, b"first");
     drop(held);
     // Recovery: once clients close, new ones are served.
-    let served = labnet::testkit::wait_until(Duration::from_secs(10), || {
+    let served = testkit::wait_until(Duration::from_secs(10), || {
         let mut s = connect(addr);
         s.write_all(b"again").ok()?;
         s.shutdown(Shutdown::Write).ok()?;

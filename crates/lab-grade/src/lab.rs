@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use labnet::testkit::{self, Testbed};
+use labnet::netns::{self, Testbed};
 use labnet::topo::Topology;
 use labnet::{Context, Error, Result};
 use serde_json::Value;
@@ -24,7 +24,7 @@ static LABS: AtomicU32 = AtomicU32::new(0);
 /// Checks what grading needs before anything starts: root (namespaces, other users), the
 /// sandbox's tools, the course binaries. Sweeps the labs of grader processes that died.
 pub fn preflight() -> Result<()> {
-    testkit::netns_available().map_err(|why| {
+    netns::netns_available().map_err(|why| {
         Error::msg(format!(
             "{why}; lab-grade builds a lab per submission and runs students' code as other users: run it as root (sudo)"
         ))
@@ -33,7 +33,7 @@ pub fn preflight() -> Result<()> {
     for t in ["lab-server", "chat-server", "chat-client"] {
         tool(t)?;
     }
-    testkit::sweep_stale_namespaces(PREFIX);
+    netns::sweep_stale_namespaces(PREFIX);
     Ok(())
 }
 

@@ -14,24 +14,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use lab_grade::sample;
-use labnet::testkit::proc::output;
+use labnet::netns::netns_or_skip;
+use testkit::proc::output;
 
 fn lab_grade() -> Command {
     // The course programs must sit next to lab-grade, as they do in target/<profile>/.
     for b in ["lab-server", "chat-server", "chat-client", "tls-pmu"] {
-        labnet::testkit::bin(b);
+        testkit::bin(b);
     }
     Command::new(env!("CARGO_BIN_EXE_lab-grade"))
 }
 
-/// Root and namespaces, or the reason to skip (a failure under NETLAB_REQUIRE_NETNS=1).
-fn can_grade() -> bool {
-    labnet::testkit::netns_or_skip()
-}
-
 #[test]
 fn reference_full_marks_each_mutant_loses_only_its_part() {
-    if !can_grade() {
+    if !netns_or_skip() {
         return;
     }
     let root = std::env::temp_dir().join(format!("lab-grade-tp3-{}", std::process::id()));
@@ -40,12 +36,7 @@ fn reference_full_marks_each_mutant_loses_only_its_part() {
         dir: class,
         ca,
         subs,
-    } = sample::class(
-        &root,
-        sample::variants().len(),
-        &labnet::testkit::bin("tls-pmu"),
-    )
-    .unwrap();
+    } = sample::class(&root, sample::variants().len(), &testkit::bin("tls-pmu")).unwrap();
     let csv = root.join("grades.csv");
     let feedback = root.join("feedback");
     let mut cmd = lab_grade();
@@ -91,7 +82,7 @@ fn reference_full_marks_each_mutant_loses_only_its_part() {
 
     // Nothing of the students' programs is left: no lab, no process of a lane's user, and the
     // root probe could not write where only root may.
-    let left: Vec<String> = labnet::testkit::list_namespaces()
+    let left: Vec<String> = labnet::netns::list_namespaces()
         .into_iter()
         .filter(|n| n.starts_with(&format!("nlg{pid}l")))
         .collect();
@@ -113,7 +104,7 @@ fn reference_full_marks_each_mutant_loses_only_its_part() {
 
 #[test]
 fn one_submission_in_json_has_the_contract_schema_and_the_batch_scores() {
-    if !can_grade() {
+    if !netns_or_skip() {
         return;
     }
     let root = std::env::temp_dir().join(format!("lab-grade-tp3-one-{}", std::process::id()));
@@ -122,7 +113,7 @@ fn one_submission_in_json_has_the_contract_schema_and_the_batch_scores() {
         dir: class,
         ca,
         subs,
-    } = sample::class(&root, 3, &labnet::testkit::bin("tls-pmu")).unwrap();
+    } = sample::class(&root, 3, &testkit::bin("tls-pmu")).unwrap();
     let (one_recv, _) = &subs[2];
     let out = output(
         lab_grade()

@@ -8,7 +8,9 @@ mod grading;
 
 use std::collections::BTreeMap;
 
-use grading::{Scratch, apply_mutant, batch, can_grade, copy_files, differences, mutants};
+use labnet::netns::netns_or_skip;
+
+use grading::{Scratch, apply_mutant, batch, copy_files, differences, mutants};
 
 /// The reference's folder: the group's IDs are 228822 and 229911.
 const GROUP: &str = "Week3_228822_229911";
@@ -41,7 +43,7 @@ fn variants() -> Vec<(&'static str, BTreeMap<&'static str, u32>)> {
 
 #[test]
 fn week3_reference_full_marks_each_mutant_loses_only_its_part() {
-    if !can_grade() {
+    if !netns_or_skip() {
         return;
     }
     let scratch = Scratch::new("week3");

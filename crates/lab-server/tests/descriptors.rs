@@ -5,7 +5,7 @@
 use std::thread;
 use std::time::Duration;
 
-use labnet::testkit::proc::Proc;
+use testkit::proc::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lab-server");
 
@@ -58,7 +58,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
         p.log()
     );
     drop(held);
-    let served = labnet::testkit::wait_until(Duration::from_secs(10), || {
+    let served = testkit::wait_until(Duration::from_secs(10), || {
         let mut s = connect(addr);
         std::io::Write::write_all(&mut s, b"CMD_short:0").ok()?;
         let mut v = Vec::new();

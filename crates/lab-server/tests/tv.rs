@@ -99,7 +99,7 @@ fn exactly_300_characters_get_an_answer_and_299_do_not() {
     );
     // The station records both messages and its own answer; only the 300-character one was
     // answered (the 299 one came first, on the same socket, and was handled before it).
-    let recs = labnet::testkit::wait_until(WAIT, || {
+    let recs = testkit::wait_until(WAIT, || {
         let r = records(&record);
         r.iter()
             .any(|e| {
@@ -143,7 +143,7 @@ fn short_and_invalid_utf8_datagrams_are_recorded_as_such() {
     tx.send_to(b"", (GROUP, port)).unwrap();
     tx.send_to(b"123456\xff\xfe ok", (GROUP, port)).unwrap();
     tx.send_to(b"123456still here", (GROUP, port)).unwrap();
-    let recs = labnet::testkit::wait_until(WAIT, || {
+    let recs = testkit::wait_until(WAIT, || {
         let r = records(&record);
         r.iter().any(|e| e["text"] == "still here").then_some(r)
     })

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use labnet::netns::{Testbed, host_ns_files, list_namespaces};
 use labnet::testbed_or_skip;
-use labnet::testkit::{Testbed, host_ns_files, list_namespaces};
 use labnet::topo::{CHAT, TP3, WEEK3};
 
 fn ping(bed: &Testbed, from: &str, to: &str) -> bool {
@@ -167,7 +167,7 @@ while True:
         .spawn("server", "/usr/bin/python3", &["-c", server])
         .unwrap();
     bed.track(child);
-    let ready = labnet::testkit::wait_until(std::time::Duration::from_secs(10), || {
+    let ready = labnet::netns::wait_until(std::time::Duration::from_secs(10), || {
         bed.run("client", "nc", &["-z", "server", "8080"])
             .ok()?
             .status

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use labnet::testkit::proc::{Finished, Proc, run};
+use testkit::proc::{Finished, Proc, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcast-chat");
 const LIMIT: Duration = Duration::from_secs(20);

@@ -38,7 +38,7 @@ fn python_room(clients: usize) -> Option<(Kill, ChatSession)> {
         .unwrap();
     let pid = child.id();
     let server = Kill(child);
-    let ok = labnet::testkit::wait_until(Duration::from_secs(10), || {
+    let ok = testkit::wait_until(Duration::from_secs(10), || {
         netlab_bench::sys::is_listening(port).then_some(())
     });
     assert!(ok.is_some(), "python chat server did not listen");

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::proc::{Finished, run};
+use testkit::proc::{Finished, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reset-client");
 const LIMIT: Duration = Duration::from_secs(30);

@@ -18,8 +18,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::proc::{Proc, output};
-use labnet::testkit::{TEST_PREFIX, delete_ns};
+use labnet::netns::{TEST_PREFIX, delete_ns};
+use testkit::proc::{Proc, output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tcp-tunnel");
 const ROLE: &str = "NETLAB_TUNNEL_RESOLVER_ROLE";
@@ -48,10 +48,10 @@ fn ip(args: &[&str]) {
 
 #[test]
 fn a_hanging_lookup_does_not_stall_an_unrelated_tunnel() {
-    if !labnet::testkit::netns_or_skip() {
+    if !labnet::netns::netns_or_skip() {
         return;
     }
-    labnet::testkit::sweep_stale_test_namespaces();
+    labnet::netns::sweep_stale_test_namespaces();
     let ns = Ns(format!("{TEST_PREFIX}{}dns", std::process::id()));
     ip(&["netns", "add", &ns.0]);
     ip(&["-n", &ns.0, "link", "set", "lo", "up"]);

@@ -3,9 +3,6 @@
 //! must survive. Targets are small servers in the test process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../echo-server/tests/support/mod.rs"]
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +11,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use support::*;
+use testkit::probe::*;
+use testkit::proc::{Finished, Proc, run};
+use testkit::random_bytes;
+use testkit::tcp::*;
+
+/// How long a run of the program may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(10);
 
 const BIN: &str = env!("CARGO_BIN_EXE_tcp-tunnel");
 
@@ -28,8 +31,10 @@ fn tunnel(target: SocketAddr, extra: &[&str]) -> Proc {
 
 #[test]
 fn help_exits_0_with_examples() {
-    let (code, out, _) = run_to_end(BIN, &["--help"]);
-    assert_eq!(code, 0);
+    let Finished {
+        code, stdout: out, ..
+    } = run(BIN, &["--help"], LIMIT);
+    assert_eq!(code, Some(0));
     assert!(out.contains("EXAMPLES:"), "{out}");
     assert!(
         out.contains("tcp-tunnel -L 0.0.0.0:9090=server:8080"),
@@ -48,8 +53,13 @@ fn bad_forward_or_flag_exits_2_with_one_line() {
         &["-L", "127.0.0.1:0=127.0.0.1:1", "--prot", "80"],
         &["-L", "127.0.0.1:0=127.0.0.1:1", "--idle-timeout", "soon"],
     ] {
-        let (code, out, err) = run_to_end(BIN, args);
-        assert_eq!(code, 2, "{args:?}: {err}");
+        let Finished {
+            code,
+            stdout: out,
+            stderr: err,
+            ..
+        } = run(BIN, args, LIMIT);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(out.is_empty(), "{out}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("tcp-tunnel: "), "{err}");
@@ -61,8 +71,10 @@ fn port_in_use_exits_1_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let spec = format!("{addr}=127.0.0.1:1");
-    let (code, _, err) = run_to_end(BIN, &["-L", &spec]);
-    assert_eq!(code, 1, "{err}");
+    let Finished {
+        code, stderr: err, ..
+    } = run(BIN, &["-L", &spec], LIMIT);
+    assert_eq!(code, Some(1), "{err}");
     assert_eq!(
         err.trim(),
         format!("tcp-tunnel: bind {addr}: address already in use (EADDRINUSE)")
@@ -98,7 +110,7 @@ fn eight_concurrent_clients_get_their_8_mib_back_exactly() {
         c.join().unwrap();
     }
     // Eight pairs, each closed with 8 MiB both ways.
-    let closed = labnet::testkit::wait_until(Duration::from_secs(5), || {
+    let closed = testkit::wait_until(Duration::from_secs(5), || {
         (t.count("c→s 8388608 bytes, s→c 8388608 bytes") == 8).then_some(())
     });
     assert!(closed.is_some(), "{:?}", t.lines());
@@ -327,7 +339,7 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     let pid = t.pid();
     // The tunnel logs the close just before it closes the pair's two sockets: count its
     // descriptors once it holds no connection.
-    labnet::testkit::wait_until(Duration::from_secs(5), || {
+    testkit::wait_until(Duration::from_secs(5), || {
         (connection_count(pid) == 0).then_some(())
     })
     .expect("pair #1 released");
@@ -375,8 +387,7 @@ fn client_gone_before_the_target_answered_is_cleaned_up() {
 
 #[test]
 fn descriptor_limit_makes_accept_back_off_and_recover() {
-    if !have_prlimit() {
-        eprintln!("SKIPPED: prlimit (util-linux) not installed");
+    if !testkit::tool_or_skip(&["prlimit"]) {
         return;
     }
     let target = echo_target();
@@ -407,7 +418,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
     held[0].read_exact(&mut b).unwrap();
     assert_eq!(&b, b"first");
     drop(held);
-    let served = labnet::testkit::wait_until(Duration::from_secs(10), || {
+    let served = testkit::wait_until(Duration::from_secs(10), || {
         let mut s = connect(addr);
         s.write_all(b"again").ok()?;
         s.shutdown(Shutdown::Write).ok()?;

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{BIN, Server, TempDir, client, received, text};
-use labnet::testkit::proc::{Proc, output};
+use testkit::proc::{Proc, output};
 
 fn openssl(dir: &Path, args: &[&str]) -> String {
     let out = output(

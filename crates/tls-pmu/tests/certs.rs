@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{BIN, TempDir, make_certs, text};
-use labnet::testkit::proc::output;
+use testkit::proc::output;
 
 fn openssl(args: &[&str]) -> String {
     let out = output(

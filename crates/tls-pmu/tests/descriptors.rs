@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{BIN, TempDir, make_certs};
-use labnet::testkit::proc::Proc;
+use testkit::proc::Proc;
 
 #[test]
 fn descriptor_limit_makes_accept_back_off_and_recover() {
@@ -61,8 +61,8 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
         p.log()
     );
     drop(held);
-    let served = labnet::testkit::wait_until(Duration::from_secs(15), || {
-        let out = labnet::testkit::proc::output(
+    let served = testkit::wait_until(Duration::from_secs(15), || {
+        let out = testkit::proc::output(
             Command::new(BIN)
                 .args([
                     "client",

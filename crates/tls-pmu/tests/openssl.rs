@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Server, TempDir, client, make_certs, received, s_client, text};
-use labnet::testkit::proc::output;
+use testkit::proc::output;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = output(

@@ -238,7 +238,7 @@ fn client_reports_a_silent_server_as_timed_out() {
         std::thread::sleep(std::time::Duration::from_secs(3));
         drop(held);
     });
-    let out = labnet::testkit::proc::output(
+    let out = testkit::proc::output(
         std::process::Command::new(common::BIN)
             .args([
                 "client",

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Server, TempDir, client, make_certs, received, text};
-use labnet::testkit::proc::{Proc, json, output};
+use testkit::proc::{Proc, json, output};
 
 fn expected(n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("This is PMU data {i}")).collect()

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Server, TempDir, make_certs, text};
-use labnet::testkit::proc::output;
+use testkit::proc::output;
 
 const FAILING: &[&str] = &["LOW", "MEDIUM", "HIGH", "CRITICAL", "FATAL"];
 

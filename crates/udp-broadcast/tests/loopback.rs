@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use labnet::testkit::proc::{Proc, json};
+use testkit::proc::{Proc, json};
 
 fn tool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_udp-broadcast"))

@@ -3,8 +3,8 @@
 //! process may not create namespaces, fails instead under NETLAB_REQUIRE_NETNS=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use labnet::testkit::Testbed;
-use labnet::testkit::proc::{Proc, json};
+use labnet::netns::Testbed;
+use testkit::proc::{Proc, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_udp-broadcast");
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
 use labnet::sock::{Iface, MulticastOptions};
-use labnet::testkit::proc::{Proc, json};
+use testkit::proc::{Proc, json};
 
 fn tool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_udp-multicast"))

@@ -8,8 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use labnet::testkit::Testbed;
-use labnet::testkit::proc::{Finished, Proc, json};
+use labnet::netns::Testbed;
+use testkit::proc::{Finished, Proc, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_udp-multicast");
 
@@ -130,7 +130,7 @@ fn ipv6_group_on_eth0_reaches_a_joined_host_over_link_local_addresses() {
     // second after eth0 comes up; until it ends, the address is "tentative" and cannot be a
     // source (sendto fails with EADDRNOTAVAIL). Wait for it instead of sleeping.
     for host in ["client", "receiver"] {
-        let ready = labnet::testkit::wait_until(Duration::from_secs(10), || {
+        let ready = testkit::wait_until(Duration::from_secs(10), || {
             let out = bed
                 .run(
                     host,

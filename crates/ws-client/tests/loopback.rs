@@ -7,8 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use labnet::testkit::proc::{Finished, run};
 use labnet::wire::pmu;
+use testkit::proc::{Finished, run};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};

@@ -11,9 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use labnet::testkit::proc::Proc;
-use labnet::testkit::{Testbed, wait_until};
+use labnet::netns::Testbed;
 use pcap_file::pcap::PcapReader;
+use testkit::proc::Proc;
+use testkit::wait_until;
 
 /// One captured TCP segment.
 #[derive(Clone, Debug)]
@@ -46,21 +47,9 @@ fn pcap_path(tag: &str) -> PathBuf {
     ))
 }
 
-/// True when tcpdump can be run; with `NETLAB_REQUIRE_NETNS=1` (CI) a missing tcpdump fails.
+/// True when tcpdump can be run, under the kit's skip policy (`labnet::netns::or_skip`).
 pub fn tcpdump_available() -> bool {
-    let ok = Command::new("tcpdump")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert_ne!(
-            std::env::var(labnet::testkit::REQUIRE_NETNS).as_deref(),
-            Ok("1"),
-            "tcpdump is required here: apt-get install tcpdump"
-        );
-        eprintln!("SKIPPED: tcpdump is not installed (apt-get install tcpdump)");
-    }
-    ok
+    testkit::tool_or_skip(&["tcpdump"])
 }
 
 impl Capture {

@@ -173,7 +173,7 @@ pub fn run(ctx: &mut Ctx, names: &[&str]) -> bool {
         run_one(ctx, name);
     }
     let (_, failed, not_shown) = ctx.r.counts();
-    let strict = std::env::var(labnet::testkit::REQUIRE_NETNS).as_deref() == Ok("1");
+    let strict = labnet::netns::strict();
     failed == 0 && !(strict && not_shown > 0) && !crate::proc::interrupted()
 }
 

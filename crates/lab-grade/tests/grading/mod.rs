@@ -15,12 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::proc::Proc;
-
-/// Root and namespaces, or the reason to skip (a failure under NETLAB_REQUIRE_NETNS=1).
-pub fn can_grade() -> bool {
-    labnet::testkit::netns_or_skip()
-}
+use testkit::proc::Proc;
 
 /// The workspace's `tests/students/` folder.
 pub fn students() -> PathBuf {
@@ -143,7 +138,7 @@ pub struct Batch {
 /// `lab-grade batch LAB DIR --jobs N --seed S` with CSV and feedback.
 pub fn batch(lab: &str, class: &Path, out: &Path, jobs: usize, seed: u64) -> Batch {
     for b in ["lab-server", "chat-server", "chat-client", "echo-server"] {
-        labnet::testkit::bin(b);
+        testkit::bin(b);
     }
     let csv = out.join("grades.csv");
     let feedback = out.join("feedback");
@@ -214,7 +209,7 @@ pub fn differences(
 /// Nothing of the students' programs is left after the batch `pid`: no lab of it, and no
 /// process of its lanes' users.
 pub fn nothing_left(pid: u32) {
-    let labs: Vec<String> = labnet::testkit::list_namespaces()
+    let labs: Vec<String> = labnet::netns::list_namespaces()
         .into_iter()
         .filter(|n| n.starts_with(&format!("nlg{pid}l")))
         .collect();

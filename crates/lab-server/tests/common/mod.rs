@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use labnet::testkit::proc::Proc;
+use testkit::proc::Proc;
 
 /// Time any test waits for something that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(5);

@@ -45,7 +45,7 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
         Bound::AtLeast(100.0),
         "every score as graded alone",
     );
-    if let Err(why) = labnet::testkit::netns_available() {
+    if let Err(why) = labnet::netns::netns_available() {
         case.skip("lab-grade batch", format!("needs root: {why}"));
         return Ok(vec![case]);
     }

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use labnet::testkit::proc::{Proc, output};
+use testkit::proc::{Proc, output};
 
 use rcgen::{CertificateParams, Issuer, KeyPair};
 

@@ -13,12 +13,12 @@
 //! - [`Finished`]: what a program printed by the time it ended, with [`Proc::finish`] (bounded:
 //!   the test fails if the program does not end), [`Proc::stop_after`] (killed at the limit) and
 //!   [`run`] (start and finish in one call).
-//! - Readers of the kit's output ([`crate::log`]): [`events`] splits `[time] [LEVEL] message`
+//! - Readers of the kit's output ([`labnet::log`]): [`events`] splits `[time] [LEVEL] message`
 //!   text into `(level, message)` pairs, and [`json`] / [`Finished::level`] /
 //!   [`Finished::field`] read the `--json` lines.
 //!
 //! ```no_run
-//! use labnet::testkit::proc::{Proc, run};
+//! use testkit::proc::{Proc, run};
 //! use std::time::Duration;
 //!
 //! let server = Proc::start("echo-server", &["127.0.0.1", "0"]);
@@ -133,7 +133,7 @@ impl Proc {
         Proc::from_child(child).named(&describe(cmd))
     }
 
-    /// Takes over a child started elsewhere (say [`crate::testkit::Testbed::spawn`]): its piped
+    /// Takes over a child started elsewhere (say [`labnet::netns::Testbed::spawn`]): its piped
     /// stdout and stderr are collected, its piped stdin is kept for [`Proc::send`]. A stream
     /// that is not piped counts as closed.
     pub fn from_child(mut child: Child) -> Proc {

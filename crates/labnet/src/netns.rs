@@ -1,9 +1,10 @@
-//! The network-namespace testbed, and helpers for tests (programs under test: [`proc`]).
+//! The network-namespace testbed: a lab topology built for real, removed on drop.
 //!
-//! [`Testbed::up`] builds a [`Topology`] for real with `ip netns`, veth pairs and Linux bridges:
-//! one namespace per host, plus one "switch" namespace holding a bridge per segment (with the
-//! gateway address on it, as Docker puts it on its bridge). Nothing is created in the machine's
-//! own namespace, so lab traffic, broadcast included, never reaches a real network.
+//! [`Testbed::up`] builds a [`Topology`] with `ip netns`, veth pairs and Linux bridges: one
+//! namespace per host, plus one "switch" namespace holding a bridge per segment (with the gateway
+//! address on it, as Docker puts it on its bridge). Nothing is created in the machine's own
+//! namespace, so lab traffic, broadcast included, never reaches a real network. `cargo xtask lab`
+//! and `demo`, lab-grade's graders and the namespace tests all build their labs here.
 //!
 //! Every host gets `lo` up, its addresses (IPv6 without duplicate-address detection, so they are
 //! usable at once), a default route via the gateway, a route for 224.0.0.0/4 so multicast and
@@ -26,10 +27,9 @@
 //! namespaces of test processes that no longer exist (a test killed by a timeout cannot run its
 //! destructors).
 //!
-//! [`proc`] runs the programs under test: output collected as it comes, waits that wake on a
-//! line and end at a deadline, the child killed on drop.
-
-pub mod proc;
+//! The kit's one skip policy lives here too: a test that cannot get what it needs (namespaces,
+//! root, a tool) calls [`or_skip`] (or [`netns_or_skip`], [`testbed_or_skip!`]), which prints
+//! `SKIPPED: <why>` and lets the test return, or fails it when [`REQUIRE_NETNS`] is set (CI).
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -44,8 +44,9 @@ use std::time::{Duration, Instant};
 
 use crate::topo::{Host, Topology};
 
-/// Environment variable: when `1`, a test that cannot create namespaces fails instead of skipping
-/// (set by `.ci/run`).
+/// Environment variable: when `1`, a test that lacks what it needs (namespaces, root, a tool)
+/// fails instead of skipping, and `cargo xtask verify` fails a check it could not show (set by
+/// `.ci/run`). See [`or_skip`].
 pub const REQUIRE_NETNS: &str = "NETLAB_REQUIRE_NETNS";
 
 /// Prefix of every namespace a test process creates.
@@ -86,13 +87,9 @@ pub struct Testbed {
     keep: bool,
 }
 
-/// Why a test could not get a testbed (it then skips, unless [`REQUIRE_NETNS`] is set).
-#[derive(Debug)]
-pub struct Skip(pub String);
-
 impl Testbed {
     /// Builds `topo` with namespace names `<prefix><topology>_<host>`; an empty prefix gives the
-    /// SPEC names (`week3_client`) that `cargo xtask lab` uses.
+    /// lab's own names (`week3_client`) that `cargo xtask lab` uses.
     pub fn up(topo: &'static Topology, prefix: &str) -> io::Result<Testbed> {
         let mut bed = Testbed {
             topo,
@@ -105,24 +102,15 @@ impl Testbed {
         Ok(bed)
     }
 
-    /// A testbed for a test: unique prefix, stale test namespaces swept first. Returns [`Skip`]
-    /// when this process may not create namespaces, and panics instead when [`REQUIRE_NETNS`] is
-    /// set, so CI cannot pass by skipping.
-    pub fn for_test(topo: &'static Topology) -> Result<Testbed, Skip> {
-        let attempt = netns_available().and_then(|()| {
-            sweep_stale_test_namespaces();
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let prefix = format!("{TEST_PREFIX}{}x{n}_", std::process::id());
-            Testbed::up(topo, &prefix)
-                .map_err(|e| format!("building the {} testbed: {e}", topo.name))
-        });
-        match attempt {
-            Ok(bed) => Ok(bed),
-            Err(reason) if std::env::var(REQUIRE_NETNS).as_deref() == Ok("1") => {
-                panic!("{REQUIRE_NETNS}=1 but no namespace testbed: {reason}")
-            }
-            Err(reason) => Err(Skip(reason)),
-        }
+    /// A testbed for a test: unique prefix, stale test namespaces swept first. `Err` says why
+    /// there is none (this process may not create namespaces, or building failed); tests get
+    /// their testbed through [`testbed_or_skip!`], which applies [`or_skip`] to it.
+    pub fn for_test(topo: &'static Topology) -> Result<Testbed, String> {
+        netns_available()?;
+        sweep_stale_test_namespaces();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("{TEST_PREFIX}{}x{n}_", std::process::id());
+        Testbed::up(topo, &prefix).map_err(|e| format!("building the {} testbed: {e}", topo.name))
     }
 
     /// The testbed of a lab that is already up (`cargo xtask lab up` in an earlier run), to run
@@ -673,15 +661,19 @@ pub fn netns_available() -> Result<(), String> {
     }
 }
 
-/// The kit's one skip policy for a test that needs namespaces (root) without a [`Testbed`]:
-/// true when it can run; otherwise it prints `SKIPPED: <why>` and returns false, or panics when
-/// [`REQUIRE_NETNS`] is set, so CI cannot pass by skipping.
-pub fn netns_or_skip() -> bool {
-    match netns_available() {
+/// True when [`REQUIRE_NETNS`] is `1`: nothing may be skipped (CI).
+pub fn strict() -> bool {
+    std::env::var(REQUIRE_NETNS).as_deref() == Ok("1")
+}
+
+/// The kit's one skip policy. `needs` says whether what a test needs is there (`Err(why)` when
+/// it is not: no namespaces, not root, a tool missing). True when it is; otherwise prints
+/// `SKIPPED: <why>` and returns false, so the test returns, or panics when [`strict`], so CI
+/// cannot pass by skipping.
+pub fn or_skip(needs: Result<(), String>) -> bool {
+    match needs {
         Ok(()) => true,
-        Err(why) if std::env::var(REQUIRE_NETNS).as_deref() == Ok("1") => {
-            panic!("{REQUIRE_NETNS}=1 but no namespaces: {why}")
-        }
+        Err(why) if strict() => panic!("{REQUIRE_NETNS}=1, so this test may not skip: {why}"),
         Err(why) => {
             eprintln!("SKIPPED: {why}");
             false
@@ -689,14 +681,19 @@ pub fn netns_or_skip() -> bool {
     }
 }
 
-/// Gets a testbed or returns from the calling test with a printed reason.
+/// [`or_skip`] for a test that needs namespaces (root) without a [`Testbed`].
+pub fn netns_or_skip() -> bool {
+    or_skip(netns_available())
+}
+
+/// Gets a testbed ([`Testbed::for_test`]) or returns from the calling test under [`or_skip`].
 #[macro_export]
 macro_rules! testbed_or_skip {
     ($topo:expr) => {
-        match $crate::testkit::Testbed::for_test($topo) {
+        match $crate::netns::Testbed::for_test($topo) {
             Ok(bed) => bed,
-            Err($crate::testkit::Skip(reason)) => {
-                eprintln!("SKIPPED: {reason}");
+            Err(why) => {
+                $crate::netns::or_skip(Err(why));
                 return;
             }
         }
@@ -704,7 +701,8 @@ macro_rules! testbed_or_skip {
 }
 
 /// Polls `f` every 20 ms until it returns `Some` or `timeout` passes (readiness without fixed
-/// sleeps).
+/// sleeps): a lab's daemons here, xtask's lab processes, and the tests (re-exported by the
+/// dev-only `testkit` crate).
 pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -716,55 +714,4 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*), the same for the same seed: payloads a test
-/// sends through a program and compares byte for byte on the way back.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-/// The path of a workspace binary, for tests of one crate that run another crate's program.
-///
-/// A cargo integration test only gets `CARGO_BIN_EXE_<name>` for its own package: this looks next
-/// to the test executable (`target/<profile>/`), and if the binary is not built yet, builds it once
-/// with `cargo build --bin NAME` in the same profile.
-pub fn bin(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let dir = profile_dir();
-    let path = dir.join(name);
-    let _guard = BUILD.lock();
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", name]);
-        if dir.file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
-            "could not build binary {name} (cargo build --bin {name})"
-        );
-    }
-    path
-}
-
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test> → target/<profile>
-    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    dir
 }
