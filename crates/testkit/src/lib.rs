@@ -5,7 +5,7 @@
 //! - [`bin`]: the path of a workspace binary, for a test of one crate that runs another crate's
 //!   program, rebuilt when its sources changed.
 //! - [`probe`]: what `/proc` says about a program under test (descriptors, threads, TCP states,
-//!   CPU time, memory).
+//!   CPU time, memory) and the descriptor-limit check every server passes.
 //! - [`tcp`]: loopback clients and targets with timeouts, and the abuse a server must survive.
 //! - [`random_bytes`], [`wait_until`], [`tool_or_skip`]: payloads, polling, prerequisites.
 //!

@@ -1,5 +1,5 @@
 //! What `/proc` says about a program under test: its descriptors, threads, TCP sockets, CPU time
-//! and memory; and a program started under a descriptor limit.
+//! and memory, and the descriptor-limit check every server of the kit passes.
 //!
 //! A server must survive what a student's client does to it: thousands of connections, resets,
 //! clients that never close. These probes show the cost from outside, the way `ls /proc/PID/fd`
@@ -8,10 +8,13 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::thread;
 use std::time::Duration;
 
 use crate::proc::Proc;
+use crate::tcp::connect;
 
 /// Number of open descriptors of `pid`.
 pub fn fd_count(pid: u32) -> usize {
@@ -109,6 +112,9 @@ pub fn assert_back_to(pid: u32, fds: usize, threads: usize, within: Duration) {
     );
 }
 
+/// The descriptor limit [`start_with_nofile`] gives a server in [`hold_at_descriptor_limit`].
+pub const NOFILE: u32 = 64;
+
 /// Starts `program args…` under `prlimit --nofile=N:N` (prlimit execs it: same PID). Check
 /// `crate::tool_or_skip(&["prlimit"])` first.
 pub fn start_with_nofile(program: &str, nofile: u32, args: &[&str]) -> Proc {
@@ -118,4 +124,49 @@ pub fn start_with_nofile(program: &str, nofile: u32, args: &[&str]) -> Proc {
         .arg(program)
         .args(args);
     Proc::spawn(cmd)
+}
+
+/// A server at its descriptor limit must back off, not spin: opens `clients` connections to
+/// `addr` (more than [`NOFILE`], so `accept` fails with EMFILE while the rest wait in the accept
+/// queue), waits for the server `p` to log it, then checks that over 2 s it burns at most 20
+/// CPU ticks (spinning on `accept` burns ~200) and prints at most 3 warnings. Returns the
+/// connections, still open; the first one was accepted.
+pub fn hold_at_descriptor_limit(p: &Proc, addr: SocketAddr, clients: usize) -> Vec<TcpStream> {
+    let held: Vec<TcpStream> = (0..clients).map(|_| connect(addr)).collect();
+    if p.wait_line("many open files", Duration::from_secs(5))
+        .is_none()
+    {
+        panic!("EMFILE never logged; it printed:\n{}", p.log());
+    }
+    let warn_before = p.count("[WARN]");
+    let cpu_before = cpu_ticks(p.pid());
+    thread::sleep(Duration::from_secs(2));
+    let cpu = cpu_ticks(p.pid()) - cpu_before;
+    let warnings = p.count("[WARN]") - warn_before;
+    eprintln!("at the descriptor limit: {warnings} warnings and {cpu} CPU ticks in 2 s");
+    assert!(
+        cpu <= 20,
+        "{cpu} ticks of CPU in 2 s at the descriptor limit"
+    );
+    assert!(
+        warnings <= 3,
+        "{warnings} warning lines in 2 s:\n{}",
+        p.log()
+    );
+    held
+}
+
+/// After the connections of [`hold_at_descriptor_limit`] closed: the server serves again
+/// (`served` returns `Some` within 15 s) and says so (`accepting again`).
+pub fn recovers_from_descriptor_limit(p: &Proc, served: impl FnMut() -> Option<()>) {
+    assert!(
+        crate::wait_until(Duration::from_secs(15), served).is_some(),
+        "not served after the clients closed; it printed:\n{}",
+        p.log()
+    );
+    if p.wait_line("accepting again", Duration::from_secs(5))
+        .is_none()
+    {
+        panic!("recovery never logged; it printed:\n{}", p.log());
+    }
 }
