@@ -91,6 +91,7 @@ pub fn serve(listener: &TcpListener, cfg: &Config) -> Result<()> {
             cfg.chunk
         ),
     )
+    .field("event", "listen")
     .field("addr", local.to_string())
     .emit();
     let mut served = 0u64;

@@ -80,6 +80,7 @@ pub fn serve(listener: &TcpListener, clients: u64) -> Result<()> {
             local.port()
         ),
     )
+    .field("event", "listen")
     .field("addr", local.to_string())
     .emit();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -91,7 +92,8 @@ pub fn serve(listener: &TcpListener, clients: u64) -> Result<()> {
             Level::Info,
             format!("Connected to Client {number}, calling from: {peer}"),
         )
-        .field("client", number)
+        .field("event", "connect")
+        .field("id", number)
         .field("peer", peer.to_string())
         .emit();
         let handle = std::thread::Builder::new()
@@ -124,13 +126,13 @@ fn converse(mut conn: TcpStream, number: u64, peer: SocketAddr) -> Result<()> {
         }
         let text = String::from_utf8_lossy(&buf[..n]);
         Event::new(Level::Recv, format!("Client {number}: {text}"))
-            .field("client", number)
+            .field("id", number)
             .emit();
         let reply = format!("I received {} chars: {text}", text.chars().count());
         conn.write_all(reply.as_bytes())
             .with_context(|| format!("send to {peer}"))?;
         Event::new(Level::Send, format!("Client {number}: {reply}"))
-            .field("client", number)
+            .field("id", number)
             .emit();
     }
 }

@@ -99,6 +99,7 @@ pub fn serve(listener: &TcpListener, count: u64) -> Result<()> {
         Level::Info,
         format!("The server is ready to receive on {local}"),
     )
+    .field("event", "listen")
     .field("addr", local.to_string())
     .emit();
     let mut served = 0u64;

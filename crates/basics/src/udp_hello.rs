@@ -159,6 +159,7 @@ pub fn serve(socket: &UdpSocket, count: u64) -> Result<()> {
             local.port()
         ),
     )
+    .field("event", "listen")
     .field("addr", local.to_string())
     .emit();
     let mut buf = [0u8; 1024];

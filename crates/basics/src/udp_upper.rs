@@ -181,6 +181,7 @@ pub fn serve(socket: &UdpSocket, count: u64) -> Result<()> {
         Level::Info,
         format!("The server is ready to receive on {local}"),
     )
+    .field("event", "listen")
     .field("addr", local.to_string())
     .emit();
     let mut buf = [0u8; 2048];

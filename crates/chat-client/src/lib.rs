@@ -438,7 +438,7 @@ fn receive_tcp(
                                     escaped(&users_text(&list))
                                 ),
                             )
-                            .field("event", "forged-users")
+                            .field("event", "forged_users")
                             .field("users", users_json(&list)),
                         );
                         continue;
@@ -488,7 +488,7 @@ fn receive_tcp(
                 ServerMsg::Error(why) => {
                     out.emit(
                         Event::new(Level::Error, format!("server: {}", escaped(&why)))
-                            .field("event", "server-error")
+                            .field("event", "server_error")
                             .field("why", &why),
                     );
                     if !registered {
@@ -503,7 +503,7 @@ fn receive_tcp(
                             labnet::log::printable(line.as_bytes())
                         ),
                     )
-                    .field("event", "bad-users"),
+                    .field("event", "bad_users"),
                 ),
             }
         }
@@ -522,7 +522,8 @@ fn receive_tcp(
     };
     out.emit(
         Event::new(Level::Info, format!("server closed the connection{hint}"))
-            .field("event", "closed"),
+            .field("event", "close")
+            .field("closed_by", "server"),
     );
     let _ = tx.send(Note::ServerClosed);
 }
@@ -721,7 +722,7 @@ impl Session {
                     Level::Send,
                     format!("P2P to {to} ({ip}): {}", text.trim_start()),
                 )
-                .field("event", "p2p-sent")
+                .field("event", "p2p_sent")
                 .field("to", to)
                 .field("ip", ip.to_string())
                 .field("text", text),
@@ -737,8 +738,11 @@ impl Session {
     }
 
     fn leave(&self) {
-        self.out
-            .emit(Event::new(Level::Info, "leaving the chat").field("event", "leaving"));
+        self.out.emit(
+            Event::new(Level::Info, "leaving the chat")
+                .field("event", "close")
+                .field("closed_by", "client"),
+        );
         LEAVING.store(true, Ordering::SeqCst);
         let _ = self.tcp.shutdown(Shutdown::Both);
     }

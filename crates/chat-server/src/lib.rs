@@ -251,7 +251,7 @@ pub fn serve(listener: TcpListener, options: &Options) -> Result<()> {
         Level::Info,
         format!("chat server listening on {local} (TCP)"),
     )
-    .field("event", "listening")
+    .field("event", "listen")
     .field("addr", local.to_string())
     .field("port", local.port())
     .emit();
@@ -426,7 +426,7 @@ fn register(
                     Level::Warn,
                     format!("failed login as '{}' from {peer}", name.escape_debug()),
                 )
-                .field("event", "auth-failed")
+                .field("event", "auth_failed")
                 .field("name", name)
                 .field("peer", peer.to_string())
                 .emit();

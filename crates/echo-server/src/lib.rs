@@ -210,7 +210,7 @@ pub fn serve_udp(socket: &UdpSocket) -> Result<()> {
             ),
         )
         .field("event", "datagram")
-        .field("peer", from_shown.to_string())
+        .field("src", from_shown.to_string())
         .field("bytes", n)
         .emit();
         if let Err(e) = socket.send_to(data, from) {

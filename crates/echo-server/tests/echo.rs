@@ -137,7 +137,7 @@ fn udp_echo_returns_each_datagram_to_its_sender() {
     assert_eq!(v["level"], "RECV");
     assert_eq!(v["event"], "datagram");
     assert_eq!(v["bytes"], 5);
-    assert_eq!(v["peer"], c.local_addr().unwrap().to_string());
+    assert_eq!(v["src"], c.local_addr().unwrap().to_string());
 }
 
 #[test]

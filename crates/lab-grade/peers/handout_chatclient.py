@@ -10,9 +10,11 @@ stdout for the grader.
     python3 handout_chatclient.py HOST PORT
 
 stdin: the first line is the name; every further line is sent to the room as it is; end of
-input closes the connection (the client leaves). stdout events:
-    {"ev": "connected"}  {"ev": "users", "users": {...}}  {"ev": "room", "text": "..."}
-    {"ev": "closed"}     {"ev": "error", "why": "..."}
+input closes the connection (the client leaves). stdout events, in the kit's vocabulary
+(docs/events.md):
+    {"event": "connect"}  {"event": "users", "users": {...}}  {"event": "room", "text": "..."}
+    {"event": "close", "closed_by": "server" | "client"}
+    {"event": "connect_failed", "why": "..."}  {"event": "send_failed", "why": "..."}
 """
 import json
 import socket
@@ -62,7 +64,7 @@ def split(pending):
         if at > 0:
             text = pending[:at].strip()
             if text:
-                events.append({"ev": "room", "text": text})
+                events.append({"event": "room", "text": text})
             pending = pending[at:]
             continue
         if at == 0:
@@ -71,14 +73,14 @@ def split(pending):
                 break
             try:
                 users = json.loads(pending[1:end])
-                events.append({"ev": "users", "users": users})
+                events.append({"event": "users", "users": users})
             except ValueError:
-                events.append({"ev": "room", "text": pending[:end]})
+                events.append({"event": "room", "text": pending[:end]})
             pending = pending[end:]
             continue
         text = pending.strip()
         if text:
-            events.append({"ev": "room", "text": text})
+            events.append({"event": "room", "text": text})
         pending = ""
     return events, pending
 
@@ -89,10 +91,10 @@ def receive(sock):
         try:
             data = sock.recv(RECV_BUFFER)
         except OSError as e:
-            emit(ev="closed", why=str(e))
+            emit(event="close", closed_by="server", why=str(e))
             return
         if not data:
-            emit(ev="closed")
+            emit(event="close", closed_by="server")
             return
         pending += data.decode("utf-8", errors="replace")
         events, pending = split(pending)
@@ -107,9 +109,9 @@ def main():
         sock = socket.create_connection((host, port), timeout=10)
         sock.settimeout(None)
     except OSError as e:
-        emit(ev="error", why=f"connect to {host}:{port}: {e}")
+        emit(event="connect_failed", why=f"connect to {host}:{port}: {e}")
         return 1
-    emit(ev="connected")
+    emit(event="connect")
     sock.send(name.encode("utf-8"))
     threading.Thread(target=receive, args=(sock,), daemon=True).start()
     for line in sys.stdin:
@@ -118,14 +120,14 @@ def main():
             try:
                 sock.send(line.encode("utf-8"))
             except OSError as e:
-                emit(ev="error", why=f"send: {e}")
+                emit(event="send_failed", why=f"send: {e}")
     # shutdown() sends the FIN now: a close() alone would wait for the reader thread's recv.
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
     sock.close()
-    emit(ev="left")
+    emit(event="close", closed_by="client")
     return 0
 
 

@@ -170,7 +170,7 @@ fn got_room(out: &str, text: &str) -> bool {
 /// The user list of a peer's `users` event (handout-style peer, or our client's registration),
 /// IPv4-mapped addresses written plainly.
 fn users_of(v: &Value) -> Option<BTreeMap<String, String>> {
-    if v["ev"] != "users" && v["event"] != "users" {
+    if v["event"] != "users" {
         return None;
     }
     let map = v["users"].as_object()?;
@@ -189,7 +189,7 @@ fn users_of(v: &Value) -> Option<BTreeMap<String, String>> {
 
 /// A room message (handout-style peer or our client) containing `text`.
 fn is_room(v: &Value, text: &str) -> bool {
-    (v["ev"] == "room" || v["event"] == "room") && v.to_string().contains(text)
+    v["event"] == "room" && v.to_string().contains(text)
 }
 
 /// `{alice: 10.20.30.11, bob: 10.20.30.12}` for feedback.
@@ -515,7 +515,7 @@ impl Chat<'_> {
         let heard = clients.iter().any(|c| {
             steps::json_lines(&c.out())
                 .iter()
-                .any(|v| v["ev"] == "users" || v["ev"] == "room")
+                .any(|v| v["event"] == "users" || v["event"] == "room")
         });
         (!heard).then(|| {
             format!(

@@ -329,7 +329,7 @@ impl Grader<'_> {
                 let mut r = lab.student(self.lane, STUDENT, cwd, &argv, true, &self.limits)?;
                 // One line at a time, as typed, each given time to reach the group.
                 let from_student = |v: &Value| {
-                    v["source"]
+                    v["src"]
                         .as_str()
                         .is_some_and(|s| s.starts_with(&format!("{STUDENT_V4}:")))
                 };

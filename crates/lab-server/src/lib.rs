@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use labnet::log::{Event, Level};
 use labnet::sock::Iface;
 use labnet::{Context, Error, Result, topo};
 use rand::SeedableRng;
@@ -387,7 +388,14 @@ fn tcp_listener(bind: IpAddr, port: u16, name: &str) -> Result<std::net::TcpList
     } else {
         "single family"
     };
-    labnet::log::info(format!("{name} listening on {local} (TCP, {how})"));
+    Event::new(
+        Level::Info,
+        format!("{name} listening on {local} (TCP, {how})"),
+    )
+    .field("event", "listen")
+    .field("service", name)
+    .field("addr", local.to_string())
+    .emit();
     Ok(listener)
 }
 

@@ -102,7 +102,14 @@ pub fn bind(bind: IpAddr, port: u16, family: Family) -> Result<Sockets> {
                 for sock in [&s.v4, &s.v6].into_iter().flatten() {
                     let local = sock.local_addr().context("RESET: local address")?;
                     let fam = if local.is_ipv4() { "IPv4" } else { "IPv6" };
-                    labnet::log::info(format!("RESET listening on {local} (UDP, {fam})"));
+                    Event::new(
+                        Level::Info,
+                        format!("RESET listening on {local} (UDP, {fam})"),
+                    )
+                    .field("event", "listen")
+                    .field("service", "RESET")
+                    .field("addr", local.to_string())
+                    .emit();
                 }
                 return Ok(s);
             }

@@ -120,12 +120,19 @@ impl Station {
             None => None,
         };
         let dest = SocketAddr::from((opts.group, port));
-        labnet::log::info(format!(
-            "TV listening on {dest} (UDP multicast, joined on {}, TTL {}, sending every {} s)",
-            opts.iface,
-            opts.ttl,
-            opts.interval.as_secs_f64()
-        ));
+        Event::new(
+            Level::Info,
+            format!(
+                "TV listening on {dest} (UDP multicast, joined on {}, TTL {}, sending every {} s)",
+                opts.iface,
+                opts.ttl,
+                opts.interval.as_secs_f64()
+            ),
+        )
+        .field("event", "listen")
+        .field("service", "TV")
+        .field("addr", dest.to_string())
+        .emit();
         Ok(Station {
             receiver,
             sender: Arc::new(sender),
@@ -175,7 +182,7 @@ impl Station {
         let now = SystemTime::now();
         let mut entry = json!({
             "time": labnet::log::timestamp(now),
-            "source": src.to_string(),
+            "src": src.to_string(),
             "bytes": bytes.len(),
         });
         let mut answer = None;
@@ -221,7 +228,7 @@ impl Station {
                         }
                     }
                     Err(raw) => {
-                        entry["kind"] = json!("invalid-utf8");
+                        entry["kind"] = json!("invalid_utf8");
                         entry["hex"] = json!(hex(raw));
                         Event::new(
                             Level::Warn,

@@ -153,15 +153,14 @@ fn short_and_invalid_utf8_datagrams_are_recorded_as_such() {
     assert_eq!(short[0]["hex"], "616263");
     assert_eq!(short[0]["bytes"], 3);
     assert_eq!(short[1]["bytes"], 0);
-    let bad = recs.iter().find(|e| e["kind"] == "invalid-utf8").unwrap();
+    let bad = recs.iter().find(|e| e["kind"] == "invalid_utf8").unwrap();
     assert_eq!(bad["id"], "123456");
     assert_eq!(bad["hex"], "fffe206f6b");
     assert!(bad.get("text").is_none());
     // Each record names its time and source.
     assert!(
         recs.iter()
-            .all(|e| e["time"].is_string()
-                && e["source"].as_str().unwrap().starts_with("127.0.0.1:"))
+            .all(|e| e["time"].is_string() && e["src"].as_str().unwrap().starts_with("127.0.0.1:"))
     );
     // Its own first line is recorded too, flagged as its own.
     assert!(

@@ -8,6 +8,12 @@
 //!
 //! Times are UTC: lab containers and namespaces rarely agree on a time zone, and a capture in
 //! Wireshark can be set to UTC to line up with these logs.
+//!
+//! The JSON keys are one vocabulary across the kit: `event` names what happened in snake_case
+//! (`listen`, `connect`, `close`, `join`, `<step>_failed` …) and fields keep one name per thing
+//! (`addr` a server's listening address, `peer` the other end of a connection, `src`/`dst` a
+//! datagram's ends, `local` our own end, `bytes`, `duration_s`, `closed_by`). The list is
+//! `docs/events.md`; a new event or field takes its name from there.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -169,9 +169,11 @@ pub fn chat(cfg: &Config, input: impl BufRead) -> Result<()> {
             if cfg.loopback { "on" } else { "off" }
         ),
     )
-    .field("group", dest.to_string())
+    .field("event", "join")
+    .field("group", cfg.group.to_string())
+    .field("iface", cfg.iface.to_string())
+    .field("local", own.to_string())
     .field("id", cfg.id.display())
-    .field("source", own.to_string())
     .emit();
 
     let stop = Arc::new(AtomicBool::new(false));

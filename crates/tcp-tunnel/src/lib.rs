@@ -242,7 +242,7 @@ pub fn run(config: &Config) -> Result<()> {
             format!("tunnel listening on {local} -> {}", fwd.target()),
         )
         .field("event", "listen")
-        .field("listen", local.to_string())
+        .field("addr", local.to_string())
         .field("target", fwd.target());
         if let Some(p) = &opts.printer {
             ev.clone().emit_to(p);

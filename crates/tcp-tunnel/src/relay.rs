@@ -238,7 +238,7 @@ impl Pair {
         Event::new(level, format!("#{} {msg}", self.id))
             .field("event", kind)
             .field("id", self.id)
-            .field("client", self.peer.to_string())
+            .field("peer", self.peer.to_string())
             .field("target", self.target.to_string())
             .field("c2s_bytes", self.up.bytes)
             .field("s2c_bytes", self.down.bytes)
@@ -585,7 +585,7 @@ impl<'a> Loop<'a> {
             )
             .field("event", "connect_failed")
             .field("id", id)
-            .field("client", peer.to_string()),
+            .field("peer", peer.to_string()),
         );
     }
 
@@ -758,7 +758,7 @@ impl<'a> Loop<'a> {
                     Event::new(Level::Error, format!("#{id} {msg}"))
                         .field("event", "connect_failed")
                         .field("id", id)
-                        .field("client", peer.to_string()),
+                        .field("peer", peer.to_string()),
                 );
                 return;
             }
@@ -921,7 +921,7 @@ impl<'a> Loop<'a> {
         let msg = format!("closed: {}, {who} closed first", pair.totals());
         self.emit(
             pair.event(Level::Info, "close", msg)
-                .field("first_close", who),
+                .field("closed_by", who),
         );
         self.release(slot, pair);
     }
@@ -947,7 +947,7 @@ impl<'a> Loop<'a> {
         );
         self.emit(
             pair.event(Level::Warn, "reset", msg)
-                .field("first_close", broken.name()),
+                .field("closed_by", broken.name()),
         );
         self.release(slot, pair);
     }
@@ -1019,7 +1019,7 @@ impl<'a> Loop<'a> {
                     );
                     self.emit(
                         pair.event(Level::Info, "idle_close", msg)
-                            .field("first_close", "tunnel"),
+                            .field("closed_by", "tunnel"),
                     );
                     self.release(slot, pair);
                 }

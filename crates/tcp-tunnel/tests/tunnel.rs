@@ -264,8 +264,8 @@ fn json_log_lines_carry_id_direction_and_bytes() {
     assert_eq!(v["id"], 1);
     assert_eq!(v["c2s_bytes"], 3);
     assert_eq!(v["s2c_bytes"], 3);
-    assert_eq!(v["first_close"], "client");
-    assert_eq!(v["client"], s.local_addr().unwrap().to_string());
+    assert_eq!(v["closed_by"], "client");
+    assert_eq!(v["peer"], s.local_addr().unwrap().to_string());
     let half = t
         .wait_line("\"half_close\"", Duration::from_secs(1))
         .unwrap();

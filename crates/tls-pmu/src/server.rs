@@ -173,6 +173,7 @@ pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, session: Session) ->
         Level::Info,
         format!("tls-pmu listening on {local} (TLS 1.2/1.3, PMU protocol of TP3 part 2)"),
     )
+    .field("event", "listen")
     .field("addr", local.to_string())
     .field("port", local.port())
     .emit();
@@ -208,8 +209,9 @@ fn connection(tcp: TcpStream, peer: SocketAddr, tls: Arc<ServerConfig>, session:
                 .emit();
         }
         Err(why) => Event::new(Level::Warn, format!("{peer}: refused: {why}"))
+            .field("event", "refused")
             .field("peer", peer.to_string())
-            .field("refused", true)
+            .field("why", why.to_string())
             .emit(),
     }
 }

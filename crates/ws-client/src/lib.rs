@@ -341,7 +341,7 @@ fn show(summary: &mut Summary, kind: &str, text: &str) -> Result<()> {
     if log::is_json() {
         Event::new(Level::Recv, text)
             .field("kind", kind)
-            .field("event", summary.messages)
+            .field("index", summary.messages)
             .field("bytes", text.len())
             .emit();
     } else {
