@@ -1,5 +1,5 @@
 //! Name checks and the user-list parser: no panic; a name that passes is printable on one line
-//! and is no reserved word (issue 12, F6, F12).
+//! and is no reserved word.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

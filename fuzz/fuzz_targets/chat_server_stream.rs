@@ -1,6 +1,6 @@
 //! The chat client's splitter of a server's byte stream (`ServerStream`), fed in reads cut where
-//! the input's first byte says, with a flush at the end. Checks: no panic, and (issue 12, F8)
-//! linear work: a read never takes more than a few milliseconds per KiB.
+//! the input's first byte says, with a flush at the end. Checks: no panic, and linear
+//! work: a read never takes more than a few milliseconds per KiB.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-"""Handout-style chat client (seed 002, milestone 2): the completed skeleton, stdlib only.
+"""Handout-style chat client (the chat-lab handout, milestone 2): the completed skeleton, stdlib only.
 
 Kept as the handout writes it -- the name and every message are sent bare (no newline), the
 server is read with recv(1024) -- so the interop tests check that our chat-server serves the

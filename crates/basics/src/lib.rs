@@ -1,16 +1,17 @@
-//! TP3 part 1 (seed `001_062f28b25e0f0d88.txt`, codes A–D) and the socket-basics handouts (seeds
-//! `003_3ce5a508eb6ccc1a.txt` and `004_194a2512390b03a4.txt`): the first client/server programs,
-//! one binary each, taking the handouts' positional arguments `<host> <port> [message]`.
+//! TP3 part 1 (the TP3 handout, codes A–D) and two socket-basics handouts (the "Socket
+//! programming in Python" assignment and the network-programming lecture's examples): the first
+//! client/server programs, one binary each, taking the handouts' positional arguments
+//! `<host> <port> [message]`.
 //!
 //! | binary | handout | the one idea |
 //! |---|---|---|
 //! | `udp-hello` | codes A (client) and B (server) | UDP needs no connection: one `sendto`, one `recvfrom` that also says who sent it (Q1, Q2) |
 //! | `tcp-echo-server` | code C | SO_REUSEADDR; reads in 16-byte `recv` calls; `recv` returns 0 only when the client closes (Q6–Q8) |
 //! | `tcp-echo-client` | code D | reads the echo in 8-byte `recv` calls: the server's 3 lines become 6 here (Q6) |
-//! | `udp-upper` | 004: UDPServer / UDPClient | a datagram and its answer |
-//! | `tcp-upper` | 004: TCPServer / TCPClient | `accept` gives a new socket per connection |
-//! | `tcp-server` | 003: server_tcp.py | one thread per client, "I received N chars: …" |
-//! | `tcp-client` | 003: client_tcp.py | a conversation over one connection |
+//! | `udp-upper` | lecture: UDPServer / UDPClient | a datagram and its answer |
+//! | `tcp-upper` | lecture: TCPServer / TCPClient | `accept` gives a new socket per connection |
+//! | `tcp-server` | assignment: server_tcp.py | one thread per client, "I received N chars: …" |
+//! | `tcp-client` | assignment: client_tcp.py | a conversation over one connection |
 //!
 //! Each module has the binary's `HELP`, `Config::from_args` and `run`; servers also have `serve`
 //! over an already-bound socket.

@@ -1,4 +1,4 @@
-//! `client_tcp.py` of seed `003_3ce5a508eb6ccc1a.txt`: one connection, many messages. Each line
+//! `client_tcp.py` of the "Socket programming in Python" assignment: one connection, many messages. Each line
 //! (or the message given on the command line) is sent and the server's answer printed.
 //!
 //! What to observe: the connection stays open between messages (one ESTABLISHED socket in

@@ -1,4 +1,4 @@
-//! `server_tcp.py` of seed `003_3ce5a508eb6ccc1a.txt`: a threaded TCP server. Each client gets a
+//! `server_tcp.py` of the "Socket programming in Python" assignment: a threaded TCP server. Each client gets a
 //! number and a thread of its own; every message is answered "I received N chars: …".
 //!
 //! What to observe: several clients are served at once (one thread each, "Thread Number: N"), and

@@ -1,4 +1,4 @@
-//! The TCP example of seed `004_194a2512390b03a4.txt` (TCPServer / TCPClient): the client connects,
+//! The TCP example of the network-programming lecture (TCPServer / TCPClient): the client connects,
 //! sends a line, and prints the server's upper-case answer; the server answers and closes.
 //!
 //! What to observe: `accept` returns a *new* socket for each client while the listening socket

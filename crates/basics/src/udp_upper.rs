@@ -1,4 +1,4 @@
-//! The UDP example of seed `004_194a2512390b03a4.txt` (UDPServer / UDPClient): the client sends a
+//! The UDP example of the network-programming lecture (UDPServer / UDPClient): the client sends a
 //! line, the server answers it in upper case to the address `recvfrom` gave it.
 //!
 //! What to observe: the server needs no `listen`/`accept` and answers whoever sent the datagram;

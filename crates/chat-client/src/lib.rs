@@ -1,4 +1,4 @@
-//! Chat lab (seed `002`), milestone 2: the chat client — the room over TCP, private messages
+//! Chat lab, milestone 2: the chat client — the room over TCP, private messages
 //! peer-to-peer over UDP.
 //!
 //! The client connects to the chat server (TCP port 5000), sends its name as the first message
@@ -546,8 +546,8 @@ fn escaped(text: &str) -> String {
 
 /// Every user list from the server holds us: after a join the server lists everyone, us
 /// included, at the address it sees for us. A list without our name, or with us at another
-/// address than the first list gave, was written by someone else (issue 12, F5: a user list typed
-/// into a room message, cut out by TCP at just the right place).
+/// address than the first list gave, was written by someone else (a user list typed into
+/// a room message, cut out by TCP at just the right place).
 fn check_own_entry(
     list: &[(String, String)],
     own_name: &str,

@@ -178,7 +178,7 @@ fn handout_server(script: Vec<Vec<u8>>, keep: Duration) -> u16 {
     port
 }
 
-/// Issue 12, F5: against the handout's unframed server, eve's room message
+/// Against the handout's unframed server, eve's room message
 /// `nice weather !{"alice": …, "bob": "<eve's IP>"}` is text, and a list that does not hold
 /// us is not the server's: alice's `@bob:` still goes to bob's real address, not to eve.
 #[test]
@@ -215,7 +215,7 @@ fn a_user_list_in_a_room_message_does_not_redirect_peer_to_peer() {
     client.wait_for("P2P to bob (127.0.0.5)");
 }
 
-/// Issue 12, F7: ESC, CR, BEL and NUL in a room message and in a peer-to-peer datagram are
+/// ESC, CR, BEL and NUL in a room message and in a peer-to-peer datagram are
 /// printed escaped, never raw (a raw `ESC [2J` clears the reader's terminal).
 #[test]
 fn control_characters_from_peers_are_printed_escaped() {

@@ -1,4 +1,4 @@
-//! Chat lab (seed `002`), milestone 1 and the extra credit: the chat room server.
+//! Chat lab, milestone 1 and the extra credit: the chat room server.
 //!
 //! Clients connect over TCP (port 5000) and send their name as the first message; the server
 //! answers every join and leave with the active users, `!` + JSON `{name: ip}`, and relays each

@@ -375,7 +375,7 @@ fn authentication_admits_the_right_password_and_refuses_the_rest_identically() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Issue 12, F6 and F12: names that pass for the server (`ERROR` in any case), the receivers'
+/// Names that pass for the server (`ERROR` in any case), the receivers'
 /// word for strangers, names with bidi or invisible format characters, and names that differ
 /// from a present user's only in case are refused; the room never sees them.
 #[test]
@@ -410,7 +410,7 @@ fn reserved_bidi_and_case_twin_names_are_refused() {
     assert_eq!(users(&list).len(), 2, "{list}");
 }
 
-/// Issue 12, F7: `--log-messages` prints a room message holding ESC, CR, BEL and NUL escaped, on
+/// `--log-messages` prints a room message holding ESC, CR, BEL and NUL escaped, on
 /// one line, never raw (terminal and log injection).
 #[test]
 fn logged_messages_have_control_characters_escaped() {

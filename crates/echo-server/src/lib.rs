@@ -1,5 +1,4 @@
-//! Week 3 lab server (`server:8080`, seed `000_af5ee7bfb0f4276d`) and TP3 part 1 code C (seed
-//! `001_062f28b25e0f0d88`): an echo server.
+//! Week 3 lab server (`server:8080`) and TP3 part 1 code C: an echo server.
 //!
 //! TCP: every accepted connection gets its own named thread that reads and writes back whatever
 //! arrives until the client closes. What the student should observe:

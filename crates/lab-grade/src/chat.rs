@@ -1,4 +1,4 @@
-//! The chat lab (seed 002): the student's `chatserver.py` and `chatclient.py` in the chat lab
+//! The chat lab: the student's `chatserver.py` and `chatclient.py` in the chat lab
 //! (webserver, client1–3), reached as `chat.ttm4200.com:5000` as the handout says, and the
 //! captures of Q13.
 //!

@@ -1,4 +1,4 @@
-//! Week 3 homework (seed 000, "Homework Assignments") in the week3 lab: server .10, router .254,
+//! Week 3 homework (the week-3 handout's "Homework Assignments") in the week3 lab: server .10, router .254,
 //! client .100, receiver .101 on 172.20.0.0/24, remote behind the router.
 //!
 //! The handout says only what the programs do, so the grader starts them with command lines in

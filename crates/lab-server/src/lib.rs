@@ -1,4 +1,4 @@
-//! `lab-server`: the TP3 course servers (seed `001_062f28b25e0f0d88`, parts 2–5) in one process.
+//! `lab-server`: the TP3 course servers (the TP3 handout's parts 2–5) in one process.
 //!
 //! The handout's students talk to servers on a university host; this crate ships those servers so
 //! that every part of the TP works offline, in a classroom, in CI. Each service runs on its own

@@ -11,8 +11,8 @@
 //! sends can end the service.
 //!
 //! Malformed requests: UDP source addresses can be forged, so a server that answers a small
-//! datagram with a bigger one lets anyone aim its replies at a victim (a reflection amplifier;
-//! issue 12, F1: 2,000 one-byte datagrams got 28,725 bytes back). So a malformed datagram gets
+//! datagram with a bigger one lets anyone aim its replies at a victim (a reflection amplifier:
+//! 2,000 one-byte datagrams once got 28,725 bytes back). So a malformed datagram gets
 //! `ERROR: <why>` only when that is no longer than the datagram, else just `ERROR` (5 bytes), and
 //! nothing under 5 bytes; the log line always says why. Replies and log lines to malformed
 //! datagrams are also rate-limited per source address ([`Complaints`]: 10 at once, then one a

@@ -232,8 +232,8 @@ fn converse(stream: &TcpStream, n: u32, opts: &Options) -> End {
 type Ws<'a> = WebSocket<Deadline<'a>>;
 
 /// The opening handshake, bounded by `timeout` in total: every read of the request ends by the
-/// deadline, so a client trickling its request one byte at a time ends there too (issue 12, F3:
-/// with a per-read timeout only, one byte a second kept it open indefinitely).
+/// deadline, so a client trickling its request one byte at a time ends there too (with a
+/// per-read timeout only, one byte a second kept it open indefinitely).
 fn handshake(stream: &TcpStream, timeout: Duration) -> std::result::Result<Ws<'_>, End> {
     let deadline = Instant::now() + timeout;
     let timed = Deadline::until(stream, deadline);

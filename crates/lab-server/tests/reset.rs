@@ -37,8 +37,8 @@ fn ask(s: &UdpSocket, port: u16, msg: &[u8]) -> Option<String> {
 }
 
 /// A malformed request is refused with its reason when the reason fits in as many bytes as the
-/// request had, with a bare `ERROR` when only that fits, and not at all under 5 bytes (issue 12,
-/// F1); the log always says why.
+/// request had, with a bare `ERROR` when only that fits, and not at all under 5 bytes
+/// (no reflection amplifier); the log always says why.
 #[test]
 fn malformed_requests_get_error_replies_on_both_families() {
     let server = Server::start(&["--drop", "0", "--seed", "1"]);
@@ -211,7 +211,7 @@ fn drop_half_loses_about_half_of_400_requests() {
     assert!((loss - 0.5).abs() <= 0.1, "loss {loss}");
 }
 
-/// Issue 12, F1: the reset port is no reflection amplifier. A burst of 2,000 one-byte and 2,000
+/// The reset port is no reflection amplifier. A burst of 2,000 one-byte and 2,000
 /// eight-byte malformed datagrams from one source gets fewer bytes back than it sent, no reply
 /// longer than its request, and a handful of replies and log lines (rate-limited per source);
 /// another source is still told what is wrong, and valid requests are still answered.

@@ -292,7 +292,7 @@ fn silent_after_handshake_is_closed_after_the_timeout() {
     );
 }
 
-/// Issue 12, F3: the handshake deadline holds whatever the client sends. A client trickling
+/// The handshake deadline holds whatever the client sends. A client trickling
 /// its upgrade request one byte every 300 ms (each read succeeds long before the 2 s timeout)
 /// is closed about 2 s after it connected, not when it stops.
 #[test]

@@ -43,7 +43,7 @@ pub fn finish(args: Arguments) -> Result<()> {
 /// and option was taken, it fails with "unknown option '--x'" (exit 2) when an argument left
 /// starts with `-` (a lone `-` and negative numbers excepted). Without it, `reset-client --bogus`
 /// took `--bogus` for the host, and `pmu-pdc-client --bogus ::1 5003 CMD` called `::1` a bad
-/// port (issue 12, F10).
+/// port.
 pub fn no_unknown_options(args: &Arguments) -> Result<()> {
     for arg in args.clone().finish() {
         let arg = arg.to_string_lossy();

@@ -280,7 +280,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// U+202E, zero-width spaces) are written as Rust escapes (`\u{1b}`, `\r`, `\0`, `\u{202e}`);
 /// everything else, quotes and non-ASCII letters included, is kept as it is. Without it a chat
 /// message holding `ESC [2J` clears the reader's screen, a CR rewrites the start of the line, and
-/// a newline forges a second log line (issue 12, F7).
+/// a newline forges a second log line.
 pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| c.is_control() || crate::wire::chat::is_format_char(c);
     if !text.chars().any(unsafe_char) {

@@ -407,8 +407,8 @@ impl Drop for Corked<'_> {
 /// A TCP stream whose reads all end by one deadline, however the peer spaces its bytes.
 ///
 /// SO_RCVTIMEO bounds one `read`: a client that sends one byte just before each read would time
-/// out keeps its connection, and a server thread, for as long as it likes (slowloris; issue 12,
-/// F3 and F4: a WebSocket upgrade and a TLS ClientHello trickled one byte a second were still
+/// out keeps its connection, and a server thread, for as long as it likes (slowloris: a
+/// WebSocket upgrade and a TLS ClientHello trickled one byte a second were still
 /// open after 25 s with a 3 s timeout). Before every read this sets the read timeout to the time
 /// left, and once the deadline has passed the read fails with `WouldBlock`, which is what an
 /// expired SO_RCVTIMEO gives on Linux, so callers (tungstenite, rustls, `labnet::pmu`) see the
@@ -499,7 +499,7 @@ mod tests {
         rx.socket()
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
-        // TTL 0: the datagram never leaves this host (SPEC safety rule).
+        // TTL 0: the datagram never leaves this host (the kit's network-safety rule).
         let opts = MulticastOptions {
             ttl: 0,
             loopback: true,

@@ -1,4 +1,4 @@
-//! The three lab topologies of SPEC: the same names and addresses in the Docker compose files,
+//! The three lab topologies of the handouts: the same names and addresses in the Docker compose files,
 //! the network-namespace backend of `cargo xtask lab`, and the tests (a test checks that the
 //! compose files agree with these constants).
 //!
@@ -420,7 +420,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn week3_addresses_match_spec() {
+    fn week3_addresses_match_the_handout() {
         assert_eq!(WEEK3.host("server").unwrap().ipv4(), v4(172, 20, 0, 10));
         assert_eq!(
             WEEK3.host("router").unwrap().links[1].ipv4,

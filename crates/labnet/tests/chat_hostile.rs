@@ -1,4 +1,4 @@
-//! The chat wire format against hostile peers (issue 12: F5, F6, F8, F12): what another user can
+//! The chat wire format against hostile peers: what another user can
 //! put in a room message or a name must not become a user list, a server error, a lookalike
 //! name, or minutes of CPU in every client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,7 +22,7 @@ fn room(from: &str, text: &str) -> ServerMsg {
     }
 }
 
-/// F5: the handout's server relays `eve: <text> ` unframed; a `!{…}` inside eve's text is her
+/// The handout's server relays `eve: <text> ` unframed; a `!{…}` inside eve's text is her
 /// text, not a user list, wherever TCP cuts the reads.
 #[test]
 fn a_user_list_inside_a_room_message_stays_text() {
@@ -82,7 +82,7 @@ fn a_user_list_inside_a_room_message_stays_text() {
     );
 }
 
-/// F8: the unframed splitter must be linear: 256 KiB of `a!{` (or ` !{`, or newlines once
+/// The unframed splitter must be linear: 256 KiB of `a!{` (or ` !{`, or newlines once
 /// framed) in client-sized reads takes well under a second.
 #[test]
 fn hostile_input_is_split_in_linear_time() {
@@ -125,7 +125,7 @@ fn hostile_input_is_split_in_linear_time() {
     assert!(took < Duration::from_secs(1), "client framer: {took:?}");
 }
 
-/// F6 and F12: names that would pass for the server (`ERROR`, in any case), for the receiver's
+/// Names that would pass for the server (`ERROR`, in any case), for the receiver's
 /// word for strangers, or that hide bidi and invisible format characters are refused; names
 /// equal but for case are the same name.
 #[test]

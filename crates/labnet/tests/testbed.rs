@@ -1,4 +1,4 @@
-//! The namespace testbed builds the SPEC topologies for real and removes everything it made.
+//! The namespace testbed builds the three lab topologies for real and removes everything it made.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,9 +1,9 @@
-//! Property tests of every `labnet::wire` parser (issue 12): round trips, every cut point a
+//! Property tests of every `labnet::wire` parser: round trips, every cut point a
 //! TCP stream can make, and arbitrary bytes never panic. The example tests next to each parser
 //! say what the format is; these say it holds for inputs nobody thought of.
 //!
 //! The fuzz targets in `fuzz/` (not a workspace member; cargo-fuzz needs a nightly toolchain)
-//! drive the same parsers with coverage guidance, from the inputs that found F5, F6 and F8.
+//! drive the same parsers with coverage guidance, from the inputs that found the hostile-peer bugs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -111,7 +111,7 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 
-    /// F5, as a property: against the handout's unframed server, whatever a user types (user
+    /// As a property: against the handout's unframed server, whatever a user types (user
     /// lists included) and however TCP cuts it, no room message ever yields a user list.
     #[test]
     fn chat_unframed_room_text_never_becomes_a_user_list(

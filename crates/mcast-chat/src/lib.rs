@@ -1,5 +1,4 @@
-//! TP3 part 4.2 (seed `001_062f28b25e0f0d88.txt`) and week 3 homework 2 (seed
-//! `000_af5ee7bfb0f4276d.txt`): a multicast chat in the TV's format, `ID (6 bytes) + text`.
+//! TP3 part 4.2 and week 3 homework 2: a multicast chat in the TV's format, `ID (6 bytes) + text`.
 //!
 //! The socket ideas: **sending to a group needs no special option** (Q17): any UDP socket may send
 //! to 224.1.1.1; the options only shape the sending — IP_MULTICAST_TTL (how many routers it may

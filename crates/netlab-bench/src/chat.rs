@@ -6,7 +6,7 @@
 //! **lockstep** (one message at a time, the next only once all N−1 receivers have it) and
 //! **paced** (a fixed aggregate delivery rate; the latency of every delivery is recorded).
 //!
-//! Wire format (seed 002): after each join or leave the server sends `!{json users}`; it relays a
+//! Wire format (the chat-lab handout's): after each join or leave the server sends `!{json users}`; it relays a
 //! room message as `<name>: <msg> `. Ours ends each with `\n`, the handout's server ends nothing
 //! and takes one `recv(1024)` as one message, so under load it may glue two of a client's messages
 //! into one relay, or cut one in two. [`StreamParser`] splits both streams into units; [`Checker`]

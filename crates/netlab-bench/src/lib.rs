@@ -1,4 +1,4 @@
-//! `netlab-bench`: the kit's benchmarks (issue 6), side by side with what users would pick
+//! `netlab-bench`: the kit's benchmarks, side by side with what users would pick
 //! instead — direct loopback, socat, haproxy, and the handouts' Python programs.
 //!
 //! Not a lab exercise but the measurement behind the kit's design claims: a Rust tunnel on one
@@ -8,7 +8,7 @@
 //!
 //! Each benchmark runs its competitors **interleaved** (A B C, A B C, … for `--rounds` rounds,
 //! at least 5), prints min / median / max and the **ratio of medians to the reference measured
-//! in the same run**, checks the issue's targets, and writes every raw sample as JSON to
+//! in the same run**, checks the kit's performance targets, and writes every raw sample as JSON to
 //! `target/bench/<bench>-<time>.json` (plus `<bench>-latest.json` and a Markdown table
 //! `<bench>-latest.md`). Load generators are Rust ([`load`], [`chat`]) so that the generator is
 //! never the bottleneck; Debian tools (iperf3, socat, haproxy) are installed with apt-get when
@@ -158,7 +158,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The issue's sizes.
+    /// The sizes the targets are stated for.
     pub fn full() -> Sizes {
         Sizes {
             seconds: 3.0,
@@ -308,7 +308,7 @@ pub fn run_config(config: &Config) -> Result<()> {
     }
     if config.rounds < 5 {
         log::warn(format!(
-            "{} rounds: the issue asks for at least 5",
+            "{} rounds: the method asks for at least 5 (docs/benchmarks.md)",
             config.rounds
         ));
     }

@@ -8,7 +8,7 @@
 //! One round of one competitor yields a [`Sample`]: several named metrics at once (the idle test
 //! gives the connections held and the memory they took). A [`Case`] collects them; its
 //! [`Metric`]s say which is better, higher or lower, and which competitor is the reference;
-//! its [`Target`]s are the issue's design targets, evaluated on the medians.
+//! its [`Target`]s are the kit's design targets, evaluated on the medians.
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -157,7 +157,7 @@ pub enum Figure {
     },
 }
 
-/// One of the issue's design targets.
+/// One of the kit's design targets (docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub struct Target {
     /// Which metric.
@@ -166,7 +166,7 @@ pub struct Target {
     pub figure: Figure,
     /// The bound the figure must respect.
     pub bound: Bound,
-    /// The target as the issue words it (`≥ 0.6× direct on 1 stream`).
+    /// The target in words (`≥ 0.6× direct on 1 stream`).
     pub text: String,
 }
 

@@ -1,4 +1,4 @@
-//! TP3 part 2 (seed `001_062f28b25e0f0d88.txt`), "Packetization": the PDC, a TCP client that sends
+//! TP3 part 2, "Packetization": the PDC, a TCP client that sends
 //! one command to the PMU and shows every reply message on its own line.
 //!
 //! The one socket idea: **TCP is a byte stream**. The PMU answers `CMD_short:d` with n messages

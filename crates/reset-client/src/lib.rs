@@ -1,4 +1,4 @@
-//! TP3 part 3 (seed `001_062f28b25e0f0d88.txt`), "UDP packet transmission": the PDC tells the PMU
+//! TP3 part 3, "UDP packet transmission": the PDC tells the PMU
 //! to reset its clock with `RESET:n` over UDP and retransmits until the PMU acknowledges with
 //! `OFFSET=X`.
 //!

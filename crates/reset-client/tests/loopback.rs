@@ -264,7 +264,7 @@ fn help_shows_examples_and_bad_input_exits_2() {
     }
 }
 
-/// Issue 12, F10: an unknown flag is a usage error (exit 2, "unknown option"), wherever it
+/// An unknown flag is a usage error (exit 2, "unknown option"), wherever it
 /// stands, never taken for a positional argument nor reported as a missing one.
 #[test]
 fn an_unknown_flag_is_a_usage_error_naming_it() {

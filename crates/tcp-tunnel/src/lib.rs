@@ -1,4 +1,4 @@
-//! Week 3 exercise 3 and homework 3 (seed `000_af5ee7bfb0f4276d`): a TCP tunnel (port forwarder)
+//! Week 3 exercise 3 and homework 3: a TCP tunnel (port forwarder)
 //! with a log of every event.
 //!
 //! The tunnel accepts a connection on its listening port, opens a second TCP connection of its own

@@ -132,8 +132,8 @@ struct Tunnel {
 
 /// Where a tunnel's name lookup stands. `getaddrinfo` blocks, for as long as the resolver
 /// takes (minutes when it never answers), so it never runs on the loop thread: one lookup at a
-/// time per tunnel runs on a thread of its own and reports back through [`WAKER`] (issue 12, F2:
-/// a lookup on the loop froze every other tunnel for 6 s, and failed ones were retried every
+/// time per tunnel runs on a thread of its own and reports back through [`WAKER`] (a
+/// lookup on the loop once froze every other tunnel for 6 s, and failed ones were retried every
 /// second).
 enum Lookup {
     /// None running; `failed` is when the last one failed (a new one waits a second after it).

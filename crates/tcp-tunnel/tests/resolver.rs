@@ -1,4 +1,4 @@
-//! Issue 12, F2: a name lookup must never stall the event loop. With a resolver that never
+//! A name lookup must never stall the event loop. With a resolver that never
 //! answers, a client of a tunnel whose target is a name froze an unrelated tunnel's traffic for
 //! 6 s (the lookup ran on the loop thread).
 //!

@@ -232,7 +232,7 @@ pub fn sign_csr(
 /// Where every certificate the lab CA signs says its revocation list is published (the CRL
 /// distribution point, RFC 5280 §4.2.1.13): on the course server's host, as a course publishing
 /// `ca.crl` would serve it. A certificate that names no CRL and no OCSP responder cannot be
-/// revoked at all, which testssl.sh rates HIGH (issue 12, F11). Nothing in the kit fetches the
+/// revoked at all, which testssl.sh rates HIGH. Nothing in the kit fetches the
 /// URL: rustls and `openssl s_client` check revocation only when given a CRL, and
 /// `openssl verify -crl_check -CRLfile ca.crl -CAfile cacert.pem X_cert.pem` checks offline.
 pub const CRL_URL: &str = "http://tcpip.epfl.ch/netlab/ca.crl";

@@ -169,7 +169,7 @@ pub fn run(c: &ClientConfig) -> Result<Summary> {
 }
 
 /// SO_RCVTIMEO / SO_SNDTIMEO expiry: EAGAIN on Linux, which Rust shows as "Resource temporarily
-/// unavailable (os error 11)", words that say nothing about time (issue 12, F10).
+/// unavailable (os error 11)", words that say nothing about time.
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),

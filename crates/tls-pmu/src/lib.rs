@@ -1,4 +1,4 @@
-//! TP3 part 6 (seed `001_062f28b25e0f0d88`): the PMU of part 2 behind TLS.
+//! TP3 part 6: the PMU of part 2 behind TLS.
 //!
 //! The protocol does not change — the PDC sends `CMD_short:d` or `CMD_floodme` with no
 //! terminator, the PMU answers and closes — but every byte now travels inside TLS records. What the

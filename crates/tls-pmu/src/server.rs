@@ -266,7 +266,7 @@ fn handle(
 
     let mut conn = ServerConnection::new(tls).map_err(|e| format!("TLS setup: {e}"))?;
     // complete_io reads until the handshake progresses: with a per-read timeout alone, a
-    // ClientHello trickled one byte per timeout kept it reading forever (issue 12, F4). Every
+    // ClientHello trickled one byte per timeout kept it reading forever. Every
     // read through `timed` ends by the deadline, whatever arrives.
     let mut timed = Deadline::until(&tcp, deadline);
     while conn.is_handshaking() {

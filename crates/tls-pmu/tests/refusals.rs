@@ -170,7 +170,7 @@ fn client_refuses_an_expired_certificate() {
     server.wait_for("refused: client aborted the handshake with alert CertificateExpired");
 }
 
-/// Issue 12, F4: the handshake deadline holds whatever the client sends. A ClientHello record
+/// The handshake deadline holds whatever the client sends. A ClientHello record
 /// trickled one byte every 300 ms (each read succeeds long before the 2 s timeout) is closed
 /// about 2 s after the client connected.
 #[test]
@@ -225,7 +225,7 @@ fn a_trickled_client_hello_is_closed_at_the_deadline() {
     server.wait_for("handshake not finished within 2 s");
 }
 
-/// Issue 12, F10: a server that accepts and never answers is reported as a timeout in words,
+/// A server that accepts and never answers is reported as a timeout in words,
 /// not as "Resource temporarily unavailable (os error 11)".
 #[test]
 fn client_reports_a_silent_server_as_timed_out() {
@@ -259,7 +259,7 @@ fn client_reports_a_silent_server_as_timed_out() {
     holder.join().unwrap();
 }
 
-/// Issue 12, F4: a connection cap. With `--max-clients 2`, two silent clients hold their slots
+/// A connection cap. With `--max-clients 2`, two silent clients hold their slots
 /// and a third is closed at once (not after the timeout); once they go, clients are served.
 #[test]
 fn connections_beyond_the_cap_are_closed_at_once() {

@@ -4,7 +4,7 @@
 //!
 //! Every finding is fixed in the code: the Authority Key Identifier (`certs`), the server's
 //! cipher order (`ignore_client_order`), subjectAltName, key usage, ≤ 90-day validity, and a CRL
-//! distribution point with a CRL the CA writes (issue 12, F11: without one, testssl rated
+//! distribution point with a CRL the CA writes (without one, testssl rates
 //! "neither CRL nor OCSP URI provided" HIGH).
 //!
 //! The scan runs with `--nodns=none`: testssl otherwise looks up CAA records of the target

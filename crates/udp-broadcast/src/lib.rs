@@ -1,5 +1,5 @@
 //! Week 3, exercise 1 (UDP broadcast) and homework 1 (a receiver with statistics and an
-//! inactivity timeout), seed `000_af5ee7bfb0f4276d.txt`.
+//! inactivity timeout).
 //!
 //! `udp-broadcast send` sends `"<message> #<seq>"` datagrams (seq counts from 0) to a broadcast
 //! address; `udp-broadcast recv` prints every datagram it receives with the sender's address and

@@ -1,5 +1,5 @@
-//! Week 3, exercise 2 (UDP multicast), seed `000_af5ee7bfb0f4276d.txt`, and TP3 part 4.1 (the
-//! multicast TV receiver, `--id-header`), seed `001_062f28b25e0f0d88.txt`.
+//! Week 3, exercise 2 (UDP multicast), and TP3 part 4.1 (the
+//! multicast TV receiver, `--id-header`).
 //!
 //! `udp-multicast send` sends `"<message> #<seq>"` datagrams (seq counts from 0) to a group with a
 //! chosen TTL, interface and loopback; `udp-multicast recv` joins the group, prints every datagram

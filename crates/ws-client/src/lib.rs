@@ -1,4 +1,4 @@
-//! TP3 part 5 (seed `001_062f28b25e0f0d88.txt`), "WebSockets": the PDC of part 2 again, over a
+//! TP3 part 5, "WebSockets": the PDC of part 2 again, over a
 //! WebSocket (RFC 6455) instead of a bare TCP stream.
 //!
 //! The one socket idea: **WebSocket frames messages; TCP does not.** In part 2 the client had to

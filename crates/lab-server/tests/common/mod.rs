@@ -22,7 +22,7 @@ impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let mut args: Vec<&str> = vec!["--pmu-port", "0", "--reset-port", "0", "--ws-port", "0"];
         if extra.contains(&"--tv-on") {
-            // Loopback only, TTL 0: the SPEC's safety rule for multicast from the host.
+            // Loopback only, TTL 0: the kit's network-safety rule for multicast from the host.
             args.extend(["--tv-port", "0", "--iface", "127.0.0.1", "--ttl", "0"]);
         } else {
             args.push("--no-tv");

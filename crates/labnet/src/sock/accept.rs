@@ -3,8 +3,8 @@
 //! must survive at the door. `basics` keeps the handouts' plain `while True: accept()` loop,
 //! which is what its lesson is about; `tcp-tunnel` accepts inside its own event loop.
 //!
-//! What the loop does that a plain loop does not (issue 12, F9: at the descriptor limit
-//! lab-server, tls-pmu and chat-server logged 10 to 20 lines a second, each with its own loop):
+//! What the loop does that a plain loop does not (at the descriptor limit, lab-server, tls-pmu
+//! and chat-server once logged 10 to 20 lines a second, each with its own loop):
 //! - **Descriptor exhaustion** (EMFILE, ENFILE, ENOBUFS, ENOMEM): the pending connection stays
 //!   in the kernel's accept queue, and accepting again at once would fail the same way and burn
 //!   a CPU, so the loop rests [`FD_BACKOFF`] before the next `accept`, logs at most one line a

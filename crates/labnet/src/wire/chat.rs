@@ -1,4 +1,4 @@
-//! The chat lab's wire format (seed `002`, milestones 1–2 and the extra credit), shared by
+//! The chat lab's wire format (the handout's milestones 1–2 and the extra credit), shared by
 //! `chat-server` and `chat-client` so both speak exactly the handout's protocol.
 //!
 //! Over TCP (port 5000):
@@ -283,8 +283,8 @@ const MAX_LIST: usize = 64 * 1024;
 ///
 /// Unframed (the handout's server), each read is one message, and the server's user list `!{…}`
 /// must be told apart from a room message `name: text ` whose text holds a `!{…}` too: another
-/// user typing `nice weather !{"bob": "<their own IP>"}` must not move bob's address (issue 12,
-/// F5). A user list counts only at a message boundary:
+/// user typing `nice weather !{"bob": "<their own IP>"}` must not move bob's address. A
+/// user list counts only at a message boundary:
 /// - at the start of a read, or right after another user list, and not followed by a space (a
 ///   relayed room message always ends with the server's space, a list never does);
 /// - glued after a room message (the handout's server writes a room message and a user list
@@ -300,7 +300,7 @@ const MAX_LIST: usize = 64 * 1024;
 ///
 /// Anything else is text. A list cut at the end of a read waits for the next read (at most
 /// [`MAX_LIST`] bytes). Every byte is scanned a bounded number of times, so hostile text costs
-/// linear time (issue 12, F8: 256 KiB of `a!{` took 14.7 s when every `!{` was scanned to the
+/// linear time (256 KiB of `a!{` once took 14.7 s when every `!{` was scanned to the
 /// end). What a boundary cannot tell (a peer who gets the server's segments cut exactly around
 /// its fake list) the client checks on the list itself: ours has to be in it.
 #[derive(Debug, Default)]

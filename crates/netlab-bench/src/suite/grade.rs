@@ -1,5 +1,5 @@
 //! `grade`: `lab-grade batch` on a class of `--class` TP3 submissions (the reference, its zip
-//! and its mutants, cycled), in `--jobs` lanes; the target is the whole class within
+//! and its mutants, cycled), in `--jobs` lanes; the target is the whole class within
 //! 10 minutes on this 2-core machine, with the scores of grading each submission alone.
 //!
 //! Each kind of submission is first graded alone (`lab-grade tp3 SUB --json`); then the class is
