@@ -1,4 +1,4 @@
-//! `cargo xtask lab up|down|status|exec`: the three SPEC topologies as named network namespaces
+//! `cargo xtask lab up|down|status|exec`: the three lab topologies as named network namespaces
 //! (visible to `ip netns`), with the standing services of each lab.
 //!
 //! `up` builds the namespaces with [`labnet::netns::Testbed`] (kept after xtask exits), builds
@@ -114,7 +114,7 @@ impl Service {
     }
 }
 
-/// The standing services of a topology (SPEC "runs" column). `dir` holds logs such as the
+/// The standing services of a topology (the course servers each lab runs). `dir` holds logs such as the
 /// tunnel's log file and the TV recording.
 pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
     match site.topo.name {

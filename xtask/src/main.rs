@@ -1,7 +1,7 @@
 //! `cargo xtask` — the instructor's entry point (matklad's cargo-xtask pattern: tasks in plain
 //! Rust, nothing to install beyond the Rust toolchain and `ip`).
 //!
-//! `demo` plays every handout exercise on the SPEC topologies (network namespaces when root,
+//! `demo` plays every handout exercise on the three lab topologies (network namespaces when root,
 //! loopback variants otherwise) and checks each expected observation; `verify` runs the same
 //! checks quietly; `lab` brings the topologies up and down; `capture` runs tcpdump in a lab host;
 //! `images` writes and validates the Docker files and builds the image (`docker`: with or without

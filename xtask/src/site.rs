@@ -1,4 +1,4 @@
-//! Where a demo runs: the SPEC topology in network namespaces (root), or the loopback variant
+//! Where a demo runs: the lab topology in network namespaces (root), or the loopback variant
 //! (no permission to create namespaces). The demos are written once against [`Site`]: it says how
 //! to run a program "on host X", which address X has, and ends everything it started.
 
@@ -18,7 +18,7 @@ use crate::proc::Bg;
 pub struct Opts {
     /// Directory holding the lab binaries (`target/release` unless `--bin-dir`).
     pub bin_dir: Option<PathBuf>,
-    /// Namespace name prefix (empty: the SPEC names; tests use a unique one).
+    /// Namespace name prefix (empty: the labs' own names; tests use a unique one).
     pub prefix: String,
     /// Force the loopback variants even where namespaces are possible.
     pub loopback: bool,
@@ -158,7 +158,7 @@ impl Site {
         }
     }
 
-    /// The IPv4 address of a host: the SPEC one, or 127.0.0.<last octet> on loopback.
+    /// The IPv4 address of a host: the lab's, or 127.0.0.<last octet> on loopback.
     pub fn addr(&self, host: &str) -> Ipv4Addr {
         let a = self
             .topo

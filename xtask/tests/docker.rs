@@ -1,4 +1,4 @@
-//! The Docker path for real (SPEC "Docker, for real"): the image built without a registry, the
+//! The Docker path for real: the image built without a registry, the
 //! three labs up as compose projects, the handouts' literal commands run with `docker exec`, and
 //! every demo in containers.
 //!

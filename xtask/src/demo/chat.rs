@@ -1,4 +1,4 @@
-//! The chat lab (seed 002), on the `chat` topology: chat-server on `webserver`, three clients.
+//! The chat lab, on the `chat` topology: chat-server on `webserver`, three clients.
 //! Milestone 3 (room and peer-to-peer delivery, the user list) and the milestone 4 capture
 //! questions a program can answer (the SYN/SYN-ACK of a client's connection, the UDP header).
 

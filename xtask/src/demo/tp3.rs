@@ -1,4 +1,4 @@
-//! TP3 (seed 001), on the `tp3` topology: the course servers (`lab-server`) on `tcpip`, the
+//! TP3, on the `tp3` topology: the course servers (`lab-server`) on `tcpip`, the
 //! students on `student1` and `student2`. Parts 1–6 and the report questions a program can show.
 
 use std::net::IpAddr;

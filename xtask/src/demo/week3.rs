@@ -1,4 +1,4 @@
-//! Week 3 (seed 000): exercise 1 / demo 1 (broadcast), exercise 2 / demo 2 (multicast),
+//! Week 3: exercise 1 / demo 1 (broadcast), exercise 2 / demo 2 (multicast),
 //! exercise 3 / demo 3 (tunnel), and the exercise 4 observations read from their captures.
 
 use std::collections::BTreeSet;
