@@ -1,9 +1,13 @@
 //! Every basics program against its counterpart on loopback (port 0), exact output lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use testkit::probe::time_wait_count;
 use testkit::proc::{Proc, run};
+use testkit::tcp::{bind_without_reuseaddr, connect, read_to_eof};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const UDP_HELLO: &str = env!("CARGO_BIN_EXE_udp-hello");
@@ -107,19 +111,35 @@ fn echo_server_reads_16_bytes_and_client_8_bytes_per_recv() {
 
 #[test]
 fn echo_server_restarts_on_its_port_at_once_thanks_to_so_reuseaddr() {
-    let first = Proc::start(ECHO_SERVER, &["127.0.0.1", "0", "--clients", "1"]);
-    let port = announced_port(&first).to_string();
-    let r = run(
-        ECHO_CLIENT,
-        &["127.0.0.1", &port, "hi", "--hold", "0"],
-        LIMIT,
-    );
-    assert_eq!(r.code, Some(0));
-    first.wait_msgs("INFO", 3);
+    let first = Proc::start(ECHO_SERVER, &["127.0.0.1", "0"]);
+    let port = announced_port(&first);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut c = connect(addr);
+    c.write_all(b"hi").unwrap();
+    let mut echo = [0u8; 2];
+    c.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"hi");
+    // The server closes first: killed with nothing left unread, its kernel sends FIN (the active
+    // close), we answer with ours, and its side of the connection sits in TIME_WAIT on the
+    // server's port (60 s), with no process left to own it.
     drop(first);
-    // The server closed first after the client: its side may sit in TIME_WAIT; the rebind works.
-    let second = Proc::start(ECHO_SERVER, &["127.0.0.1", &port, "--clients", "1"]);
-    assert_eq!(announced_port(&second).to_string(), port);
+    assert!(read_to_eof(&mut c).is_empty());
+    drop(c);
+    assert!(
+        testkit::wait_until(Duration::from_secs(5), || (time_wait_count(port) > 0)
+            .then_some(()))
+        .is_some(),
+        "no TIME_WAIT on port {port}: the server did not close first"
+    );
+    // Without SO_REUSEADDR that TIME_WAIT keeps the port: a restart would fail to bind...
+    let err = bind_without_reuseaddr(addr).expect_err("bind without SO_REUSEADDR");
+    assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
+    // ...with it (the server's listener), the restart binds the same port at once.
+    let second = Proc::start(
+        ECHO_SERVER,
+        &["127.0.0.1", &port.to_string(), "--clients", "1"],
+    );
+    assert_eq!(announced_port(&second), port);
 }
 
 #[test]

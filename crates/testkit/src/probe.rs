@@ -64,6 +64,27 @@ fn tcp_states(pid: u32) -> Vec<String> {
     states
 }
 
+/// How many TCP sockets on this machine are in TIME-WAIT (state 06) with local port `port`.
+/// TIME-WAIT belongs to the side that closed first and outlives its process (60 s on Linux);
+/// such a socket keeps a bind to the port without SO_REUSEADDR from succeeding.
+pub fn time_wait_count(port: u16) -> usize {
+    // Columns: sl, local_address (hex IP:PORT), rem_address, st …
+    let local_port = format!(":{port:04X}");
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 3 && cols[1].ends_with(&local_port) && cols[3] == "06" {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// How many TCP sockets of `pid` are in CLOSE-WAIT (state 08 in /proc/net/tcp{,6}): the peer
 /// closed and the program never closed its side, the classic descriptor leak.
 pub fn close_wait_count(pid: u32) -> usize {

@@ -31,6 +31,15 @@ fn with_timeouts(s: &TcpStream) {
     }
 }
 
+/// Binds a TCP socket to `addr` without SO_REUSEADDR, as a server that forgot the option does
+/// (std's `TcpListener::bind` sets it on Unix, so a test cannot use that to show the difference).
+pub fn bind_without_reuseaddr(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(false)?;
+    s.bind(&addr.into())
+}
+
 /// Reads until EOF (bounded by the socket's read timeout).
 pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
     let mut v = Vec::new();
