@@ -49,7 +49,7 @@ BENCH (default: all):
     tunnel    tcp-tunnel: iperf3 throughput 1 and 8 streams, 1-byte round trip, 10,000 idle
               connections (PSS); against direct loopback, socat, haproxy
     chat      chat-server fan-out with N clients, burst / lockstep / paced; against the
-              handout's threaded Python server (peers/chat_server.py)
+              handout's threaded Python server (tests/peers/chat_server.py)
     pmu       lab-server: N concurrent CMD_short:0 sessions, a CMD_floodme of --flood-bytes;
               against a direct loopback TCP transfer
     ws        ws-client receiving a --ws-bytes WebSocket message from lab-server; against

@@ -1,5 +1,5 @@
-//! The chat load generator against the handout's Python server shipped in `peers/`: the
-//! generator must count every delivery of a small room exactly (no timing is asserted).
+//! The chat load generator against the handout's Python server (`tests/peers/chat_server.py`):
+//! the generator must count every delivery of a small room exactly (no timing is asserted).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
@@ -30,8 +30,8 @@ fn python_room(clients: usize) -> Option<(Kill, ChatSession)> {
         .port();
     let child = Command::new(py)
         .arg(python_server())
-        .arg(port.to_string())
         .arg("127.0.0.1")
+        .arg(port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

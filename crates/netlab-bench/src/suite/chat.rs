@@ -1,4 +1,5 @@
-//! `chat`: `chat-server` against the handout's threaded Python server (`peers/chat_server.py`).
+//! `chat`: `chat-server` against the handout's threaded Python server
+//! (`tests/peers/chat_server.py`, the one copy the interop tests use too).
 //!
 //! Both servers run at once, each with its own session of N clients connected and registered
 //! before any measurement (the joins alone move O(N²) bytes of user lists; their time is noted,
@@ -24,9 +25,9 @@ use crate::report::{Bound, Case, Competitor, Metric, Sample, interleave};
 use crate::stats::percentile;
 use crate::sys::{self, Proc, free_port};
 
-/// The reference server shipped with this crate.
+/// The reference server: the handout's, as the workspace's interop tests run it.
 pub fn python_server() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/chat_server.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/chat_server.py")
 }
 
 /// The real interpreter behind `python3` (pyenv's shim is a shell script; the benchmark wants the
@@ -158,8 +159,8 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
             let port = free_port()?;
             let mut cmd = Command::new(py);
             cmd.arg(python_server())
-                .arg(port.to_string())
-                .arg("127.0.0.1");
+                .arg("127.0.0.1")
+                .arg(port.to_string());
             match start_server("python-threaded", cmd, port, n) {
                 Ok(s) => servers.push(s),
                 Err(e) => skip(
