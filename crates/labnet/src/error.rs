@@ -9,6 +9,8 @@ use std::fmt;
 use std::io;
 use std::process::ExitCode;
 
+use crate::wire::WireError;
+
 /// Result alias used across the kit.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -24,8 +26,9 @@ pub enum Error {
         /// What the kernel answered.
         source: io::Error,
     },
-    /// A peer sent bytes that do not follow the protocol.
-    Wire(String),
+    /// A peer sent bytes that do not follow the protocol: the parser's own error, so a caller
+    /// can still tell a stream cut short ([`WireError::Incomplete`]) from malformed bytes.
+    Wire(WireError),
     /// Anything else, with the operation that failed.
     Other {
         /// What the program was doing.
@@ -41,9 +44,9 @@ impl Error {
         Error::Usage(msg.into())
     }
 
-    /// A protocol violation by the peer (exit 1).
+    /// A protocol violation by the peer, described by one message (exit 1).
     pub fn wire(msg: impl Into<String>) -> Self {
-        Error::Wire(msg.into())
+        Error::Wire(WireError::Malformed(msg.into()))
     }
 
     /// A runtime failure that is not an `io::Error` (exit 1).
@@ -94,7 +97,7 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(msg) => write!(f, "{msg}"),
             Error::Io { context, source } => write!(f, "{context}: {}", describe_io(source)),
-            Error::Wire(msg) => write!(f, "protocol error: {msg}"),
+            Error::Wire(e) => write!(f, "protocol error: {e}"),
             Error::Other { context, source } => {
                 let why = source.to_string();
                 if why == *context {
@@ -112,7 +115,8 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Other { source, .. } => Some(source.as_ref()),
-            _ => None,
+            Error::Wire(e) => Some(e),
+            Error::Usage(_) => None,
         }
     }
 }
@@ -223,5 +227,16 @@ mod tests {
         assert_eq!(Error::usage("bad").exit_code(), 2);
         assert_eq!(Error::wire("bad").exit_code(), 1);
         assert_eq!(Error::msg("bad").to_string(), "bad");
+    }
+
+    #[test]
+    fn wire_errors_keep_the_parsers_error() {
+        let cut: Error = WireError::Incomplete.into();
+        assert!(matches!(cut, Error::Wire(WireError::Incomplete)));
+        assert_eq!(cut.to_string(), "protocol error: incomplete message");
+        let bad = Error::wire("no colon");
+        assert!(matches!(&bad, Error::Wire(WireError::Malformed(why)) if why == "no colon"));
+        let source = std::error::Error::source(&bad).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("no colon"));
     }
 }

@@ -28,7 +28,7 @@ impl std::error::Error for WireError {}
 
 impl From<WireError> for crate::Error {
     fn from(e: WireError) -> Self {
-        crate::Error::Wire(e.to_string())
+        crate::Error::Wire(e)
     }
 }
 
