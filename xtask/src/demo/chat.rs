@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use labnet::topo::{self, CHAT};
 
-use super::{Ctx, args, line, recv_lines};
+use super::ctx::{Ctx, args, line, recv_lines};
+use crate::lab::Site;
 use crate::proc::Bg;
-use crate::site::Site;
 use labnet::pcap;
 
 const LIMIT: Duration = Duration::from_secs(20);

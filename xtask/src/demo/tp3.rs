@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use labnet::topo::{self, TP3};
 
-use super::{Ctx, NEEDS_NETNS, args, line, recv_lines};
+use super::ctx::{Ctx, NEEDS_NETNS, args, line, recv_lines};
+use crate::lab::Site;
 use crate::proc::Bg;
-use crate::site::Site;
 use labnet::pcap;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -18,7 +18,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg), String> {
     let site = ctx.bring_up(&TP3)?;
     let dir = site.dir.clone();
-    let svc = crate::lab::services(&site, |_| dir.clone())
+    let svc = crate::lab::netns::services(&site, |_| dir.clone())
         .into_iter()
         .next()
         .ok_or("no lab-server service")?;
@@ -691,7 +691,7 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
 /// Part 6: the handout's certificate flow with the course CA (`tls-pmu ca`), the PMU over TLS,
 /// and ciphertext on the wire.
 pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
-    crate::tools::ensure(&["openssl"], ctx.opts.quiet)?;
+    crate::packages::ensure(&["openssl"], ctx.opts.quiet)?;
     let mut site = ctx.bring_up(&TP3)?;
     let dir = site.dir.join("certs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use labnet::topo::{self, WEEK3};
 
-use super::{Ctx, NEEDS_NETNS, args, line, recv_lines, secs};
-use crate::site::Site;
+use super::ctx::{Ctx, NEEDS_NETNS, args, line, recv_lines, secs};
+use crate::lab::Site;
 use labnet::pcap;
 
 /// Pause between two datagrams of a sender: quick, but slow enough to watch.
@@ -542,7 +542,7 @@ pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
 pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
     let mut site = ctx.bring_up(&WEEK3)?;
     let dir = site.dir.clone();
-    let svcs = crate::lab::services(&site, |_| dir.clone());
+    let svcs = crate::lab::netns::services(&site, |_| dir.clone());
     for s in &svcs {
         let mut a = s.args.clone();
         if !site.netns() {
@@ -576,7 +576,8 @@ pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
     // In the lab the handout's literal line runs in the client host (its nc passes the end of
     // the input on, so each line returns with its echo); on loopback, or without netcat-openbsd,
     // xtask's built-in netcat does the same.
-    let real_nc = site.netns() && crate::tools::ensure(&["netcat-openbsd"], ctx.opts.quiet).is_ok();
+    let real_nc =
+        site.netns() && crate::packages::ensure(&["netcat-openbsd"], ctx.opts.quiet).is_ok();
     let nc = |site: &Site, to: &str, port: u16, msg: &str| -> Result<String, String> {
         let (st, out, err) = if real_nc {
             let script = format!("echo '{msg}' | nc {} {port}", site.name(to));

@@ -1,6 +1,8 @@
-//! Where a demo runs: the SPEC topology in network namespaces (root), or the loopback variant
-//! (no permission to create namespaces). The demos are written once against [`Site`]: it says how
-//! to run a program "on host X", which address X has, and ends everything it started.
+//! Where a demo runs: the SPEC topology in network namespaces (root), in Docker containers
+//! (`--docker`), or the loopback variant (no permission to create namespaces). The demos are
+//! written once against [`Site`]: it says how to run a program "on host X", which address X has,
+//! and ends everything it started. Also the lookups every lab command shares: a host by name, the
+//! topologies a `week3|chat|tp3|all` argument names.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
@@ -8,27 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use labnet::Error;
 use labnet::testkit::{self, Testbed};
-use labnet::topo::Topology;
+use labnet::topo::{self, Host, Topology};
 
+use super::docker;
+use crate::opts::{Opts, path_with};
 use crate::proc::Bg;
-
-/// Options shared by `lab`, `demo` and `verify`.
-#[derive(Clone, Debug, Default)]
-pub struct Opts {
-    /// Directory holding the lab binaries (`target/release` unless `--bin-dir`).
-    pub bin_dir: Option<PathBuf>,
-    /// Namespace name prefix (empty: the SPEC names; tests use a unique one).
-    pub prefix: String,
-    /// Force the loopback variants even where namespaces are possible.
-    pub loopback: bool,
-    /// Quiet output (verify).
-    pub quiet: bool,
-    /// The folder lab hosts see at `/lab` (`--lab-dir`; default the repository's `lab/`).
-    pub lab_dir: Option<PathBuf>,
-    /// Run in Docker containers of this image instead (`demo --docker`).
-    pub docker: Option<String>,
-}
 
 /// How the hosts of a site exist.
 pub enum Mode {
@@ -37,7 +25,7 @@ pub enum Mode {
     /// Every host is this machine, on a loopback address of its own.
     Loopback,
     /// One Docker container per host (a compose project of its own).
-    Docker(crate::docker::Lab),
+    Docker(docker::Lab),
 }
 
 /// A topology brought up for a demo.
@@ -76,10 +64,9 @@ impl Site {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         if let Some(image) = &opts.docker {
             let say = |m: &str| println!("{m}");
-            let lab =
-                crate::docker::Lab::for_demo(topo, opts, image, &dir, say).inspect_err(|_| {
-                    let _ = std::fs::remove_dir_all(&dir);
-                })?;
+            let lab = docker::Lab::for_demo(topo, opts, image, &dir, say).inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&dir);
+            })?;
             let site = Site {
                 topo,
                 mode: Mode::Docker(lab),
@@ -208,7 +195,7 @@ impl Site {
                 c.env("PATH", path_with(&self.bins)).args(args);
                 c
             }
-            Mode::Docker(lab) => crate::docker::exec(&lab.project.container(host), prog, args),
+            Mode::Docker(lab) => docker::exec(&lab.project.container(host), prog, args),
         }
     }
 
@@ -223,7 +210,7 @@ impl Site {
         let Mode::Docker(lab) = &self.mode else {
             return None;
         };
-        let (cmd, signal) = crate::docker::spawn_cmd(&lab.project.container(host), prog, args);
+        let (cmd, signal) = docker::spawn_cmd(&lab.project.container(host), prog, args);
         Some(Bg::start(cmd, stdin).map(|bg| bg.signal_via(signal)))
     }
 
@@ -286,7 +273,7 @@ impl Site {
                 c
             }
             // The container has no xtask: the image's netcat does the same.
-            Mode::Docker(lab) => crate::docker::helper(&lab.project.container(host), args),
+            Mode::Docker(lab) => docker::helper(&lab.project.container(host), args),
         }
     }
 
@@ -398,53 +385,23 @@ impl Drop for Site {
     }
 }
 
-/// `PATH` with the lab binaries first.
-pub fn path_with(bins: &Path) -> OsString {
-    let mut p = bins.as_os_str().to_owned();
-    if let Some(old) = std::env::var_os("PATH") {
-        p.push(":");
-        p.push(old);
-    }
-    p
+/// A host by short (`client`) or container (`week3_client`) name.
+pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host), Error> {
+    topo::find_host(name).ok_or_else(|| {
+        let all: Vec<&str> = topo::ALL
+            .iter()
+            .flat_map(|t| t.hosts.iter().map(|h| h.name))
+            .collect();
+        Error::usage(format!("unknown host '{name}': one of {}", all.join(", ")))
+    })
 }
 
-/// The workspace root (xtask lives in `<root>/xtask`).
-pub fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent()
-        .map_or_else(|| here.to_path_buf(), Path::to_path_buf)
-}
-
-/// The lab binaries: `--bin-dir` (or `NETLAB_BIN_DIR`) as given, else built once in release mode.
-pub fn binaries(opts: &Opts) -> Result<PathBuf, String> {
-    if let Some(d) = &opts.bin_dir {
-        return Ok(d.clone());
+/// The topologies named by `week3|chat|tp3|all`.
+pub fn topologies(which: &str) -> Result<Vec<&'static Topology>, Error> {
+    if which == "all" {
+        return Ok(topo::ALL.to_vec());
     }
-    if let Some(d) = std::env::var_os("NETLAB_BIN_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    let root = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    if !opts.quiet {
-        println!("building the lab binaries: cargo build --release --bins");
-    }
-    let st = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--workspace",
-            "--bins",
-            "--exclude",
-            "xtask",
-        ])
-        .status()
-        .map_err(|e| format!("run cargo: {e}"))?;
-    if !st.success() {
-        return Err("cargo build --release --bins failed (see the errors above)".into());
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release"))
+    Topology::by_name(which)
+        .map(|t| vec![t])
+        .ok_or_else(|| Error::usage(format!("unknown lab '{which}': week3, chat, tp3 or all")))
 }

@@ -4,7 +4,7 @@
 //! multi-stage `docker/Dockerfile`. Without one (`--offline`, or no answer), from parts this
 //! machine has: a Debian base made with `debootstrap --variant=minbase` from Debian's mirror and
 //! `docker import`ed as `netlab-base:<hash>`, where the hash is taken over the suite and
-//! [`images::PACKAGES`] (the base is built once and reused until that list changes), plus the
+//! [`files::PACKAGES`] (the base is built once and reused until that list changes), plus the
 //! host's release binaries of every workspace binary (from `cargo metadata`, so a new crate's
 //! binary is in the next image without a line changed here). A last step runs every binary's
 //! `--help` and looks for every tool inside the new image, without a network.
@@ -19,9 +19,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{elapsed, engine, image_exists, output};
-use crate::images::{self, NOT_IN_IMAGE};
-use crate::site::{Opts, workspace_root};
+use super::files::{self, NOT_IN_IMAGE};
+use super::{default_image, docker, elapsed, engine, image_exists, output};
+use crate::opts::{self, Opts, workspace_root};
 
 /// The Debian release of the base (the release of the `debian:bookworm-slim` runtime stage).
 const SUITE: &str = "bookworm";
@@ -36,24 +36,14 @@ const PROBE: Duration = Duration::from_secs(4);
 /// The default PATH of a container of an imported image (an import has no ENV of its own).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// FNV-1a, 64 bits: a stable hash for a tag (std's hasher may change between Rust releases).
-pub fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in data {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// `netlab-base:<12 hex digits>`, from the suite, the recipe and the package list.
 pub fn base_tag() -> String {
     let mut recipe = format!("{SUITE}\n{RECIPE}\n");
-    for p in images::package_names() {
+    for p in files::package_names() {
         recipe.push_str(p);
         recipe.push('\n');
     }
-    format!("{BASE}:{:012x}", fnv1a(recipe.as_bytes()) >> 16)
+    format!("{BASE}:{:012x}", files::fnv1a(recipe.as_bytes()) >> 16)
 }
 
 /// Builds `tag`: the Dockerfile when a registry answers and `offline` is false, else the
@@ -306,7 +296,7 @@ fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
 /// binaries, with cargo's own progress on the terminal (a first build takes minutes).
 fn release_binaries(opts: &Opts) -> Result<PathBuf, String> {
     if opts.bin_dir.is_some() || std::env::var_os("NETLAB_BIN_DIR").is_some() {
-        return crate::site::binaries(opts);
+        return opts::binaries(opts);
     }
     let mut args = vec!["build", "--release", "--workspace", "--bins"];
     for p in NOT_IN_IMAGE {
@@ -344,8 +334,7 @@ fn image_from(
         std::fs::copy(bins.join(n), bin.join(n)).map_err(|e| format!("copy {n}: {e}"))?;
     }
     let nc = bin.join("nc");
-    std::fs::write(&nc, images::nc_wrapper())
-        .map_err(|e| format!("write {}: {e}", nc.display()))?;
+    std::fs::write(&nc, files::nc_wrapper()).map_err(|e| format!("write {}: {e}", nc.display()))?;
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&nc, std::fs::Permissions::from_mode(0o755))
@@ -393,7 +382,7 @@ fn smoke(tag: &str, names: &[String]) -> Result<(), String> {
          python3 -c 'import websocket' 2>/dev/null || m=\"$m python3-websocket\"; \
          [ -z \"$m\" ] || {{ echo \"missing or broken:$m\"; exit 1; }}",
         bins = names.join(" "),
-        tools = images::TOOLS.join(" ")
+        tools = files::TOOLS.join(" ")
     );
     let (ok, out, err) = output(
         {
@@ -436,7 +425,7 @@ fn ensure_base() -> Result<(String, bool), String> {
             "{tag} is not built and debootstrap needs root: sudo -E cargo xtask images --build"
         ));
     }
-    crate::tools::ensure(&["debootstrap"], false)?;
+    crate::packages::ensure(&["debootstrap"], false)?;
     sweep_old_rootfs();
     let work = std::env::temp_dir().join(format!("netlab-base-{}", std::process::id()));
     let rootfs = work.join("rootfs");
@@ -459,7 +448,7 @@ fn ensure_base() -> Result<(String, bool), String> {
 
 fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
     let mirror = std::env::var("NETLAB_DEBIAN_MIRROR").unwrap_or_else(|_| MIRROR.to_owned());
-    let include = format!("--include={}", images::package_names().join(","));
+    let include = format!("--include={}", files::package_names().join(","));
     println!(
         "      debootstrap --variant=minbase {include} {SUITE} {} {mirror}",
         rootfs.display()
@@ -588,7 +577,7 @@ fn import(rootfs: &Path, tag: &str) -> Result<(), String> {
     };
     let label = format!(
         "LABEL org.netlab.packages=\"{}\"",
-        images::package_names().join(" ")
+        files::package_names().join(" ")
     );
     let out = Command::new("docker")
         .args([
@@ -661,9 +650,53 @@ fn sweep_old_rootfs() {
     }
 }
 
+/// The image of a `demo --docker` run: the one given with `--image`, or built now from the
+/// binaries just built (offline path: the demo shows these binaries, whatever a registry has).
+/// A run with a prefix builds its own (`<prefix>netlab:latest`) and removes it when done.
+#[derive(Debug)]
+pub struct DemoImage {
+    /// The image name.
+    pub name: String,
+    remove: bool,
+}
+
+impl DemoImage {
+    /// Checks or builds the image.
+    pub fn prepare(given: Option<String>, opts: &Opts, bins: &Path) -> Result<DemoImage, String> {
+        engine()?;
+        if let Some(name) = given {
+            if !image_exists(&name) {
+                return Err(format!("the image {name} does not exist"));
+            }
+            return Ok(DemoImage {
+                name,
+                remove: false,
+            });
+        }
+        let name = default_image(&opts.prefix);
+        let mut o = opts.clone();
+        o.bin_dir = Some(bins.to_path_buf());
+        o.quiet = true;
+        build(&name, true, &o)?;
+        Ok(DemoImage {
+            name,
+            remove: !opts.prefix.is_empty(),
+        })
+    }
+}
+
+impl Drop for DemoImage {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = output(docker(&["rmi", "-f", &self.name]), Duration::from_secs(60));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::docker::files::fnv1a;
 
     #[test]
     fn base_tag_is_stable_and_follows_the_package_list() {

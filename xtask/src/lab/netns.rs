@@ -1,5 +1,5 @@
-//! `cargo xtask lab up|down|status|exec`: the three SPEC topologies as named network namespaces
-//! (visible to `ip netns`), with the standing services of each lab.
+//! `cargo xtask lab up|down|status|exec|service`: the three SPEC topologies as named network
+//! namespaces (visible to `ip netns`), with the standing services of each lab.
 //!
 //! `up` builds the namespaces with [`labnet::testkit::Testbed`] (kept after xtask exits), builds
 //! the lab binaries once in release mode, and starts the services detached, each with a PID file
@@ -7,7 +7,6 @@
 //! PIDs, then removes the namespaces (which ends anything else still inside them), their hosts
 //! files and runtime directories; it is idempotent and also sweeps what a crashed run left.
 
-use std::ffi::OsString;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -16,9 +15,11 @@ use std::time::Duration;
 
 use labnet::Error;
 use labnet::testkit::{self, Testbed};
-use labnet::topo::{self, Host, Topology};
+use labnet::topo::{self, Topology};
 
-use crate::site::{self, Mode, Opts, Site};
+use super::services::Services;
+use super::site::{Mode, Site, resolve_host};
+use crate::opts::{self, Opts};
 
 /// Where the runtime files of a namespace live.
 pub fn run_dir(ns: &str) -> PathBuf {
@@ -28,60 +29,6 @@ pub fn run_dir(ns: &str) -> PathBuf {
 /// True when the namespace exists.
 pub fn is_up(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
-}
-
-/// A host by short (`client`) or container (`week3_client`) name.
-pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host), Error> {
-    for t in topo::ALL {
-        let short = name.strip_prefix(&format!("{}_", t.name)).unwrap_or(name);
-        if let Some(h) = t.host(short) {
-            return Ok((t, h));
-        }
-    }
-    let all: Vec<String> = topo::ALL
-        .iter()
-        .flat_map(|t| t.hosts.iter().map(|h| h.name.to_owned()))
-        .collect();
-    Err(Error::usage(format!(
-        "unknown host '{name}': one of {}",
-        all.join(", ")
-    )))
-}
-
-/// The topologies named by `week3|chat|tp3|all`.
-pub fn topologies(which: &str) -> Result<Vec<&'static Topology>, Error> {
-    if which == "all" {
-        return Ok(topo::ALL.to_vec());
-    }
-    topo::Topology::by_name(which)
-        .map(|t| vec![t])
-        .ok_or_else(|| Error::usage(format!("unknown lab '{which}': week3, chat, tp3 or all")))
-}
-
-/// Which services `lab up` starts (`--services`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Services {
-    /// None: every port is free for the students' own servers.
-    None,
-    /// What the course provides (week3: echo server and tunnel; tp3: lab-server; chat: nothing,
-    /// the student's own chatserver.py runs on webserver).
-    Default,
-    /// Also the optional ones (chat: our chat-server on webserver).
-    All,
-}
-
-impl std::str::FromStr for Services {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(Services::None),
-            "default" => Ok(Services::Default),
-            "all" => Ok(Services::All),
-            other => Err(format!(
-                "unknown --services '{other}': none, default or all"
-            )),
-        }
-    }
 }
 
 /// A standing service of a lab.
@@ -182,57 +129,6 @@ pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
     }
 }
 
-/// `cargo xtask lab …`.
-pub fn command(args: Vec<OsString>, opts: &Opts) -> Result<(), Error> {
-    let mut it = args.into_iter().map(|a| a.to_string_lossy().into_owned());
-    let sub = it.next().unwrap_or_default();
-    let rest: Vec<String> = it.collect();
-    let docker = rest.iter().any(|a| a == "--docker");
-    let rest: Vec<String> = rest.into_iter().filter(|a| a != "--docker").collect();
-    if docker {
-        return crate::docker::lab::command(&sub, &rest, opts);
-    }
-    match sub.as_str() {
-        "up" => {
-            let mut a = pico_args::Arguments::from_vec(rest.iter().map(OsString::from).collect());
-            let which: Services = a
-                .opt_value_from_fn("--services", |v| v.parse::<Services>())?
-                .unwrap_or(Services::Default);
-            let rest: Vec<String> = a
-                .finish()
-                .into_iter()
-                .map(|s| s.to_string_lossy().into_owned())
-                .collect();
-            let lab = one_arg(&rest, "all")?;
-            up(&topologies(&lab)?, which, opts)
-        }
-        "service" => service(&rest, opts),
-        "down" => {
-            let which = one_arg(&rest, "all")?;
-            down(&topologies(&which)?, &opts.prefix, true);
-            Ok(())
-        }
-        "status" => {
-            one_arg(&rest, "all")?;
-            status(&opts.prefix);
-            Ok(())
-        }
-        "exec" => exec(&rest, opts),
-        "" => Err(Error::usage("lab needs up, down, status, exec or service")),
-        other => Err(Error::usage(format!(
-            "unknown lab command '{other}': up, down, status, exec or service"
-        ))),
-    }
-}
-
-fn one_arg(rest: &[String], default: &str) -> Result<String, Error> {
-    match rest {
-        [] => Ok(default.to_owned()),
-        [one] => Ok(one.clone()),
-        [_, extra, ..] => Err(Error::usage(format!("unexpected argument '{extra}'"))),
-    }
-}
-
 fn root_needed() -> Result<(), Error> {
     testkit::netns_available().map_err(|why| {
         Error::msg(format!(
@@ -241,21 +137,13 @@ fn root_needed() -> Result<(), Error> {
     })
 }
 
-/// The folder every lab host sees at [`SHARED_AT`]: the repository's `lab/` unless `--lab-dir`,
-/// created on demand (students drop their code there and take their captures out).
-pub fn shared_dir(opts: &Opts) -> PathBuf {
-    opts.lab_dir
-        .clone()
-        .unwrap_or_else(|| site::workspace_root().join("lab"))
-}
-
 /// Where the shared folder appears inside every host, as in the compose files.
 pub const SHARED_AT: &str = "/lab";
 
 /// Brings the topologies up with the services `which` selects.
 pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(), Error> {
     root_needed()?;
-    let bins = site::binaries(opts).map_err(Error::msg)?;
+    let bins = opts::binaries(opts).map_err(Error::msg)?;
     for t in topos {
         // Idempotent: a previous `up` (or a crash) is cleared first.
         down(&[*t], &opts.prefix, false);
@@ -263,7 +151,7 @@ pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(
             .map_err(|e| Error::msg(format!("build the {} topology: {e}", t.name)))?
             .keep();
         let site = Site::standing(t, bed, &bins);
-        let res = start_standing(&site, which, &shared_dir(opts));
+        let res = start_standing(&site, which, &opts.shared_dir());
         if let Err(e) = res {
             drop(site);
             down(&[*t], &opts.prefix, false);
@@ -274,7 +162,7 @@ pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(
     }
     println!(
         "\nyour files: {} is {SHARED_AT} in every host",
-        shared_dir(opts).display()
+        opts.shared_dir().display()
     );
     println!(
         "run a program on a host: cargo xtask lab exec client -- udp-broadcast recv --port 5007"
@@ -291,7 +179,7 @@ fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<(), Str
     bed.share_dir(shared, Path::new(SHARED_AT))
         .map_err(|e| format!("share {} at {SHARED_AT}: {e}", shared.display()))?;
     if site.topo.name == "week3" {
-        crate::tools::ensure(&["smcroute"], false)?;
+        crate::packages::ensure(&["smcroute"], false)?;
         bed.enable_mroute(IpAddr::V4(topo::WEEK3_GROUP))
             .map_err(|e| format!("multicast route on the router: {e}"))?;
     }
@@ -347,7 +235,7 @@ fn start_service(site: &Site, s: &Service) -> Result<(), String> {
 /// `lab service start|stop HOST [SERVICE]`: takes or frees the ports of a host's services, so a
 /// student's own server (a homework tunnel on router:9090, chatserver.py on webserver:5000) can
 /// run where the course's would.
-fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
+pub fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
     let (verb, host, name) = match rest {
         [v, h] => (v.as_str(), h.as_str(), None),
         [v, h, n] => (v.as_str(), h.as_str(), Some(n.as_str())),
@@ -409,7 +297,7 @@ fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
         return Ok(());
     }
     root_needed()?;
-    let bins = site::binaries(opts).map_err(Error::msg)?;
+    let bins = opts::binaries(opts).map_err(Error::msg)?;
     let bed = Testbed::attach(t, &opts.prefix);
     let site = Site::standing(t, bed, &bins);
     let host_dir = |host: &str| run_dir(&format!("{}{}", opts.prefix, t.container(host)));
@@ -646,7 +534,7 @@ pub fn status(prefix: &str) {
 }
 
 /// `lab exec HOST -- CMD…`: runs CMD inside the host with the lab binaries on the PATH.
-fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
+pub fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
     let (host, cmd) = match rest.split_first() {
         Some((h, tail)) => (h, tail.strip_prefix(&["--".to_owned()]).unwrap_or(tail)),
         None => return Err(Error::usage("lab exec needs HOST -- COMMAND…")),
@@ -669,7 +557,7 @@ fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
         .bin_dir
         .clone()
         .or_else(|| std::env::var_os("NETLAB_BIN_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| site::workspace_root().join("target").join("release"));
+        .unwrap_or_else(|| opts::workspace_root().join("target").join("release"));
     let status = testkit::host_command(&ns, &cmd[0])
         .env("PATH", testkit::lab_path(&[&bins]))
         .args(&cmd[1..])

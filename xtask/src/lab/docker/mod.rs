@@ -13,8 +13,9 @@
 //! demo starts in the background writes its PID inside the container first, so Ctrl-C (SIGINT)
 //! and SIGKILL reach it there: signalling the local `docker exec` client would not.
 
+pub mod cli;
+pub mod files;
 pub mod image;
-pub mod lab;
 
 use std::fs::File;
 use std::io::IsTerminal as _;
@@ -26,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use labnet::topo::Topology;
 
-use crate::images::{self, READY_FILE, Variant};
-use crate::lab::Services;
-use crate::site::workspace_root;
+use self::files::{READY_FILE, Variant};
+use super::services::{Services, course_services};
+use crate::opts::{Opts, workspace_root};
 
 /// How long a run waits for another run's lab of the same topology to go down.
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
@@ -107,7 +108,7 @@ pub fn docker_name(s: &str) -> String {
 /// (a run with a prefix builds and removes its own).
 pub fn default_image(prefix: &str) -> String {
     if prefix.is_empty() {
-        images::IMAGE.to_owned()
+        files::IMAGE.to_owned()
     } else {
         format!("{}netlab:latest", docker_name(prefix))
     }
@@ -132,7 +133,8 @@ pub fn output(mut cmd: Command, limit: Duration) -> Result<(bool, String, String
     }
 }
 
-fn docker(args: &[&str]) -> Command {
+/// `docker ARGS…`.
+pub fn docker(args: &[&str]) -> Command {
     let mut c = Command::new("docker");
     c.args(args);
     c
@@ -191,7 +193,7 @@ impl Project {
         let lab_dir = std::path::absolute(lab_dir).unwrap_or_else(|_| lab_dir.to_path_buf());
         let name = docker_name(&format!("{prefix}{}", topo.name));
         if prefix.is_empty()
-            && image == images::IMAGE
+            && image == files::IMAGE
             && scratch.is_none()
             && lab_dir == root.join("lab")
         {
@@ -214,7 +216,7 @@ impl Project {
         let dir = std::env::temp_dir().join("netlab-docker");
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let file = dir.join(format!("{name}.yml"));
-        std::fs::write(&file, images::compose(topo, &variant))
+        std::fs::write(&file, files::compose(topo, &variant))
             .map_err(|e| format!("write {}: {e}", file.display()))?;
         Ok(Project {
             topo,
@@ -245,7 +247,7 @@ impl Project {
         let mut c = compose_cmd();
         c.arg("-p").arg(&self.name).arg("-f").arg(&self.file);
         if all_profiles {
-            c.args(["--profile", images::PROFILE_ALL]);
+            c.args(["--profile", files::PROFILE_ALL]);
         }
         c
     }
@@ -253,7 +255,7 @@ impl Project {
     /// The compose services `up` starts for `services`.
     fn service_names(&self, services: Services) -> Vec<String> {
         let mut v: Vec<String> = self.topo.hosts.iter().map(|h| h.name.to_owned()).collect();
-        for c in images::course_services(self.topo) {
+        for c in course_services(self.topo) {
             if services == Services::All || (services == Services::Default && c.default) {
                 v.push(c.name.to_owned());
             }
@@ -270,7 +272,7 @@ impl Project {
             return Err(format!(
                 "the image {} is not built: cargo xtask images --build{}",
                 self.image,
-                if self.image == images::IMAGE {
+                if self.image == files::IMAGE {
                     String::new()
                 } else {
                     format!(" --tag {}", self.image)
@@ -348,7 +350,7 @@ impl Project {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        for s in images::course_services(self.topo) {
+        for s in course_services(self.topo) {
             if !names.iter().any(|n| n == s.name) {
                 continue;
             }
@@ -431,7 +433,7 @@ impl Project {
 fn bridged_rule() -> Vec<String> {
     [
         "-i",
-        &format!("{}+", images::BRIDGE_PREFIX),
+        &format!("{}+", files::BRIDGE_PREFIX),
         "-m",
         "physdev",
         "--physdev-is-bridged",
@@ -717,13 +719,13 @@ impl Lab {
     /// at the same path in every container.
     pub fn for_demo(
         topo: &'static Topology,
-        opts: &crate::site::Opts,
+        opts: &Opts,
         image: &str,
         scratch: &Path,
         say: impl Fn(&str),
     ) -> Result<Lab, String> {
         let lock = lock(topo, say)?;
-        let lab_dir = crate::lab::shared_dir(opts);
+        let lab_dir = opts.shared_dir();
         let project = Project::new(topo, &opts.prefix, image, &lab_dir, Some(scratch))?;
         if let Err(e) = project.up(Services::None, false) {
             project.forget_file();
@@ -745,53 +747,6 @@ impl Drop for Lab {
             );
         }
         self.project.forget_file();
-    }
-}
-
-/// The image of a `demo --docker` run: the one given with `--image`, or built now from the
-/// binaries just built (offline path: the demo shows these binaries, whatever a registry has).
-/// A run with a prefix builds its own (`<prefix>netlab:latest`) and removes it when done.
-#[derive(Debug)]
-pub struct DemoImage {
-    /// The image name.
-    pub name: String,
-    remove: bool,
-}
-
-impl DemoImage {
-    /// Checks or builds the image.
-    pub fn prepare(
-        given: Option<String>,
-        opts: &crate::site::Opts,
-        bins: &Path,
-    ) -> Result<DemoImage, String> {
-        engine()?;
-        if let Some(name) = given {
-            if !image_exists(&name) {
-                return Err(format!("the image {name} does not exist"));
-            }
-            return Ok(DemoImage {
-                name,
-                remove: false,
-            });
-        }
-        let name = default_image(&opts.prefix);
-        let mut o = opts.clone();
-        o.bin_dir = Some(bins.to_path_buf());
-        o.quiet = true;
-        image::build(&name, true, &o)?;
-        Ok(DemoImage {
-            name,
-            remove: !opts.prefix.is_empty(),
-        })
-    }
-}
-
-impl Drop for DemoImage {
-    fn drop(&mut self) {
-        if self.remove {
-            let _ = output(docker(&["rmi", "-f", &self.name]), Duration::from_secs(60));
-        }
     }
 }
 

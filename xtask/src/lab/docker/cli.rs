@@ -12,10 +12,11 @@ use std::time::Duration;
 use labnet::Error;
 use labnet::topo::Topology;
 
+use super::files::IMAGE;
 use super::{Project, engine, exec_interactive, helper, output};
-use crate::images::{self, course_services};
-use crate::lab::Services;
-use crate::site::Opts;
+use crate::lab::services::{CourseService, Services, course_services};
+use crate::lab::site::{resolve_host, topologies};
+use crate::opts::Opts;
 
 /// `lab SUB … --docker` (the `--docker` flag already removed).
 pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
@@ -33,8 +34,8 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
     if let Some(bad) = pos.iter().find(|p| p.starts_with('-')) {
         return Err(Error::usage(format!("unknown option '{bad}'")));
     }
-    let image = image.unwrap_or_else(|| images::IMAGE.to_owned());
-    let lab_dir = crate::lab::shared_dir(opts);
+    let image = image.unwrap_or_else(|| IMAGE.to_owned());
+    let lab_dir = opts.shared_dir();
     let services = match services {
         Some(s) => s.parse::<Services>().map_err(Error::usage)?,
         None => Services::Default,
@@ -50,7 +51,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
     };
     match sub {
         "up" => {
-            for t in crate::lab::topologies(&one("all")?)? {
+            for t in topologies(&one("all")?)? {
                 let p =
                     Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
                 p.up(services, true)
@@ -69,7 +70,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
             Ok(())
         }
         "down" => {
-            for t in crate::lab::topologies(&one("all")?)? {
+            for t in topologies(&one("all")?)? {
                 let p =
                     Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
                 let n = p.containers().len();
@@ -100,7 +101,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
                     "lab exec --docker needs a command after the host: lab exec client --docker -- bash",
                 ));
             }
-            let (t, h) = crate::lab::resolve_host(host)?;
+            let (t, h) = resolve_host(host)?;
             let p = Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
             let c = p.container(h.name);
             if !running(&c) {
@@ -206,7 +207,7 @@ fn print_containers(p: &Project) {
 }
 
 /// Whether each port of a course service answers, probed from its probe host.
-fn answers(p: &Project, s: &images::CourseService, secs: u32) -> String {
+fn answers(p: &Project, s: &CourseService, secs: u32) -> String {
     let Some(h) = p.topo.host(s.host) else {
         return String::new();
     };
@@ -288,9 +289,9 @@ fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Resu
             "unknown lab service command '{action}': start or stop"
         )));
     }
-    let (t, h) = crate::lab::resolve_host(host)?;
+    let (t, h) = resolve_host(host)?;
     let all = course_services(t);
-    let svcs: Vec<&images::CourseService> = all
+    let svcs: Vec<&CourseService> = all
         .iter()
         .filter(|s| s.host == h.name && name.is_none_or(|n| n == s.name))
         .collect();
