@@ -10,9 +10,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use labnet::Error;
+use labnet::error::Context as _;
 use labnet::pcap::{self, Packet};
 use labnet::topo::Topology;
+use labnet::{Error, Result};
 
 use crate::lab::netns::is_up;
 use crate::lab::site::{Site, resolve_host};
@@ -57,7 +58,7 @@ impl Capture {
         iface: &str,
         filter: &str,
         name: &str,
-    ) -> Result<Capture, String> {
+    ) -> Result<Capture> {
         Capture::start_at(site, host, iface, filter, site.dir.join(name))
     }
 
@@ -69,29 +70,29 @@ impl Capture {
         iface: &str,
         filter: &str,
         path: PathBuf,
-    ) -> Result<Capture, String> {
+    ) -> Result<Capture> {
         let args = tcpdump_args(iface, &path, filter);
         let mut bg = site.spawn(host, "tcpdump", &args)?;
         bg.wait_for(Duration::from_secs(10), |_, err| {
             err.contains("listening on")
         })
         .map_err(|e| {
-            format!(
+            Error::msg(format!(
                 "tcpdump on {}: {e}: {}",
                 site.display(host),
                 bg.stderr().trim()
-            )
+            ))
         })?;
         Ok(Capture { bg, path })
     }
 
     /// Stops tcpdump (SIGINT flushes the file) and reads the packets.
-    pub fn stop(mut self) -> Result<Vec<Packet>, String> {
+    pub fn stop(mut self) -> Result<Vec<Packet>> {
         // Frames still in flight on the veth reach tcpdump's socket within microseconds; a short
         // grace keeps the last FIN or IGMP leave in the file.
         crate::proc::pause(Duration::from_millis(300))?;
         let _ = self.bg.interrupt(Duration::from_secs(5))?;
-        pcap::read(&self.path)
+        pcap::read(&self.path).map_err(Error::msg)
     }
 }
 
@@ -172,12 +173,10 @@ pub fn live(req: &Request) -> Result<(), Error> {
     let mut child = labnet::testkit::host_command(&ns, "tcpdump")
         .args(tcpdump_args(iface, out, filter))
         .spawn()
-        .map_err(|e| Error::msg(format!("start tcpdump: {e}")))?;
+        .context("start tcpdump")?;
     // Ctrl-C reaches tcpdump too (same terminal process group); it flushes and ends. Our
     // handler only notes it, and we wait for tcpdump to finish writing.
-    let status = child
-        .wait()
-        .map_err(|e| Error::msg(format!("wait for tcpdump: {e}")))?;
+    let status = child.wait().context("wait for tcpdump")?;
     if !status.success() && !crate::proc::interrupted() {
         return Err(Error::msg(format!("tcpdump ended with {status}")));
     }

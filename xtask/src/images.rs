@@ -5,8 +5,9 @@
 
 use std::path::Path;
 
-use labnet::Error;
+use labnet::error::Context as _;
 use labnet::topo;
+use labnet::{Error, Result};
 
 use crate::lab::docker::files::{IMAGE, files};
 use crate::lab::docker::{self, image};
@@ -36,15 +37,13 @@ pub fn command(args: Vec<std::ffi::OsString>, opts: &Opts) -> Result<(), Error> 
             continue;
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::msg(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
-        std::fs::write(&path, text)
-            .map_err(|e| Error::msg(format!("write {}: {e}", path.display())))?;
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
         if rel.ends_with("nc") {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| Error::msg(format!("chmod {}: {e}", path.display())))?;
+                .with_context(|| format!("chmod {}", path.display()))?;
         }
         println!("wrote {}", rel.display());
     }
@@ -57,7 +56,7 @@ pub fn command(args: Vec<std::ffi::OsString>, opts: &Opts) -> Result<(), Error> 
     validate(&root)?;
     if build {
         let tag = tag.unwrap_or_else(|| IMAGE.to_owned());
-        image::build(&tag, offline, opts).map_err(Error::msg)?;
+        image::build(&tag, offline, opts)?;
         println!(
             "start a lab with: cargo xtask lab up week3 --docker   (or: docker-compose -p week3 -f docker/week3.yml up -d)"
         );
@@ -82,7 +81,7 @@ fn validate(root: &Path) -> Result<(), Error> {
             .arg(&file)
             .args(["config", "-q"])
             .output()
-            .map_err(|e| Error::msg(format!("run docker-compose: {e}")))?;
+            .context("run docker-compose")?;
         if !out.status.success() {
             return Err(Error::msg(format!(
                 "docker/{}.yml is not valid: {}",

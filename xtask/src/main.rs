@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use labnet::Error;
+use labnet::error::Context as _;
 use labnet::pcap;
 
 const HELP: &str = "\
@@ -140,7 +141,7 @@ fn dispatch(opts: opts::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
         "__nc" => probe::netcat(&strings()),
         "__bins" => {
             // The binaries `images --build` puts in the image (tests build exactly these).
-            for n in lab::docker::image::binary_names().map_err(Error::msg)? {
+            for n in lab::docker::image::binary_names()? {
                 println!("{n}");
             }
             Ok(())
@@ -176,10 +177,7 @@ fn bench(opts: &opts::Opts, args: Vec<OsString>) -> Result<(), Error> {
         cmd.arg("--bin-dir").arg(dir);
     }
     cmd.args(args);
-    let status = cmd.status().map_err(|e| Error::Io {
-        context: "run cargo run -p netlab-bench".into(),
-        source: e,
-    })?;
+    let status = cmd.status().context("run cargo run -p netlab-bench")?;
     match status.code() {
         Some(0) => Ok(()),
         Some(2) => Err(Error::usage("bad benchmark arguments (see above)")),

@@ -5,6 +5,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use labnet::error::Context as _;
+use labnet::{Error, Result};
+
 /// Options shared by `lab`, `demo` and `verify`.
 #[derive(Clone, Debug, Default)]
 pub struct Opts {
@@ -50,7 +53,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The lab binaries: `--bin-dir` (or `NETLAB_BIN_DIR`) as given, else built once in release mode.
-pub fn binaries(opts: &Opts) -> Result<PathBuf, String> {
+pub fn binaries(opts: &Opts) -> Result<PathBuf> {
     if let Some(d) = &opts.bin_dir {
         return Ok(d.clone());
     }
@@ -74,9 +77,11 @@ pub fn binaries(opts: &Opts) -> Result<PathBuf, String> {
             "xtask",
         ])
         .status()
-        .map_err(|e| format!("run cargo: {e}"))?;
+        .context("run cargo")?;
     if !st.success() {
-        return Err("cargo build --release --bins failed (see the errors above)".into());
+        return Err(Error::msg(
+            "cargo build --release --bins failed (see the errors above)",
+        ));
     }
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);

@@ -7,6 +7,10 @@
 
 use std::fmt::Write as _;
 
+/// What a check saw: `Ok(what held)` or `Err(what was seen instead)`. Not an error: a demo that
+/// fails to run returns a `labnet::Error`; an observation that does not hold is a verdict.
+pub type Verdict = Result<String, String>;
+
 /// The verdict on one observation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -102,7 +106,7 @@ impl Report {
     }
 
     /// Records a check from a result: `Ok(seen)` passes, `Err(why)` fails.
-    pub fn check(&mut self, tag: &str, what: &str, result: Result<String, String>) {
+    pub fn check(&mut self, tag: &str, what: &str, result: Verdict) {
         let outcome = match result {
             Ok(seen) => Outcome::Pass(seen),
             Err(why) => Outcome::Fail(why),

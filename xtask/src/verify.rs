@@ -64,7 +64,7 @@ pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
         new
     });
     opts.quiet = true;
-    let bins = opts::binaries(&opts).map_err(Error::msg)?;
+    let bins = opts::binaries(&opts)?;
     let mut ctx = Ctx::new(opts, bins);
     if !untagged {
         ctx.r.only = tags.iter().map(|t| (*t).to_owned()).collect();

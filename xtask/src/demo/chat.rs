@@ -6,27 +6,32 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use labnet::error::Context as _;
 use labnet::topo::{self, CHAT};
+use labnet::{Error, Result};
 
 use super::ctx::{Ctx, args, line, recv_lines};
 use crate::lab::Site;
 use crate::proc::Bg;
+use crate::report::Verdict;
 use labnet::pcap;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn say(bg: &mut Bg, text: &str) -> Result<(), String> {
-    let w = bg.stdin().ok_or("chat-client has no stdin")?;
-    writeln!(w, "{text}").map_err(|e| format!("write to chat-client: {e}"))?;
-    w.flush().map_err(|e| format!("write to chat-client: {e}"))
+fn say(bg: &mut Bg, text: &str) -> Result<()> {
+    let w = bg
+        .stdin()
+        .ok_or_else(|| Error::msg("chat-client has no stdin"))?;
+    writeln!(w, "{text}").context("write to chat-client")?;
+    w.flush().context("write to chat-client")
 }
 
-fn ok_if(cond: bool, yes: String, no: String) -> Result<String, String> {
+fn ok_if(cond: bool, yes: String, no: String) -> Verdict {
     if cond { Ok(yes) } else { Err(no) }
 }
 
 /// The chat demo.
-pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
+pub fn chat(ctx: &mut Ctx) -> Result<()> {
     let mut site: Site = ctx.bring_up(&CHAT)?;
     let port = topo::CHAT_PORT.to_string();
     let mut srv_args = args(&["--port", &port]);
@@ -137,14 +142,14 @@ pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
                 Ok(r.text)
             }
             (_, Some(r)) => Err(format!("carol printed '{}'", r.text)),
-            (Err(e), None) => Err(e.clone()),
+            (Err(e), None) => Err(e.to_string()),
             (Ok(()), None) => Err("carol got no P2P line".into()),
         },
     );
 
     ctx.r
         .command(&site.display("client3"), "^D    # carol leaves");
-    let (mut carol, _) = clients.pop().ok_or("no carol")?;
+    let (mut carol, _) = clients.pop().ok_or_else(|| Error::msg("no carol"))?;
     carol.close_stdin();
     let left = clients[0]
         .0
@@ -153,7 +158,8 @@ pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
     ctx.r.check(
         "chat",
         "the user list updates when a client leaves",
-        left.map(|()| "alice and bob saw 'carol left'".to_owned()),
+        left.map(|()| "alice and bob saw 'carol left'".to_owned())
+            .map_err(|e| e.to_string()),
     );
     carol.finish(Duration::from_secs(5))?;
     for (bg, _) in clients.iter_mut() {
@@ -187,7 +193,7 @@ pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
         Err(why) => ctx.r.not_shown(
             "chat",
             "the capture on the server shows client1's SYN / SYN-ACK / ACK",
-            &why,
+            &why.to_string(),
         ),
     }
     match p2p_cap.and_then(|c| c.stop()) {
@@ -228,7 +234,7 @@ pub fn chat(ctx: &mut Ctx) -> Result<(), String> {
         Err(why) => ctx.r.not_shown(
             "chat",
             "the P2P datagram's UDP header: 4 fields of 2 bytes",
-            &why,
+            &why.to_string(),
         ),
     }
     drop(site);

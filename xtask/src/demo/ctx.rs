@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use labnet::topo::Topology;
+use labnet::{Error, Result};
 
 use crate::capture::Capture;
 use crate::lab::Site;
@@ -61,7 +62,7 @@ impl Ctx {
     }
 
     /// Brings up `topo` (namespaces, or loopback with a printed reason).
-    pub fn bring_up(&mut self, topo: &'static Topology) -> Result<Site, String> {
+    pub fn bring_up(&mut self, topo: &'static Topology) -> Result<Site> {
         let (site, why) = Site::up(topo, &self.opts, &self.bins)?;
         match why {
             None if self.opts.docker.is_some() => {
@@ -87,8 +88,12 @@ impl Ctx {
             None => {
                 if !self.tools_checked {
                     self.tools_checked = true;
-                    self.no_capture = crate::packages::ensure(&["tcpdump"], self.opts.quiet).err();
-                    self.no_mroute = crate::packages::ensure(&["smcroute"], self.opts.quiet).err();
+                    self.no_capture = crate::packages::ensure(&["tcpdump"], self.opts.quiet)
+                        .err()
+                        .map(|e| e.to_string());
+                    self.no_mroute = crate::packages::ensure(&["smcroute"], self.opts.quiet)
+                        .err()
+                        .map(|e| e.to_string());
                 }
                 self.r.say(&format!(
                     "({} topology up in network namespaces: {})",
@@ -122,15 +127,9 @@ impl Ctx {
     }
 
     /// Starts a capture for a check, or returns why it cannot be made here.
-    pub fn capture(
-        &self,
-        site: &Site,
-        host: &str,
-        filter: &str,
-        name: &str,
-    ) -> Result<Capture, String> {
+    pub fn capture(&self, site: &Site, host: &str, filter: &str, name: &str) -> Result<Capture> {
         if let Some(why) = &self.no_capture {
-            return Err(why.clone());
+            return Err(Error::msg(why.clone()));
         }
         Capture::start(site, host, "eth0", filter, name)
     }

@@ -13,7 +13,7 @@ pub use ctx::Ctx;
 
 use std::ffi::OsString;
 
-use labnet::Error;
+use labnet::{Error, Result};
 
 use crate::capture;
 use crate::lab::docker::image::DemoImage;
@@ -67,12 +67,13 @@ fn run_one(ctx: &mut Ctx, name: &str) {
         "ws" => tp3::ws(ctx),
         "tls" => tp3::tls(ctx),
         "chat" => chat::chat(ctx),
-        _ => Err(format!("unknown demo {name}")),
+        _ => Err(Error::msg(format!("unknown demo {name}"))),
     };
     ctx.finish_extra();
     if let Err(e) = res {
         // A demo that could not run at all still leaves a FAIL line naming why.
-        ctx.r.check(name, "the demo ran to the end", Err(e));
+        ctx.r
+            .check(name, "the demo ran to the end", Err(e.to_string()));
     }
     if !ctx.opts.quiet {
         println!("  (lab torn down)");
@@ -118,10 +119,10 @@ pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
         [_, extra, ..] => return Err(Error::usage(format!("unexpected argument '{extra}'"))),
     };
     let names = select(&name)?;
-    let bins = opts::binaries(&opts).map_err(Error::msg)?;
+    let bins = opts::binaries(&opts)?;
     // Docker: the image of the binaries just built (a prefixed run's own, removed at the end).
     let _image = if docker {
-        let img = DemoImage::prepare(image, &opts, &bins).map_err(Error::msg)?;
+        let img = DemoImage::prepare(image, &opts, &bins)?;
         opts.docker = Some(img.name.clone());
         Some(img)
     } else {
@@ -146,7 +147,7 @@ pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
 pub fn with_capture(name: &str, req: &capture::Request) -> Result<(), Error> {
     let names = select(name)?;
     let opts = Opts::default();
-    let bins = opts::binaries(&opts).map_err(Error::msg)?;
+    let bins = opts::binaries(&opts)?;
     let mut ctx = Ctx::new(opts, bins);
     ctx.extra = Some(ctx::Extra {
         host: req.host.to_owned(),

@@ -4,24 +4,27 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use labnet::error::Context as _;
 use labnet::topo::{self, TP3};
+use labnet::{Error, Result};
 
 use super::ctx::{Ctx, NEEDS_NETNS, args, line, recv_lines};
 use crate::lab::Site;
 use crate::proc::Bg;
+use crate::report::Verdict;
 use labnet::pcap;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// The tp3 site with lab-server running on `tcpip` and answering. The server is returned, not
 /// kept by the site, so the checks can read its log (the n it chose); drop it before the site.
-fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg), String> {
+fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg)> {
     let site = ctx.bring_up(&TP3)?;
     let dir = site.dir.clone();
     let svc = crate::lab::netns::services(&site, |_| dir.clone())
         .into_iter()
         .next()
-        .ok_or("no lab-server service")?;
+        .ok_or_else(|| Error::msg("no lab-server service"))?;
     let mut a = svc.args.clone();
     if !site.netns() {
         // Loopback: IPv4 only on 127.0.0.10, the TV on this host only (TTL 0 on lo).
@@ -55,7 +58,7 @@ fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg), String> {
 
 /// The n a server logged for `cmd` (`PMU #3 …: CMD_short:0 served: 8 messages`), waiting for the
 /// line: `service` is the log's prefix (`PMU #`, `WS #`, or `` for tls-pmu).
-fn served_n(server: &mut Bg, service: &str, cmd: &str) -> Result<usize, String> {
+fn served_n(server: &mut Bg, service: &str, cmd: &str) -> Result<usize> {
     let needle = format!("{cmd} served: ");
     let found = |out: &str| {
         out.lines()
@@ -66,8 +69,8 @@ fn served_n(server: &mut Bg, service: &str, cmd: &str) -> Result<usize, String> 
     };
     server
         .wait_for(LIMIT, |out, _| found(out).is_some())
-        .map_err(|e| format!("the server did not log '{needle}N messages': {e}"))?;
-    found(&server.stdout()).ok_or_else(|| format!("no '{needle}' in the server's log"))
+        .with_context(|| format!("the server did not log '{needle}N messages'"))?;
+    found(&server.stdout()).ok_or_else(|| Error::msg(format!("no '{needle}' in the server's log")))
 }
 
 /// The PMU messages a client printed, in order.
@@ -84,7 +87,7 @@ fn expected(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("This is PMU data {i}")).collect()
 }
 
-fn ok_if(cond: bool, yes: String, no: String) -> Result<String, String> {
+fn ok_if(cond: bool, yes: String, no: String) -> Verdict {
     if cond { Ok(yes) } else { Err(no) }
 }
 
@@ -97,7 +100,7 @@ fn recv_count(out: &str, needle: &str) -> usize {
 
 /// Part 1.2 (codes C and D): the server prints 16-byte chunks, the client 8-byte ones; "No more
 /// data" only once the client closes.
-pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
+pub fn basics(ctx: &mut Ctx) -> Result<()> {
     let site = ctx.bring_up(&TP3)?;
     let host = "student1";
     let srv_args = args(&["localhost", "5002"]);
@@ -159,7 +162,8 @@ pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
     ctx.r.check(
         "Q8",
         "after Ctrl-C on code D, the server prints 'No more data from'",
-        seen.map(|()| "printed once the client's FIN arrived (recv returned 0)".to_owned()),
+        seen.map(|()| "printed once the client's FIN arrived (recv returned 0)".to_owned())
+            .map_err(|e| e.to_string()),
     );
     drop(srv);
     drop(site);
@@ -168,7 +172,7 @@ pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
 
 /// Part 2 (Q9–Q13): one PMU message per segment with d=1, the whole burst in one segment with
 /// d=0, the flood in many segments and recv() calls.
-pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
+pub fn pmu(ctx: &mut Ctx) -> Result<()> {
     let (site, mut server) = site_with_server(ctx)?;
     let tcpip = site.name("tcpip");
     let port = topo::PMU_PORT.to_string();
@@ -187,7 +191,7 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
         let (st, out, err) = site.run("student1", "pmu-pdc-client", &a, Duration::from_secs(40))?;
         ctx.r.output(&out, 5);
         if !st.is_some_and(|s| s.success()) {
-            return Err(format!("pmu-pdc-client failed: {}", err.trim()));
+            return Err(Error::msg(format!("pmu-pdc-client failed: {}", err.trim())));
         }
         let got = pmu_messages(&out);
         let n = served_n(&mut server, "PMU #", &cmd)?;
@@ -257,7 +261,7 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
             Err(why) => ctx.r.not_shown(
                 "Q9",
                 &format!("d={d}: data packets from the PMU counted in a capture"),
-                &why,
+                &why.to_string(),
             ),
         }
     }
@@ -270,7 +274,10 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
     let stat: Vec<&str> = out.lines().filter(|l| l.contains("[STAT]")).collect();
     ctx.r.output(&stat.join("\n"), 3);
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("pmu-pdc-client CMD_floodme failed: {}", err.trim()));
+        return Err(Error::msg(format!(
+            "pmu-pdc-client CMD_floodme failed: {}",
+            err.trim()
+        )));
     }
     // "the flood: 65536 bytes in 16 recv() calls …"
     let nums: Vec<usize> = stat
@@ -342,7 +349,7 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
         Err(why) => ctx.r.not_shown(
             "Q12",
             "packets with payload from the PMU for the flood",
-            &why,
+            &why.to_string(),
         ),
     }
     drop(server);
@@ -352,7 +359,7 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
 
 /// Part 3 (Q14–Q15): retransmission until OFFSET=X, over whichever family answers; the loss
 /// estimate over 100 resets is close to the server's drop probability.
-pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
+pub fn reset(ctx: &mut Ctx) -> Result<()> {
     let (site, server) = site_with_server(ctx)?;
     let tcpip = site.name("tcpip");
     let a = args(&[&tcpip]);
@@ -361,7 +368,7 @@ pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
     let (st, out, err) = site.run("student1", "reset-client", &a, LIMIT)?;
     ctx.r.output(&out, 6);
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("reset-client failed: {}", err.trim()));
+        return Err(Error::msg(format!("reset-client failed: {}", err.trim())));
     }
     let answer = recv_lines(&out)
         .into_iter()
@@ -382,7 +389,10 @@ pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
     let stat: Vec<&str> = out.lines().filter(|l| l.contains("[STAT]")).collect();
     ctx.r.output(&stat.join("\n"), 12);
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("reset-client --runs 100 failed: {}", err.trim()));
+        return Err(Error::msg(format!(
+            "reset-client --runs 100 failed: {}",
+            err.trim()
+        )));
     }
     ctx.r.observe(
         "the server drops 30% of requests: about 1/(1-0.3) = 1.43 datagrams per acknowledged reset",
@@ -418,7 +428,7 @@ fn station_lines(record: &str) -> Vec<String> {
 
 /// Part 4 (Q16–Q18): the TV's lines with ID swcmTV, and its answer to a text of at least 300
 /// characters.
-pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
+pub fn tv(ctx: &mut Ctx) -> Result<()> {
     let (site, server) = site_with_server(ctx)?;
     let group = topo::TV_GROUP.to_string();
     let port = topo::TV_PORT.to_string();
@@ -478,10 +488,10 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
         .take(300)
         .collect();
     if long.chars().count() != 300 {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "the demo's text has {} characters, not 300",
             long.chars().count()
-        ));
+        )));
     }
     for (id, host) in [("123456", "student2"), ("654321", "student2")] {
         let mut a = args(&["--id", id, "--linger", "3"]);
@@ -497,7 +507,7 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
         let mut chat = site.spawn_stdin(host, "mcast-chat", &a)?;
         if let Some(w) = chat.stdin() {
             use std::io::Write as _;
-            writeln!(w, "{long}").map_err(|e| format!("write to mcast-chat: {e}"))?;
+            writeln!(w, "{long}").context("write to mcast-chat")?;
         }
         chat.close_stdin();
         chat.finish(LIMIT)?;
@@ -577,7 +587,7 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
 }
 
 /// Part 5 (Q19–Q21): n message events for CMD_short:0 in one segment, one event for the flood.
-pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
+pub fn ws(ctx: &mut Ctx) -> Result<()> {
     let (site, mut server) = site_with_server(ctx)?;
     let url = format!("ws://{}:{}", site.name("tcpip"), topo::WS_PORT);
     let filter = format!("tcp port {}", topo::WS_PORT);
@@ -595,7 +605,7 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
             6,
         );
         if !st.is_some_and(|s| s.success()) {
-            return Err(format!("ws-client failed: {}", err.trim()));
+            return Err(Error::msg(format!("ws-client failed: {}", err.trim())));
         }
         let events: Option<usize> = out
             .lines()
@@ -646,7 +656,7 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
                 Err(why) => ctx.r.not_shown(
                     "Q19",
                     "packets from the WebSocket server carrying the messages",
-                    &why,
+                    &why.to_string(),
                 ),
             }
         } else {
@@ -678,7 +688,7 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
                 Err(why) => ctx.r.not_shown(
                     "Q21",
                     "the flood crosses the network in several packets",
-                    &why,
+                    &why.to_string(),
                 ),
             }
         }
@@ -690,11 +700,11 @@ pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
 
 /// Part 6: the handout's certificate flow with the course CA (`tls-pmu ca`), the PMU over TLS,
 /// and ciphertext on the wire.
-pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
+pub fn tls(ctx: &mut Ctx) -> Result<()> {
     crate::packages::ensure(&["openssl"], ctx.opts.quiet)?;
     let mut site = ctx.bring_up(&TP3)?;
     let dir = site.dir.join("certs");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let d = dir.display().to_string();
     let file = |f: &str| format!("{d}/{f}");
     // The name the PDC dials: the handout's in the namespaces, the address on loopback.
@@ -753,7 +763,7 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
         let (st, out, err) = site.run("tcpip", prog, a, LIMIT)?;
         ctx.r.output(&out, 2);
         if !st.is_some_and(|s| s.success()) {
-            return Err(format!("{prog} failed: {}", err.trim()));
+            return Err(Error::msg(format!("{prog} failed: {}", err.trim())));
         }
         signed = out;
     }
@@ -786,7 +796,10 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
     ctx.r.command(&site.display("tcpip"), &line("openssl", &v1));
     let (st, _, err) = site.run("tcpip", "openssl", &v1, LIMIT)?;
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("openssl x509 -req failed: {}", err.trim()));
+        return Err(Error::msg(format!(
+            "openssl x509 -req failed: {}",
+            err.trim()
+        )));
     }
     let bad = args(&[
         "serve",
@@ -895,9 +908,11 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
                 ),
             );
         }
-        Err(why) => ctx
-            .r
-            .not_shown("P6", "the PMU data is encrypted on the wire", &why),
+        Err(why) => ctx.r.not_shown(
+            "P6",
+            "the PMU data is encrypted on the wire",
+            &why.to_string(),
+        ),
     }
     if !site.netns() {
         ctx.r.say(&format!(

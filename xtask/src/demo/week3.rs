@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use labnet::error::Context as _;
 use labnet::topo::{self, WEEK3};
+use labnet::{Error, Result};
 
 use super::ctx::{Ctx, NEEDS_NETNS, args, line, recv_lines, secs};
 use crate::lab::Site;
@@ -20,7 +22,7 @@ fn payloads(out: &str) -> Vec<String> {
 }
 
 /// Demo 1 / exercise 1: two receivers get the same broadcasts; the router keeps them in.
-pub fn broadcast(ctx: &mut Ctx) -> Result<(), String> {
+pub fn broadcast(ctx: &mut Ctx) -> Result<()> {
     let site = ctx.bring_up(&WEEK3)?;
     let port = topo::BROADCAST_PORT.to_string();
     let dst = if site.netns() {
@@ -83,7 +85,7 @@ pub fn broadcast(ctx: &mut Ctx) -> Result<(), String> {
         let (st, out, err) = site.run("client", "udp-broadcast", &send_args, LIMIT)?;
         ctx.r.output(&out, 3);
         if !st.is_some_and(|s| s.success()) {
-            return Err(format!("the sender failed: {}", err.trim()));
+            return Err(Error::msg(format!("the sender failed: {}", err.trim())));
         }
         sender_out.push_str(&out);
     }
@@ -230,12 +232,12 @@ pub fn broadcast(ctx: &mut Ctx) -> Result<(), String> {
             ctx.r.not_shown(
                 "E4",
                 "broadcast frames have destination ff:ff:ff:ff:ff:ff",
-                &why,
+                &why.to_string(),
             );
             ctx.r.not_shown(
                 "E4",
                 "UDP datagrams lack sequence numbers or acknowledgements",
-                &why,
+                &why.to_string(),
             );
         }
     }
@@ -244,7 +246,7 @@ pub fn broadcast(ctx: &mut Ctx) -> Result<(), String> {
 }
 
 /// Demo 2 / exercise 2: IGMP join and leave, only members receive, TTL decides how far it goes.
-pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
+pub fn multicast(ctx: &mut Ctx) -> Result<()> {
     let site = ctx.bring_up(&WEEK3)?;
     let group = topo::WEEK3_GROUP;
     let g = group.to_string();
@@ -257,7 +259,7 @@ pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
         );
         if let Some(bed) = site.bed() {
             bed.enable_mroute(IpAddr::V4(group))
-                .map_err(|e| format!("multicast route: {e}"))?;
+                .context("multicast route")?;
         }
     }
     let cap = ctx.capture(
@@ -338,7 +340,10 @@ pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
     let (st, out, err) = site.run("server", "udp-multicast", &send_args, LIMIT)?;
     ctx.r.output(&out, 2);
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("the multicast sender failed: {}", err.trim()));
+        return Err(Error::msg(format!(
+            "the multicast sender failed: {}",
+            err.trim()
+        )));
     }
     let mut got = Vec::new();
     for (h, mut bg) in members.iter().zip(bgs) {
@@ -427,7 +432,10 @@ pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
             .command(&site.display("server"), &line("udp-multicast", &send1));
         let (st, _, err) = site.run("server", "udp-multicast", &send1, LIMIT)?;
         if !st.is_some_and(|s| s.success()) {
-            return Err(format!("the multicast sender failed: {}", err.trim()));
+            return Err(Error::msg(format!(
+                "the multicast sender failed: {}",
+                err.trim()
+            )));
         }
         let mut n = Vec::new();
         for mut bg in phase2 {
@@ -525,12 +533,12 @@ pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
                 "IGMP membership reports when the receivers join",
                 "IGMP leave when a receiver exits",
             ] {
-                ctx.r.not_shown("E2", w, &why);
+                ctx.r.not_shown("E2", w, &why.to_string());
             }
             ctx.r.not_shown(
                 "E4",
                 "multicast destination addresses begin with 239.x.x.x",
-                &why,
+                &why.to_string(),
             );
         }
     }
@@ -539,7 +547,7 @@ pub fn multicast(ctx: &mut Ctx) -> Result<(), String> {
 }
 
 /// Demo 3 / exercise 3: the tunnel relays each client over a second, separate connection.
-pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
+pub fn tunnel(ctx: &mut Ctx) -> Result<()> {
     let mut site = ctx.bring_up(&WEEK3)?;
     let dir = site.dir.clone();
     let svcs = crate::lab::netns::services(&site, |_| dir.clone());
@@ -578,7 +586,7 @@ pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
     // xtask's built-in netcat does the same.
     let real_nc =
         site.netns() && crate::packages::ensure(&["netcat-openbsd"], ctx.opts.quiet).is_ok();
-    let nc = |site: &Site, to: &str, port: u16, msg: &str| -> Result<String, String> {
+    let nc = |site: &Site, to: &str, port: u16, msg: &str| -> Result<String> {
         let (st, out, err) = if real_nc {
             let script = format!("echo '{msg}' | nc {} {port}", site.name(to));
             site.run("client", "sh", &["-c".to_owned(), script], LIMIT)?
@@ -594,7 +602,7 @@ pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
         if st.is_some_and(|s| s.success()) {
             Ok(out)
         } else {
-            Err(err.trim().to_owned())
+            Err(Error::msg(err.trim()))
         }
     };
     ctx.r.command(
@@ -734,14 +742,17 @@ pub fn tunnel(ctx: &mut Ctx) -> Result<(), String> {
             ctx.r.not_shown(
                 "E3",
                 "two separate TCP connections: client→router:9090 and router→server:8080",
-                &why,
+                &why.to_string(),
             );
-            ctx.r
-                .not_shown("E4", "TCP shows SYN, SYN-ACK, ACK before data", &why);
+            ctx.r.not_shown(
+                "E4",
+                "TCP shows SYN, SYN-ACK, ACK before data",
+                &why.to_string(),
+            );
             ctx.r.not_shown(
                 "E3",
                 "clean connection teardown in both directions (FIN each way)",
-                &why,
+                &why.to_string(),
             );
         }
     }

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use labnet::Error;
+use labnet::error::Context as _;
 use labnet::testkit::{self, Testbed};
 use labnet::topo::{self, Topology};
+use labnet::{Error, Result};
 
 use super::services::Services;
 use super::site::{Mode, Site, resolve_host};
@@ -143,19 +144,19 @@ pub const SHARED_AT: &str = "/lab";
 /// Brings the topologies up with the services `which` selects.
 pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(), Error> {
     root_needed()?;
-    let bins = opts::binaries(opts).map_err(Error::msg)?;
+    let bins = opts::binaries(opts)?;
     for t in topos {
         // Idempotent: a previous `up` (or a crash) is cleared first.
         down(&[*t], &opts.prefix, false);
         let bed = Testbed::up(t, &opts.prefix)
-            .map_err(|e| Error::msg(format!("build the {} topology: {e}", t.name)))?
+            .with_context(|| format!("build the {} topology", t.name))?
             .keep();
         let site = Site::standing(t, bed, &bins);
         let res = start_standing(&site, which, &opts.shared_dir());
         if let Err(e) = res {
             drop(site);
             down(&[*t], &opts.prefix, false);
-            return Err(Error::msg(format!("{}: {e}", t.name)));
+            return Err(e.within(t.name));
         }
         println!("{} is up:", t.name);
         print_hosts(&site, &opts.prefix, which);
@@ -172,16 +173,16 @@ pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(
     Ok(())
 }
 
-fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<(), String> {
+fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<()> {
     let Mode::Netns(bed) = &site.mode else {
-        return Err("not a namespace lab".into());
+        return Err(Error::msg("not a namespace lab"));
     };
     bed.share_dir(shared, Path::new(SHARED_AT))
-        .map_err(|e| format!("share {} at {SHARED_AT}: {e}", shared.display()))?;
+        .with_context(|| format!("share {} at {SHARED_AT}", shared.display()))?;
     if site.topo.name == "week3" {
         crate::packages::ensure(&["smcroute"], false)?;
         bed.enable_mroute(IpAddr::V4(topo::WEEK3_GROUP))
-            .map_err(|e| format!("multicast route on the router: {e}"))?;
+            .context("multicast route on the router")?;
     }
     for s in services(site, |host| run_dir(&bed.ns(host))) {
         if s.wanted(which) {
@@ -193,17 +194,17 @@ fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<(), Str
 
 /// Starts one service detached (its own process group, PID file and log under the host's run
 /// directory) and waits until it answers.
-fn start_service(site: &Site, s: &Service) -> Result<(), String> {
+fn start_service(site: &Site, s: &Service) -> Result<()> {
     let Mode::Netns(bed) = &site.mode else {
-        return Err("not a namespace lab".into());
+        return Err(Error::msg("not a namespace lab"));
     };
     {
         let ns = bed.ns(s.host);
         let dir = run_dir(&ns);
-        fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let log = fs::File::create(dir.join(format!("{}.log", s.name)))
-            .map_err(|e| format!("create the log of {}: {e}", s.name))?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+            .with_context(|| format!("create the log of {}", s.name))?;
+        let log2 = log.try_clone().context("duplicate the log file")?;
         site.bin(s.prog)?;
         let mut cmd = site.cmd(s.host, s.prog, &s.args);
         // Its own process group: Ctrl-C in this terminal later must not end the lab's services.
@@ -213,12 +214,12 @@ fn start_service(site: &Site, s: &Service) -> Result<(), String> {
             .stdout(log)
             .stderr(log2)
             .spawn()
-            .map_err(|e| format!("start {}: {e}", s.prog))?;
+            .with_context(|| format!("start {}", s.prog))?;
         fs::write(
             dir.join(format!("{}.pid", s.name)),
             format!("{}\n", child.id()),
         )
-        .map_err(|e| format!("write the PID file of {}: {e}", s.name))?;
+        .with_context(|| format!("write the PID file of {}", s.name))?;
         for port in &s.ports {
             site.await_tcp(
                 s.probe_from,
@@ -226,7 +227,7 @@ fn start_service(site: &Site, s: &Service) -> Result<(), String> {
                 *port,
                 Duration::from_secs(15),
             )
-            .map_err(|e| format!("{} on {}: {e}", s.prog, site.display(s.host)))?;
+            .with_context(|| format!("{} on {}", s.prog, site.display(s.host)))?;
         }
     }
     Ok(())
@@ -297,7 +298,7 @@ pub fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
         return Ok(());
     }
     root_needed()?;
-    let bins = opts::binaries(opts).map_err(Error::msg)?;
+    let bins = opts::binaries(opts)?;
     let bed = Testbed::attach(t, &opts.prefix);
     let site = Site::standing(t, bed, &bins);
     let host_dir = |host: &str| run_dir(&format!("{}{}", opts.prefix, t.container(host)));
@@ -309,7 +310,7 @@ pub fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
             println!("{} on {ns} already runs (pid {pid})", s.name);
             continue;
         }
-        start_service(&site, s).map_err(Error::msg)?;
+        start_service(&site, s)?;
         println!(
             "started {} on {ns} (pid {}): {}",
             s.name,
@@ -562,7 +563,7 @@ pub fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
         .env("PATH", testkit::lab_path(&[&bins]))
         .args(&cmd[1..])
         .status()
-        .map_err(|e| Error::msg(format!("enter {ns}: {e}")))?;
+        .with_context(|| format!("enter {ns}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -4,6 +4,7 @@
 //! [`super::netns::services`]; these are the compose files' (a unit test keeps the two lists
 //! equal).
 
+use labnet::Error;
 use labnet::topo::{self, Topology};
 
 /// Which services `lab up` starts (`--services`).
@@ -19,15 +20,15 @@ pub enum Services {
 }
 
 impl std::str::FromStr for Services {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
         match s {
             "none" => Ok(Services::None),
             "default" => Ok(Services::Default),
             "all" => Ok(Services::All),
-            other => Err(format!(
+            other => Err(Error::usage(format!(
                 "unknown --services '{other}': none, default or all"
-            )),
+            ))),
         }
     }
 }

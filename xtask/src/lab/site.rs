@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use labnet::Error;
+use labnet::error::Context as _;
 use labnet::testkit::{self, Testbed};
 use labnet::topo::{self, Host, Topology};
+use labnet::{Error, Result};
 
 use super::docker;
 use crate::opts::{Opts, path_with};
@@ -45,11 +46,7 @@ pub struct Site {
 impl Site {
     /// Brings `topo` up in namespaces when this process may create them, else the loopback
     /// variant. Returns the reason namespaces are not used, if they are not.
-    pub fn up(
-        topo: &'static Topology,
-        opts: &Opts,
-        bins: &Path,
-    ) -> Result<(Site, Option<String>), String> {
+    pub fn up(topo: &'static Topology, opts: &Opts, bins: &Path) -> Result<(Site, Option<String>)> {
         let why_not = if opts.loopback {
             Some("--loopback was given".to_owned())
         } else {
@@ -61,7 +58,7 @@ impl Site {
             topo.name,
             std::process::id()
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         if let Some(image) = &opts.docker {
             let say = |m: &str| println!("{m}");
             let lab = docker::Lab::for_demo(topo, opts, image, &dir, say).inspect_err(|_| {
@@ -82,7 +79,7 @@ impl Site {
                 // A leftover of a crashed run (or a standing `lab up`) with the same names would be
                 // swept by Testbed::up; the namespaces are ours from here on.
                 let bed = Testbed::up(topo, &opts.prefix)
-                    .map_err(|e| format!("build the {} topology: {e}", topo.name))?;
+                    .with_context(|| format!("build the {} topology", topo.name))?;
                 Mode::Netns(bed)
             }
             Some(_) => Mode::Loopback,
@@ -166,7 +163,7 @@ impl Site {
     }
 
     /// The path of a lab binary, or why it is missing.
-    pub fn bin(&self, prog: &str) -> Result<PathBuf, String> {
+    pub fn bin(&self, prog: &str) -> Result<PathBuf> {
         if let Mode::Docker(_) = self.mode {
             // The image carries every lab binary (`images --build` checked each one).
             return Ok(Path::new("/usr/local/bin").join(prog));
@@ -175,10 +172,10 @@ impl Site {
         if p.is_file() {
             Ok(p)
         } else {
-            Err(format!(
+            Err(Error::msg(format!(
                 "binary {prog} is not built in {} (cargo build --release --bins)",
                 self.bins.display()
-            ))
+            )))
         }
     }
 
@@ -206,7 +203,7 @@ impl Site {
         prog: &str,
         args: &[String],
         stdin: bool,
-    ) -> Option<Result<Bg, String>> {
+    ) -> Option<Result<Bg>> {
         let Mode::Docker(lab) = &self.mode else {
             return None;
         };
@@ -215,7 +212,7 @@ impl Site {
     }
 
     /// Starts `prog args…` on `host` with captured output.
-    pub fn spawn(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+    pub fn spawn(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg> {
         if let Some(bg) = self.docker_bg(host, prog, args, false) {
             return bg;
         }
@@ -230,7 +227,7 @@ impl Site {
     }
 
     /// Like [`Site::spawn`] with a writable stdin.
-    pub fn spawn_stdin(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+    pub fn spawn_stdin(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg> {
         if let Some(bg) = self.docker_bg(host, prog, args, true) {
             return bg;
         }
@@ -245,7 +242,7 @@ impl Site {
         prog: &str,
         args: &[String],
         limit: Duration,
-    ) -> Result<(Option<std::process::ExitStatus>, String, String), String> {
+    ) -> Result<(Option<std::process::ExitStatus>, String, String)> {
         let mut bg = self.spawn(host, prog, args)?;
         let st = bg.finish(limit)?;
         Ok((st, bg.stdout(), bg.stderr()))
@@ -279,13 +276,7 @@ impl Site {
 
     /// Waits until `n` UDP sockets are bound to `port` on `host` (`ss -uln`): a receiver is ready
     /// once its socket exists, whatever it prints.
-    pub fn await_udp(
-        &self,
-        host: &str,
-        port: u16,
-        n: usize,
-        limit: Duration,
-    ) -> Result<(), String> {
+    pub fn await_udp(&self, host: &str, port: u16, n: usize, limit: Duration) -> Result<()> {
         let filter = format!("sport = :{port}");
         self.poll(limit, || {
             let (_, out, _) = crate::proc::run(
@@ -295,12 +286,12 @@ impl Site {
             .ok()?;
             (out.lines().filter(|l| !l.trim().is_empty()).count() >= n).then_some(())
         })
-        .map_err(|e| format!("no UDP receiver on {} port {port}: {e}", self.display(host)))
+        .with_context(|| format!("no UDP receiver on {} port {port}", self.display(host)))
     }
 
     /// Waits until a TCP socket listens on `port` on `host` (`ss -tln`), without connecting to
     /// it: for servers that print every connection, a probe would show up in their output.
-    pub fn await_listen(&self, host: &str, port: u16, limit: Duration) -> Result<(), String> {
+    pub fn await_listen(&self, host: &str, port: u16, limit: Duration) -> Result<()> {
         let filter = format!("sport = :{port}");
         self.poll(limit, || {
             let (_, out, _) = crate::proc::run(
@@ -310,17 +301,11 @@ impl Site {
             .ok()?;
             out.lines().any(|l| !l.trim().is_empty()).then_some(())
         })
-        .map_err(|e| format!("nothing listens on {} port {port}: {e}", self.display(host)))
+        .with_context(|| format!("nothing listens on {} port {port}", self.display(host)))
     }
 
     /// Waits until `host` has joined `group` on `dev` (`ip maddr`): the IGMP report has gone out.
-    pub fn await_group(
-        &self,
-        host: &str,
-        dev: &str,
-        group: IpAddr,
-        limit: Duration,
-    ) -> Result<(), String> {
+    pub fn await_group(&self, host: &str, dev: &str, group: IpAddr, limit: Duration) -> Result<()> {
         let want = group.to_string();
         self.poll(limit, || {
             let (_, out, _) = crate::proc::run(
@@ -330,20 +315,20 @@ impl Site {
             .ok()?;
             out.split_whitespace().any(|w| w == want).then_some(())
         })
-        .map_err(|e| format!("{} did not join {group}: {e}", self.display(host)))
+        .with_context(|| format!("{} did not join {group}", self.display(host)))
     }
 
-    fn poll(&self, limit: Duration, mut f: impl FnMut() -> Option<()>) -> Result<(), String> {
+    fn poll(&self, limit: Duration, mut f: impl FnMut() -> Option<()>) -> Result<()> {
         let end = std::time::Instant::now() + limit;
         loop {
             if f().is_some() {
                 return Ok(());
             }
             if crate::proc::interrupted() {
-                return Err(crate::proc::INTERRUPTED_MSG.into());
+                return Err(crate::proc::interrupted_error());
             }
             if std::time::Instant::now() >= end {
-                return Err(format!("not after {} s", limit.as_secs_f32()));
+                return Err(Error::msg(format!("not after {} s", limit.as_secs_f32())));
             }
             std::thread::sleep(Duration::from_millis(30));
         }
@@ -351,13 +336,7 @@ impl Site {
 
     /// Waits until a TCP service on `host` accepts a connection from `from` (readiness by asking
     /// the service, never a fixed sleep).
-    pub fn await_tcp(
-        &self,
-        from: &str,
-        to_addr: IpAddr,
-        port: u16,
-        limit: Duration,
-    ) -> Result<(), String> {
+    pub fn await_tcp(&self, from: &str, to_addr: IpAddr, port: u16, limit: Duration) -> Result<()> {
         let args = vec![
             "__probe".to_owned(),
             to_addr.to_string(),
@@ -368,7 +347,10 @@ impl Site {
             crate::proc::run(self.helper(from, &args), limit + Duration::from_secs(2))?;
         match st {
             Some(s) if s.success() => Ok(()),
-            _ => Err(format!("{to_addr}:{port} does not answer: {}", err.trim())),
+            _ => Err(Error::msg(format!(
+                "{to_addr}:{port} does not answer: {}",
+                err.trim()
+            ))),
         }
     }
 }
@@ -386,7 +368,7 @@ impl Drop for Site {
 }
 
 /// A host by short (`client`) or container (`week3_client`) name.
-pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host), Error> {
+pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host)> {
     topo::find_host(name).ok_or_else(|| {
         let all: Vec<&str> = topo::ALL
             .iter()
@@ -397,7 +379,7 @@ pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host), Er
 }
 
 /// The topologies named by `week3|chat|tp3|all`.
-pub fn topologies(which: &str) -> Result<Vec<&'static Topology>, Error> {
+pub fn topologies(which: &str) -> Result<Vec<&'static Topology>> {
     if which == "all" {
         return Ok(topo::ALL.to_vec());
     }

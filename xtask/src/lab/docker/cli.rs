@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
-use labnet::Error;
+use labnet::error::Context as _;
 use labnet::topo::Topology;
+use labnet::{Error, Result};
 
 use super::files::IMAGE;
 use super::{Project, engine, exec_interactive, helper, output};
@@ -37,7 +38,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
     let image = image.unwrap_or_else(|| IMAGE.to_owned());
     let lab_dir = opts.shared_dir();
     let services = match services {
-        Some(s) => s.parse::<Services>().map_err(Error::usage)?,
+        Some(s) => s.parse::<Services>()?,
         None => Services::Default,
     };
     engine()
@@ -52,10 +53,8 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
     match sub {
         "up" => {
             for t in topologies(&one("all")?)? {
-                let p =
-                    Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
-                p.up(services, true)
-                    .map_err(|e| Error::msg(format!("{}: {e}", t.name)))?;
+                let p = Project::new(t, &opts.prefix, &image, &lab_dir, None)?;
+                p.up(services, true).context(t.name)?;
                 print_containers(&p);
             }
             println!(
@@ -71,11 +70,9 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
         }
         "down" => {
             for t in topologies(&one("all")?)? {
-                let p =
-                    Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
+                let p = Project::new(t, &opts.prefix, &image, &lab_dir, None)?;
                 let n = p.containers().len();
-                p.down()
-                    .map_err(|e| Error::msg(format!("{}: {e}", t.name)))?;
+                p.down().context(t.name)?;
                 p.forget_file();
                 if n > 0 {
                     println!("{}: removed {n} containers and their networks", t.name);
@@ -102,7 +99,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
                 ));
             }
             let (t, h) = resolve_host(host)?;
-            let p = Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
+            let p = Project::new(t, &opts.prefix, &image, &lab_dir, None)?;
             let c = p.container(h.name);
             if !running(&c) {
                 return Err(Error::msg(format!(
@@ -112,7 +109,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
             }
             let st = exec_interactive(&c, &cmd)
                 .status()
-                .map_err(|e| Error::msg(format!("run docker exec: {e}")))?;
+                .context("run docker exec")?;
             if st.success() {
                 Ok(())
             } else {
@@ -312,7 +309,7 @@ fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Resu
             }
         )));
     }
-    let p = Project::new(t, of.prefix, of.image, of.lab_dir, None).map_err(Error::msg)?;
+    let p = Project::new(t, of.prefix, of.image, of.lab_dir, None)?;
     if !running(&p.container(h.name)) {
         return Err(Error::msg(format!(
             "{} is not running: cargo xtask lab up {} --docker",
@@ -327,7 +324,7 @@ fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Resu
     } else {
         c.args(["rm", "-s", "-f"]).args(&names);
     }
-    let (ok, out, err) = output(c, Duration::from_secs(120)).map_err(Error::msg)?;
+    let (ok, out, err) = output(c, Duration::from_secs(120))?;
     if !ok {
         return Err(Error::msg(format!(
             "docker-compose {action} {}: {}{}",

@@ -19,6 +19,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use labnet::error::Context as _;
+use labnet::{Error, Result};
+
 use super::files::{self, NOT_IN_IMAGE};
 use super::{default_image, docker, elapsed, engine, image_exists, output};
 use crate::opts::{self, Opts, workspace_root};
@@ -48,7 +51,7 @@ pub fn base_tag() -> String {
 
 /// Builds `tag`: the Dockerfile when a registry answers and `offline` is false, else the
 /// debootstrap base plus the host's binaries. Prints which path it takes and why.
-pub fn build(tag: &str, offline: bool, opts: &Opts) -> Result<(), String> {
+pub fn build(tag: &str, offline: bool, opts: &Opts) -> Result<()> {
     let t0 = Instant::now();
     engine()?;
     let ok = tag
@@ -56,9 +59,9 @@ pub fn build(tag: &str, offline: bool, opts: &Opts) -> Result<(), String> {
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-:/".contains(c))
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "'{tag}' is not an image name Docker accepts (lowercase letters, digits, _ and -)"
-        ));
+        )));
     }
     let before = image_id(tag);
     let res = if offline {
@@ -115,7 +118,7 @@ fn image_id(image: &str) -> Option<String> {
 
 /// The registry `docker pull` would use (the engine's first mirror, else Docker Hub), if it
 /// accepts a TCP connection within [`PROBE`].
-fn registry() -> Result<String, String> {
+fn registry() -> Result<String> {
     let mirrors = output(
         {
             let mut c = Command::new("docker");
@@ -156,33 +159,38 @@ fn registry() -> Result<String, String> {
     std::thread::spawn(move || {
         let res = t
             .to_socket_addrs()
-            .map_err(|e| format!("{t} does not resolve: {e}"))
-            .and_then(|mut a| a.next().ok_or_else(|| format!("{t} has no address")))
+            .map_err(|e| Error::msg(format!("{t} does not resolve: {e}")))
+            .and_then(|mut a| {
+                a.next()
+                    .ok_or_else(|| Error::msg(format!("{t} has no address")))
+            })
             .and_then(|a| {
                 TcpStream::connect_timeout(&a, PROBE)
                     .map(|_| ())
-                    .map_err(|e| format!("{t}: {e}"))
+                    .map_err(|e| Error::msg(format!("{t}: {e}")))
             });
         let _ = tx.send(res);
     });
     match rx.recv_timeout(PROBE + Duration::from_millis(500)) {
         Ok(Ok(())) => Ok(target),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("{target}: no answer within {} s", PROBE.as_secs())),
+        Err(_) => Err(Error::msg(format!(
+            "{target}: no answer within {} s",
+            PROBE.as_secs()
+        ))),
     }
 }
 
-fn dockerfile_build(tag: &str, t0: Instant) -> Result<(), String> {
+fn dockerfile_build(tag: &str, t0: Instant) -> Result<()> {
     let st = Command::new("docker")
         .current_dir(workspace_root())
         .args(["build", "-f", "docker/Dockerfile", "-t", tag, "."])
         .status()
-        .map_err(|e| format!("run docker build: {e}"))?;
+        .context("run docker build")?;
     if !st.success() {
-        return Err(
-            "docker build failed (see above); `cargo xtask images --build --offline` needs no registry"
-                .into(),
-        );
+        return Err(Error::msg(
+            "docker build failed (see above); `cargo xtask images --build --offline` needs no registry",
+        ));
     }
     println!("image {tag}: built in {}", elapsed(t0));
     Ok(())
@@ -190,7 +198,7 @@ fn dockerfile_build(tag: &str, t0: Instant) -> Result<(), String> {
 
 /// The binaries of the workspace that go into the image (every `bin` target of every package
 /// but [`NOT_IN_IMAGE`]), from `cargo metadata`.
-pub fn binary_names() -> Result<Vec<String>, String> {
+pub fn binary_names() -> Result<Vec<String>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace_root())
@@ -203,15 +211,15 @@ pub fn binary_names() -> Result<Vec<String>, String> {
         ])
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| format!("run cargo metadata: {e}"))?;
+        .context("run cargo metadata")?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "cargo metadata failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("cargo metadata printed no JSON: {e}"))?;
+        .map_err(|e| Error::other("cargo metadata printed no JSON", e))?;
     let mut names = Vec::new();
     for p in meta["packages"].as_array().into_iter().flatten() {
         if NOT_IN_IMAGE.contains(&p["name"].as_str().unwrap_or_default()) {
@@ -230,14 +238,14 @@ pub fn binary_names() -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
+fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<()> {
     let t = Instant::now();
     println!("[1/4] the lab binaries");
     let bins = release_binaries(opts)?;
     let names = binary_names()?;
     let missing: Vec<&String> = names.iter().filter(|n| !bins.join(n).is_file()).collect();
     if !missing.is_empty() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "not built in {}: {} (cargo build --release --bins)",
             bins.display(),
             missing
@@ -245,7 +253,7 @@ fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )));
     }
     println!(
         "      {} binaries from {} ({})",
@@ -294,7 +302,7 @@ fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
 
 /// `--bin-dir` (or NETLAB_BIN_DIR) as given; else `cargo build --release` of the workspace's
 /// binaries, with cargo's own progress on the terminal (a first build takes minutes).
-fn release_binaries(opts: &Opts) -> Result<PathBuf, String> {
+fn release_binaries(opts: &Opts) -> Result<PathBuf> {
     if opts.bin_dir.is_some() || std::env::var_os("NETLAB_BIN_DIR").is_some() {
         return opts::binaries(opts);
     }
@@ -312,33 +320,29 @@ fn release_binaries(opts: &Opts) -> Result<PathBuf, String> {
         .current_dir(&root)
         .args(&args)
         .status()
-        .map_err(|e| format!("run cargo: {e}"))?;
+        .context("run cargo")?;
     if !st.success() {
-        return Err("cargo build --release failed (see the errors above)".into());
+        return Err(Error::msg(
+            "cargo build --release failed (see the errors above)",
+        ));
     }
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("release"))
 }
 
-fn image_from(
-    ctx: &Path,
-    base: &str,
-    tag: &str,
-    bins: &Path,
-    names: &[String],
-) -> Result<(), String> {
+fn image_from(ctx: &Path, base: &str, tag: &str, bins: &Path, names: &[String]) -> Result<()> {
     let bin = ctx.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
+    std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
     for n in names {
-        std::fs::copy(bins.join(n), bin.join(n)).map_err(|e| format!("copy {n}: {e}"))?;
+        std::fs::copy(bins.join(n), bin.join(n)).with_context(|| format!("copy {n}"))?;
     }
     let nc = bin.join("nc");
-    std::fs::write(&nc, files::nc_wrapper()).map_err(|e| format!("write {}: {e}", nc.display()))?;
+    std::fs::write(&nc, files::nc_wrapper()).with_context(|| format!("write {}", nc.display()))?;
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&nc, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod {}: {e}", nc.display()))?;
+            .with_context(|| format!("chmod {}", nc.display()))?;
     }
     let dockerfile = format!(
         "# Written by `cargo xtask images --build` (no registry): the debootstrap base and this\n\
@@ -350,31 +354,30 @@ fn image_from(
          CMD [\"sleep\", \"infinity\"]\n",
         names.join(" ")
     );
-    std::fs::write(ctx.join("Dockerfile"), dockerfile)
-        .map_err(|e| format!("write Dockerfile: {e}"))?;
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).context("write Dockerfile")?;
     let out = Command::new("docker")
         .args(["build", "-t", tag])
         .arg(ctx)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("run docker build: {e}"))?;
+        .context("run docker build")?;
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         if l.starts_with("Step ") || l.starts_with("Successfully") || l.starts_with("#") {
             println!("      {l}");
         }
     }
     if !out.status.success() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "docker build of {tag} failed: {}{}",
             String::from_utf8_lossy(&out.stdout).trim(),
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Runs every binary's `--help` and looks for every tool in a container of `tag` with no network.
-fn smoke(tag: &str, names: &[String]) -> Result<(), String> {
+fn smoke(tag: &str, names: &[String]) -> Result<()> {
     let script = format!(
         "m=''; \
          for b in {bins}; do \"$b\" --help >/dev/null 2>&1 || m=\"$m $b\"; done; \
@@ -395,11 +398,11 @@ fn smoke(tag: &str, names: &[String]) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Error::msg(format!(
             "the image {tag} is incomplete: {}{} (a binary built against a newer C library than {SUITE}'s fails here)",
             out.trim(),
             err.trim()
-        ))
+        )))
     }
 }
 
@@ -412,7 +415,7 @@ fn is_root() -> bool {
 
 /// The base image, built unless it exists; (tag, whether it was built now). One build at a time
 /// on the machine (a lock file): a second run waits and then finds it cached.
-fn ensure_base() -> Result<(String, bool), String> {
+fn ensure_base() -> Result<(String, bool)> {
     let tag = base_tag();
     let _lock = super::PidLock::acquire("docker-base", Duration::from_secs(30 * 60), |m| {
         println!("      another run is building the base image {m}");
@@ -421,15 +424,15 @@ fn ensure_base() -> Result<(String, bool), String> {
         return Ok((tag, false));
     }
     if !is_root() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "{tag} is not built and debootstrap needs root: sudo -E cargo xtask images --build"
-        ));
+        )));
     }
     crate::packages::ensure(&["debootstrap"], false)?;
     sweep_old_rootfs();
     let work = std::env::temp_dir().join(format!("netlab-base-{}", std::process::id()));
     let rootfs = work.join("rootfs");
-    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let res = debootstrap(&rootfs, &work.join("debootstrap.log"))
         .and_then(|()| trim(&rootfs))
         .and_then(|()| import(&rootfs, &tag));
@@ -446,7 +449,7 @@ fn ensure_base() -> Result<(String, bool), String> {
     }
 }
 
-fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
+fn debootstrap(rootfs: &Path, log: &Path) -> Result<()> {
     let mirror = std::env::var("NETLAB_DEBIAN_MIRROR").unwrap_or_else(|_| MIRROR.to_owned());
     let include = format!("--include={}", files::package_names().join(","));
     println!(
@@ -465,7 +468,7 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("start debootstrap: {e}"))?;
+        .context("start debootstrap")?;
     let (tx, rx) = mpsc::channel::<String>();
     let mut readers = Vec::new();
     if let Some(o) = child.stdout.take() {
@@ -486,7 +489,7 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
     }
     drop(tx);
     let mut logf =
-        std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
     let t0 = Instant::now();
     let mut last_print = Instant::now();
     // debootstrap prints a line per package and step: show the first line of each kind of step
@@ -525,15 +528,13 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
     for r in readers {
         let _ = r.join();
     }
-    let st = child
-        .wait()
-        .map_err(|e| format!("wait for debootstrap: {e}"))?;
+    let st = child.wait().context("wait for debootstrap")?;
     if !st.success() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "debootstrap failed ({st}); last lines:\n{}\n(full log: {})",
             tail.join("\n"),
             log.display()
-        ));
+        )));
     }
     println!("      [{:>6}] debootstrap done", elapsed(t0));
     Ok(())
@@ -541,7 +542,7 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
 
 /// Empties what an image does not need: downloaded packages, package lists (`apt-get update`
 /// brings them back), the build machine's resolver and host name (Docker provides its own).
-fn trim(rootfs: &Path) -> Result<(), String> {
+fn trim(rootfs: &Path) -> Result<()> {
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let d = rootfs.join(dir);
         if let Ok(entries) = std::fs::read_dir(&d) {
@@ -557,12 +558,12 @@ fn trim(rootfs: &Path) -> Result<(), String> {
         let p = rootfs.join(f);
         // resolv.conf may be a symbolic link to the build machine's: replace it, never follow it.
         let _ = std::fs::remove_file(&p);
-        std::fs::write(&p, "").map_err(|e| format!("write {}: {e}", p.display()))?;
+        std::fs::write(&p, "").with_context(|| format!("write {}", p.display()))?;
     }
     Ok(())
 }
 
-fn import(rootfs: &Path, tag: &str) -> Result<(), String> {
+fn import(rootfs: &Path, tag: &str) -> Result<()> {
     let t0 = Instant::now();
     println!("      docker import of the root filesystem as {tag}");
     let mut tar = Command::new("tar")
@@ -571,9 +572,9 @@ fn import(rootfs: &Path, tag: &str) -> Result<(), String> {
         .args(["-c", "."])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("start tar: {e}"))?;
+        .context("start tar")?;
     let Some(stdout) = tar.stdout.take() else {
-        return Err("tar has no stdout".into());
+        return Err(Error::msg("tar has no stdout"));
     };
     let label = format!(
         "LABEL org.netlab.packages=\"{}\"",
@@ -595,13 +596,13 @@ fn import(rootfs: &Path, tag: &str) -> Result<(), String> {
         ])
         .stdin(Stdio::from(stdout))
         .output()
-        .map_err(|e| format!("run docker import: {e}"))?;
+        .context("run docker import")?;
     let tar_ok = tar.wait().is_ok_and(|s| s.success());
     if !out.status.success() || !tar_ok {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "docker import failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     println!("      imported in {}", elapsed(t0));
     Ok(())
@@ -662,11 +663,11 @@ pub struct DemoImage {
 
 impl DemoImage {
     /// Checks or builds the image.
-    pub fn prepare(given: Option<String>, opts: &Opts, bins: &Path) -> Result<DemoImage, String> {
+    pub fn prepare(given: Option<String>, opts: &Opts, bins: &Path) -> Result<DemoImage> {
         engine()?;
         if let Some(name) = given {
             if !image_exists(&name) {
-                return Err(format!("the image {name} does not exist"));
+                return Err(Error::msg(format!("the image {name} does not exist")));
             }
             return Ok(DemoImage {
                 name,

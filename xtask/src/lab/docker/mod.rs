@@ -25,7 +25,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use labnet::error::Context as _;
 use labnet::topo::Topology;
+use labnet::{Error, Result};
 
 use self::files::{READY_FILE, Variant};
 use super::services::{Services, course_services};
@@ -37,15 +39,15 @@ const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
 const READY_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether a Docker engine answers; the reason when not.
-pub fn engine() -> Result<(), String> {
+pub fn engine() -> Result<()> {
     match Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdin(Stdio::null())
         .output()
     {
-        Err(e) => Err(format!(
+        Err(e) => Err(Error::msg(format!(
             "the docker command is not installed ({e}): apt-get install docker.io docker-compose"
-        )),
+        ))),
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
@@ -53,10 +55,10 @@ pub fn engine() -> Result<(), String> {
                 .lines()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("no answer");
-            Err(format!(
+            Err(Error::msg(format!(
                 "no Docker engine answers (`docker info`: {}); start it (dockerd, or systemctl start docker)",
                 first.trim()
-            ))
+            )))
         }
     }
 }
@@ -115,7 +117,7 @@ pub fn default_image(prefix: &str) -> String {
 }
 
 /// Runs a command to completion with a time limit; (success, stdout, stderr).
-pub fn output(mut cmd: Command, limit: Duration) -> Result<(bool, String, String), String> {
+pub fn output(mut cmd: Command, limit: Duration) -> Result<(bool, String, String)> {
     let what = format!("{:?}", cmd.get_program());
     let (st, out, err) = crate::proc::run(
         {
@@ -126,10 +128,10 @@ pub fn output(mut cmd: Command, limit: Duration) -> Result<(bool, String, String
     )?;
     match st {
         Some(s) => Ok((s.success(), out, err)),
-        None => Err(format!(
+        None => Err(Error::msg(format!(
             "{what} did not finish within {} s",
             limit.as_secs()
-        )),
+        ))),
     }
 }
 
@@ -186,10 +188,10 @@ impl Project {
         image: &str,
         lab_dir: &Path,
         scratch: Option<&Path>,
-    ) -> Result<Project, String> {
+    ) -> Result<Project> {
         let root = workspace_root();
         std::fs::create_dir_all(lab_dir)
-            .map_err(|e| format!("create {}: {e}", lab_dir.display()))?;
+            .with_context(|| format!("create {}", lab_dir.display()))?;
         let lab_dir = std::path::absolute(lab_dir).unwrap_or_else(|_| lab_dir.to_path_buf());
         let name = docker_name(&format!("{prefix}{}", topo.name));
         if prefix.is_empty()
@@ -214,10 +216,10 @@ impl Project {
             build: false,
         };
         let dir = std::env::temp_dir().join("netlab-docker");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let file = dir.join(format!("{name}.yml"));
         std::fs::write(&file, files::compose(topo, &variant))
-            .map_err(|e| format!("write {}: {e}", file.display()))?;
+            .with_context(|| format!("write {}", file.display()))?;
         Ok(Project {
             topo,
             prefix: prefix.to_owned(),
@@ -266,10 +268,10 @@ impl Project {
     /// Brings the project up: checks the image and the subnets, clears a leftover of the same
     /// project, starts the containers, waits until each host has set up its network and each
     /// started course service answers. Prints its phases when `verbose`.
-    pub fn up(&self, services: Services, verbose: bool) -> Result<(), String> {
+    pub fn up(&self, services: Services, verbose: bool) -> Result<()> {
         let t0 = Instant::now();
         if !image_exists(&self.image) {
-            return Err(format!(
+            return Err(Error::msg(format!(
                 "the image {} is not built: cargo xtask images --build{}",
                 self.image,
                 if self.image == files::IMAGE {
@@ -277,7 +279,7 @@ impl Project {
                 } else {
                     format!(" --tag {}", self.image)
                 }
-            ));
+            )));
         }
         self.down_quiet();
         conflicts(self)?;
@@ -300,7 +302,7 @@ impl Project {
         if !ok {
             let why = format!("{}{}", out.trim(), err.trim());
             self.down_quiet();
-            return Err(format!("docker-compose up failed: {why}"));
+            return Err(Error::msg(format!("docker-compose up failed: {why}")));
         }
         let res = self.wait_ready(&names);
         if let Err(e) = res {
@@ -313,7 +315,7 @@ impl Project {
         Ok(())
     }
 
-    fn wait_ready(&self, names: &[String]) -> Result<(), String> {
+    fn wait_ready(&self, names: &[String]) -> Result<()> {
         for h in self.topo.hosts {
             let c = self.container(h.name);
             let end = Instant::now() + READY_WAIT;
@@ -338,14 +340,14 @@ impl Project {
                     )
                     .map(|(_, o, e)| format!("{o}{e}"))
                     .unwrap_or_default();
-                    return Err(format!(
+                    return Err(Error::msg(format!(
                         "{c} did not set up its network{}: {}",
                         if running { " in time" } else { " (it stopped)" },
                         logs.trim()
-                    ));
+                    )));
                 }
                 if crate::proc::interrupted() {
-                    return Err(crate::proc::INTERRUPTED_MSG.into());
+                    return Err(crate::proc::interrupted_error());
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -369,12 +371,12 @@ impl Project {
                 );
                 let (ok, _, err) = output(probe, Duration::from_secs(40))?;
                 if !ok {
-                    return Err(format!(
+                    return Err(Error::msg(format!(
                         "{} on {} does not answer on port {p}: {}",
                         s.name,
                         self.container(s.host),
                         err.trim()
-                    ));
+                    )));
                 }
             }
         }
@@ -383,14 +385,14 @@ impl Project {
 
     /// Removes every container and network of the project (idempotent); the compose file if
     /// this run wrote it. Returns what compose said when it failed.
-    pub fn down(&self) -> Result<(), String> {
+    pub fn down(&self) -> Result<()> {
         let mut c = self.compose(true);
         c.args(["down", "--remove-orphans", "-t", "2"]);
         let (ok, out, err) = output(c, Duration::from_secs(120))?;
         if ok {
             Ok(())
         } else {
-            Err(format!("{}{}", out.trim(), err.trim()))
+            Err(Error::msg(format!("{}{}", out.trim(), err.trim())))
         }
     }
 
@@ -471,7 +473,7 @@ pub fn allow_bridged_by_hand() -> String {
 /// accepts frames that are bridged, not routed (`--physdev-is-bridged`), on the lab bridges
 /// only: nothing is routed through the host, so the networks stay internal. Idempotent; the rule
 /// stays (it matches nothing while no lab is up).
-pub fn allow_bridged() -> Result<(), String> {
+pub fn allow_bridged() -> Result<()> {
     let rule = bridged_rule();
     let mut done = false;
     for tool in ["iptables", "ip6tables"] {
@@ -500,34 +502,34 @@ pub fn allow_bridged() -> Result<(), String> {
             .args(&rule)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("run {tool}: {e}"))?;
+            .with_context(|| format!("run {tool}"))?;
         if !out.status.success() {
-            return Err(format!(
+            return Err(Error::msg(format!(
                 "{tool} -I DOCKER-USER failed ({}): broadcast and multicast between the lab's containers need `{}`",
                 String::from_utf8_lossy(&out.stderr).trim(),
                 allow_bridged_by_hand()
-            ));
+            )));
         }
         done |= tool == "iptables";
     }
     if done {
         Ok(())
     } else {
-        Err(format!(
+        Err(Error::msg(format!(
             "no DOCKER-USER chain in iptables (is dockerd running with its iptables rules?): if broadcast or multicast between containers fails, run `{}`",
             allow_bridged_by_hand()
-        ))
+        )))
     }
 }
 
 /// A network's name and subnets, as `docker network inspect` gives them.
-fn networks() -> Result<Vec<(String, Vec<String>)>, String> {
+fn networks() -> Result<Vec<(String, Vec<String>)>> {
     let (ok, out, err) = output(
         docker(&["network", "ls", "--format", "{{.Name}}"]),
         Duration::from_secs(20),
     )?;
     if !ok {
-        return Err(format!("docker network ls: {}", err.trim()));
+        return Err(Error::msg(format!("docker network ls: {}", err.trim())));
     }
     let names: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
     if names.is_empty() {
@@ -598,7 +600,7 @@ fn subnets(p: &Project) -> Vec<(String, String)> {
 }
 
 /// Fails with the name of a Docker network of another lab that holds one of our subnets.
-fn conflicts(p: &Project) -> Result<(), String> {
+fn conflicts(p: &Project) -> Result<()> {
     let ours = p.networks();
     for (name, nets) in networks()? {
         if ours.contains(&name) {
@@ -606,11 +608,11 @@ fn conflicts(p: &Project) -> Result<(), String> {
         }
         for (mine, sub) in subnets(p) {
             if let Some(n) = nets.iter().find(|n| overlap(n, &sub)) {
-                return Err(format!(
+                return Err(Error::msg(format!(
                     "{sub} (for {mine}) is taken by the Docker network '{name}' ({n}): another lab is up \
                      (`cargo xtask lab down {} --docker`, with that lab's --prefix), or remove it: docker network rm {name}",
                     p.topo.name
-                ));
+                )));
             }
         }
     }
@@ -627,7 +629,7 @@ pub struct PidLock {
 impl PidLock {
     /// Takes the lock named `name` under /run/netlab (or the temp directory), waiting up to
     /// `wait` for its holder; `say` is told once that we wait.
-    pub fn acquire(name: &str, wait: Duration, say: impl Fn(&str)) -> Result<PidLock, String> {
+    pub fn acquire(name: &str, wait: Duration, say: impl Fn(&str)) -> Result<PidLock> {
         let dir = Path::new("/run/netlab");
         let dir = if std::fs::create_dir_all(dir).is_ok() {
             dir.to_path_buf()
@@ -643,11 +645,11 @@ impl PidLock {
                 Ok(mut f) => {
                     use std::io::Write as _;
                     f.write_all(me.as_bytes())
-                        .map_err(|e| format!("write {}: {e}", path.display()))?;
+                        .with_context(|| format!("write {}", path.display()))?;
                     return Ok(PidLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("create {}: {e}", path.display())),
+                Err(e) => return Err(Error::msg(format!("create {}: {e}", path.display()))),
             }
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             let holder = holder.trim();
@@ -670,14 +672,14 @@ impl PidLock {
                 said = true;
             }
             if crate::proc::interrupted() {
-                return Err(crate::proc::INTERRUPTED_MSG.into());
+                return Err(crate::proc::interrupted_error());
             }
             if Instant::now() >= end {
-                return Err(format!(
+                return Err(Error::msg(format!(
                     "process {holder} still holds {} after {} s",
                     path.display(),
                     wait.as_secs()
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -696,7 +698,7 @@ impl Drop for PidLock {
 
 /// Takes the machine-wide lock of a topology's Docker lab (its subnets), waiting for another
 /// run that holds it.
-pub fn lock(topo: &Topology, say: impl Fn(&str)) -> Result<PidLock, String> {
+pub fn lock(topo: &Topology, say: impl Fn(&str)) -> Result<PidLock> {
     PidLock::acquire(&format!("docker-{}", topo.name), LOCK_WAIT, |m| {
         say(&format!(
             "(another run has a Docker {} lab up) {m}",
@@ -723,7 +725,7 @@ impl Lab {
         image: &str,
         scratch: &Path,
         say: impl Fn(&str),
-    ) -> Result<Lab, String> {
+    ) -> Result<Lab> {
         let lock = lock(topo, say)?;
         let lab_dir = opts.shared_dir();
         let project = Project::new(topo, &opts.prefix, image, &lab_dir, Some(scratch))?;
