@@ -114,9 +114,10 @@ impl Report {
         self.record(tag, what, outcome);
     }
 
-    /// Records an observation this setting cannot show.
-    pub fn not_shown(&mut self, tag: &str, what: &str, needs: &str) {
-        self.record(tag, what, Outcome::NotShown(needs.to_owned()));
+    /// Records an observation this setting cannot show, with what it needs (a reason, or the
+    /// error that kept a capture from being made).
+    pub fn not_shown(&mut self, tag: &str, what: &str, needs: impl std::fmt::Display) {
+        self.record(tag, what, Outcome::NotShown(needs.to_string()));
     }
 
     fn record(&mut self, tag: &str, what: &str, outcome: Outcome) {

@@ -11,7 +11,7 @@ use labnet::{Error, Result};
 use crate::capture::Capture;
 use crate::lab::Site;
 use crate::opts::Opts;
-use crate::report::Report;
+use crate::report::{Report, Verdict};
 
 /// A capture requested with `cargo xtask capture HOST --out F -- demo NAME`.
 pub struct Extra {
@@ -160,6 +160,11 @@ pub fn recv_lines(out: &str) -> Vec<Recv> {
             Recv { src, text }
         })
         .collect()
+}
+
+/// A verdict from a condition: `yes` (what held) when it holds, else `no` (what was seen).
+pub fn ok_if(cond: bool, yes: String, no: String) -> Verdict {
+    if cond { Ok(yes) } else { Err(no) }
 }
 
 /// Seconds as a command-line value.
