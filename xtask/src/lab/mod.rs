@@ -2,17 +2,15 @@
 //! student can enter, and the one handle the demos run programs through.
 //!
 //! ```text
-//! lab (this file: the `lab` command)
-//!  ├── netns         the labs as network namespaces (`lab up`), the services' command lines
-//!  ├── docker::cli   the same commands with `--docker`: compose projects
-//!  │     └── docker  compose projects, containers, the demo's lab and image
-//!  │           ├── files     the Dockerfile and compose files, generated from labnet::topo
-//!  │           └── image     `images --build`: the image, with or without a registry
-//!  ├── site          a topology's hosts wherever they are (namespaces, containers, loopback)
-//!  └── services      which course services exist and which `--services` starts
+//! lab                           the `lab` command: reads its arguments, then netns or docker::cli
+//! netns        docker::cli      the same commands on namespaces, and on compose projects
+//! site         docker::image    a topology's hosts wherever they are; the image build
+//! docker                        compose projects and containers, a demo's own lab
+//! docker::files                 the Dockerfile and compose files, generated from labnet::topo
+//! services                      which course services each lab has, which --services starts
 //! ```
-//! Each module uses only the ones below it: `site` runs programs in containers through
-//! `docker`; `netns` and `docker::cli` look hosts up through `site`.
+//! Each line uses only the lines below it: `site` runs programs in containers through `docker`,
+//! `netns` and `docker::cli` look hosts up through `site`, nothing below imports what is above.
 
 pub mod docker;
 pub mod netns;

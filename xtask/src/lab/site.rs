@@ -142,7 +142,7 @@ impl Site {
         }
     }
 
-    /// The IPv4 address of a host: the SPEC one, or 127.0.0.<last octet> on loopback.
+    /// The IPv4 address of a host: the SPEC one, or `127.0.0.<last octet>` on loopback.
     pub fn addr(&self, host: &str) -> Ipv4Addr {
         let a = self
             .topo

@@ -1,5 +1,6 @@
-//! The Docker backend of `lab` and `demo` (`--docker`): the compose files of `images` run by
-//! `docker-compose`, one compose project per lab.
+//! The Docker backend of `lab` and `demo` (`--docker`): the compose files of [`files`] run by
+//! `docker-compose`, one compose project per lab. [`cli`] is `lab … --docker`, [`image`] the
+//! image build (`images --build`, and a demo's own image).
 //!
 //! A project without `--prefix` is the handout's lab: project `week3`, the committed
 //! `docker/week3.yml`, containers `week3_client`, … With a prefix (tests, a second run on a shared
