@@ -130,6 +130,8 @@ fn dispatch(opts: opts::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
         "capture" => {
             proc::install_ctrlc();
             let req = capture::Request::from_args(rest)?;
+            // `-- demo NAME` is that demo's own run with one more capture (capture does not run
+            // demos: demo uses capture).
             match &req.demo {
                 Some(name) => demo::with_capture(name, &req),
                 None => capture::live(&req),
