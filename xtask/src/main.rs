@@ -4,20 +4,23 @@
 //! `demo` plays every handout exercise on the three lab topologies (network namespaces when root,
 //! loopback variants otherwise) and checks each expected observation; `verify` runs the same
 //! checks quietly; `lab` brings the topologies up and down; `capture` runs tcpdump in a lab host;
-//! `images` writes and validates the Docker files and builds the image (`docker`: with or without
-//! a registry); `lab … --docker` and `demo --docker` run the same labs and demos in containers.
+//! `images` writes and validates the Docker files and builds the image (with or without a
+//! registry); `lab … --docker` and `demo --docker` run the same labs and demos in containers.
 //! See `xtask/README.md` and `docker/README.md`.
+//!
+//! One module per task (`demo`, `verify`, `lab`, `capture`, `images`; `bench` is below), over
+//! `lab` (the hosts: namespaces, containers, loopback) and the leaves `opts`, `proc`, `report`,
+//! `packages` and `probe`. A module uses only modules below it: no two import each other.
 
 mod capture;
 mod demo;
-mod docker;
-mod helpers;
 mod images;
 mod lab;
+mod opts;
+mod packages;
+mod probe;
 mod proc;
 mod report;
-mod site;
-mod tools;
 mod verify;
 
 use std::ffi::OsString;
@@ -25,6 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use labnet::Error;
+use labnet::error::Context as _;
 use labnet::pcap;
 
 const HELP: &str = "\
@@ -93,9 +97,9 @@ fn main() -> ExitCode {
     labnet::report("xtask", result)
 }
 
-fn parse_globals(args: Vec<OsString>) -> Result<(site::Opts, Vec<OsString>), Error> {
+fn parse_globals(args: Vec<OsString>) -> Result<(opts::Opts, Vec<OsString>), Error> {
     let mut a = pico_args::Arguments::from_vec(args);
-    let opts = site::Opts {
+    let opts = opts::Opts {
         bin_dir: a.opt_value_from_str::<_, PathBuf>("--bin-dir")?,
         prefix: a.opt_value_from_str("--prefix")?.unwrap_or_default(),
         loopback: a.contains("--loopback"),
@@ -106,7 +110,7 @@ fn parse_globals(args: Vec<OsString>) -> Result<(site::Opts, Vec<OsString>), Err
     Ok((opts, a.finish()))
 }
 
-fn dispatch(opts: site::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
+fn dispatch(opts: opts::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
     let task = rest.remove(0).to_string_lossy().into_owned();
     let strings = || {
         rest.iter()
@@ -125,15 +129,21 @@ fn dispatch(opts: site::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
         "lab" => lab::command(rest, &opts),
         "capture" => {
             proc::install_ctrlc();
-            capture::command(rest)
+            let req = capture::Request::from_args(rest)?;
+            // `-- demo NAME` is that demo's own run with one more capture (capture does not run
+            // demos: demo uses capture).
+            match &req.demo {
+                Some(name) => demo::with_capture(name, &req),
+                None => capture::live(&req),
+            }
         }
         "images" => images::command(rest, &opts),
         "bench" => bench(&opts, rest),
-        "__probe" => helpers::probe(&strings()),
-        "__nc" => helpers::nc(&strings()),
+        "__probe" => probe::probe(&strings()),
+        "__nc" => probe::netcat(&strings()),
         "__bins" => {
             // The binaries `images --build` puts in the image (tests build exactly these).
-            for n in docker::image::binary_names().map_err(Error::msg)? {
+            for n in lab::docker::image::binary_names()? {
                 println!("{n}");
             }
             Ok(())
@@ -154,7 +164,7 @@ fn dispatch(opts: site::Opts, mut rest: Vec<OsString>) -> Result<(), Error> {
 
 /// `cargo xtask bench …`: the benchmark runner in release mode. `cargo xtask` itself is a dev
 /// build, and load generators built that way would measure themselves instead of the programs.
-fn bench(opts: &site::Opts, args: Vec<OsString>) -> Result<(), Error> {
+fn bench(opts: &opts::Opts, args: Vec<OsString>) -> Result<(), Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.args([
@@ -169,10 +179,7 @@ fn bench(opts: &site::Opts, args: Vec<OsString>) -> Result<(), Error> {
         cmd.arg("--bin-dir").arg(dir);
     }
     cmd.args(args);
-    let status = cmd.status().map_err(|e| Error::Io {
-        context: "run cargo run -p netlab-bench".into(),
-        source: e,
-    })?;
+    let status = cmd.status().context("run cargo run -p netlab-bench")?;
     match status.code() {
         Some(0) => Ok(()),
         Some(2) => Err(Error::usage("bad benchmark arguments (see above)")),

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use labnet::error::Context as _;
+use labnet::{Error, Result};
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the Ctrl-C handler: it only sets a flag; the demo notices it at its next wait and
@@ -23,6 +26,11 @@ pub fn interrupted() -> bool {
 
 /// The error a wait returns when Ctrl-C was pressed.
 pub const INTERRUPTED_MSG: &str = "interrupted (Ctrl-C)";
+
+/// [`INTERRUPTED_MSG`] as an error.
+pub fn interrupted_error() -> Error {
+    Error::msg(INTERRUPTED_MSG)
+}
 
 /// Sends a named signal (`INT`, `KILL`) to a program that is not our child itself.
 type Signal = Box<dyn Fn(&str) + Send>;
@@ -55,13 +63,13 @@ fn collect(mut src: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Joi
 
 impl Bg {
     /// Starts `cmd` with stdin closed (or piped when `stdin` is true) and output captured.
-    pub fn start(mut cmd: Command, stdin: bool) -> Result<Bg, String> {
+    pub fn start(mut cmd: Command, stdin: bool) -> Result<Bg> {
         cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("start {:?}: {e}", cmd.get_program()))?;
+            .with_context(|| format!("start {:?}", cmd.get_program()))?;
         let out = Arc::new(Mutex::new(String::new()));
         let err = Arc::new(Mutex::new(String::new()));
         let mut readers = Vec::new();
@@ -108,24 +116,20 @@ impl Bg {
     }
 
     /// Waits until stdout contains `needle` (readiness from the program's own output).
-    pub fn wait_output(&mut self, needle: &str, limit: Duration) -> Result<(), String> {
+    pub fn wait_output(&mut self, needle: &str, limit: Duration) -> Result<()> {
         let n = needle.to_owned();
         self.wait_for(limit, move |out, _| out.contains(&n))
     }
 
     /// Waits until `f(stdout, stderr)` holds, the process ends, or the limit passes.
-    pub fn wait_for(
-        &mut self,
-        limit: Duration,
-        f: impl Fn(&str, &str) -> bool,
-    ) -> Result<(), String> {
+    pub fn wait_for(&mut self, limit: Duration, f: impl Fn(&str, &str) -> bool) -> Result<()> {
         let end = Instant::now() + limit;
         loop {
             if f(&self.stdout(), &self.stderr()) {
                 return Ok(());
             }
             if interrupted() {
-                return Err(INTERRUPTED_MSG.into());
+                return Err(interrupted_error());
             }
             if let Ok(Some(st)) = self.child.try_wait() {
                 self.status = Some(st);
@@ -133,11 +137,16 @@ impl Bg {
                 return if f(&self.stdout(), &self.stderr()) {
                     Ok(())
                 } else {
-                    Err(format!("the program ended ({st}) before it was ready"))
+                    Err(Error::msg(format!(
+                        "the program ended ({st}) before it was ready"
+                    )))
                 };
             }
             if Instant::now() >= end {
-                return Err(format!("not ready after {} s", limit.as_secs_f32()));
+                return Err(Error::msg(format!(
+                    "not ready after {} s",
+                    limit.as_secs_f32()
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -151,7 +160,7 @@ impl Bg {
 
     /// Waits up to `limit` for the process to end; ends it (SIGKILL) after that. Returns the exit
     /// status, or `None` when it had to be killed.
-    pub fn finish(&mut self, limit: Duration) -> Result<Option<ExitStatus>, String> {
+    pub fn finish(&mut self, limit: Duration) -> Result<Option<ExitStatus>> {
         if let Some(st) = self.status {
             return Ok(Some(st));
         }
@@ -164,7 +173,7 @@ impl Bg {
             }
             if interrupted() {
                 self.kill();
-                return Err(INTERRUPTED_MSG.into());
+                return Err(interrupted_error());
             }
             if Instant::now() >= end {
                 self.kill();
@@ -187,7 +196,7 @@ impl Bg {
     }
 
     /// Sends SIGINT (what Ctrl-C does to the student's program) and waits up to `limit`.
-    pub fn interrupt(&mut self, limit: Duration) -> Result<Option<ExitStatus>, String> {
+    pub fn interrupt(&mut self, limit: Duration) -> Result<Option<ExitStatus>> {
         if let Some(via) = &self.remote {
             via("INT");
         } else {
@@ -207,18 +216,18 @@ impl Drop for Bg {
 }
 
 /// Runs `cmd` to completion (killed after `limit`) and returns (status, stdout, stderr).
-pub fn run(cmd: Command, limit: Duration) -> Result<(Option<ExitStatus>, String, String), String> {
+pub fn run(cmd: Command, limit: Duration) -> Result<(Option<ExitStatus>, String, String)> {
     let mut bg = Bg::start(cmd, false)?;
     let st = bg.finish(limit)?;
     Ok((st, bg.stdout(), bg.stderr()))
 }
 
 /// Sleeps for `d` in small steps, returning early with an error on Ctrl-C.
-pub fn pause(d: Duration) -> Result<(), String> {
+pub fn pause(d: Duration) -> Result<()> {
     let end = Instant::now() + d;
     while Instant::now() < end {
         if interrupted() {
-            return Err(INTERRUPTED_MSG.into());
+            return Err(interrupted_error());
         }
         std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
     }

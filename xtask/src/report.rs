@@ -7,6 +7,10 @@
 
 use std::fmt::Write as _;
 
+/// What a check saw: `Ok(what held)` or `Err(what was seen instead)`. Not an error: a demo that
+/// fails to run returns a `labnet::Error`; an observation that does not hold is a verdict.
+pub type Verdict = Result<String, String>;
+
 /// The verdict on one observation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -102,7 +106,7 @@ impl Report {
     }
 
     /// Records a check from a result: `Ok(seen)` passes, `Err(why)` fails.
-    pub fn check(&mut self, tag: &str, what: &str, result: Result<String, String>) {
+    pub fn check(&mut self, tag: &str, what: &str, result: Verdict) {
         let outcome = match result {
             Ok(seen) => Outcome::Pass(seen),
             Err(why) => Outcome::Fail(why),
@@ -110,9 +114,10 @@ impl Report {
         self.record(tag, what, outcome);
     }
 
-    /// Records an observation this setting cannot show.
-    pub fn not_shown(&mut self, tag: &str, what: &str, needs: &str) {
-        self.record(tag, what, Outcome::NotShown(needs.to_owned()));
+    /// Records an observation this setting cannot show, with what it needs (a reason, or the
+    /// error that kept a capture from being made).
+    pub fn not_shown(&mut self, tag: &str, what: &str, needs: impl std::fmt::Display) {
+        self.record(tag, what, Outcome::NotShown(needs.to_string()));
     }
 
     fn record(&mut self, tag: &str, what: &str, outcome: Outcome) {

@@ -6,8 +6,8 @@ use std::ffi::OsString;
 use labnet::Error;
 
 use crate::demo::{self, Ctx};
+use crate::opts::{self, Opts};
 use crate::report::Outcome;
-use crate::site::Opts;
 
 /// The demos and tags of one selector.
 fn selection(kind: &str, n: u8) -> Result<(Vec<&'static str>, Vec<&'static str>), Error> {
@@ -64,7 +64,7 @@ pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
         new
     });
     opts.quiet = true;
-    let bins = crate::site::binaries(&opts).map_err(Error::msg)?;
+    let bins = opts::binaries(&opts)?;
     let mut ctx = Ctx::new(opts, bins);
     if !untagged {
         ctx.r.only = tags.iter().map(|t| (*t).to_owned()).collect();

@@ -83,6 +83,19 @@ impl Error {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
     }
 
+    /// The same failure seen from the operation that called the one that failed:
+    /// `build the week3 topology: create veth …: …`. A usage error stays a usage error (exit 2).
+    pub fn within(self, context: impl Into<String>) -> Self {
+        let context = context.into();
+        match self {
+            Error::Usage(msg) => Error::Usage(format!("{context}: {msg}")),
+            other => Error::Other {
+                context,
+                source: Box::new(other),
+            },
+        }
+    }
+
     /// The `io::ErrorKind` behind this error, if it came from a system call.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
@@ -189,6 +202,17 @@ impl<T> Context<T> for std::result::Result<T, io::Error> {
     }
 }
 
+/// The kit's own results take a context the same way, when a failure crosses a layer:
+/// `start_service(…).context("week3")?`.
+impl<T> Context<T> for std::result::Result<T, Error> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|e| e.within(context))
+    }
+    fn with_context<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| e.within(f()))
+    }
+}
+
 /// Ends a program: prints the error once on stderr as `tool: what failed: why` and maps it to
 /// the kit's exit code. `main` returns what this returns.
 pub fn report(tool: &str, result: Result<()>) -> ExitCode {
@@ -220,6 +244,21 @@ mod tests {
             text,
             "send to 255.255.255.255:5007: permission denied (EACCES)"
         );
+    }
+
+    #[test]
+    fn context_on_a_kit_error_names_both_operations_and_keeps_usage() {
+        let inner: Result<()> = Err(io::Error::from_raw_os_error(1)).context("create veth");
+        let e = inner.context("build the week3 topology").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "build the week3 topology: create veth: operation not permitted (EPERM)"
+        );
+        assert_eq!(e.exit_code(), 1);
+        let u: Result<()> = Err(Error::usage("unknown host 'x'"));
+        let u = u.context("lab exec").unwrap_err();
+        assert_eq!(u.to_string(), "lab exec: unknown host 'x'");
+        assert_eq!(u.exit_code(), 2);
     }
 
     #[test]

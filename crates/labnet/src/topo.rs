@@ -149,6 +149,15 @@ impl Topology {
     }
 }
 
+/// A host of any topology by its short name (`client`: the first topology that has one) or its
+/// container name (`week3_client`, `chat_client1`).
+pub fn find_host(name: &str) -> Option<(&'static Topology, &'static Host)> {
+    ALL.iter().copied().find_map(|t| {
+        let short = name.strip_prefix(&format!("{}_", t.name)).unwrap_or(name);
+        t.host(short).map(|h| (t, h))
+    })
+}
+
 const fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d)
 }
@@ -432,6 +441,17 @@ mod tests {
             CHAT.host("client3").unwrap().ipv6().unwrap().to_string(),
             "fd00::13"
         );
+    }
+
+    #[test]
+    fn hosts_are_found_by_short_or_container_name() {
+        let name = |n: &str| find_host(n).map(|(t, h)| (t.name, h.name));
+        assert_eq!(name("client"), Some(("week3", "client")));
+        assert_eq!(name("week3_router"), Some(("week3", "router")));
+        assert_eq!(name("chat_client1"), Some(("chat", "client1")));
+        assert_eq!(name("tcpip"), Some(("tp3", "tcpip")));
+        assert_eq!(name("tp3_client"), None);
+        assert_eq!(name("nohost"), None);
     }
 
     #[test]

@@ -5,20 +5,19 @@
 //! down, also on Ctrl-C. `verify` runs the same functions with the narration off.
 
 mod chat;
+mod ctx;
 mod tp3;
 mod week3;
 
+pub use ctx::Ctx;
+
 use std::ffi::OsString;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use labnet::Error;
-use labnet::topo::Topology;
+use labnet::{Error, Result};
 
-use crate::capture::Capture;
-use crate::report::Report;
-use crate::site::{Opts, Site};
+use crate::capture;
+use crate::lab::docker::image::DemoImage;
+use crate::opts::{self, Opts};
 
 /// Every demo, in the order `all` runs them, with the handout part it plays.
 pub const DEMOS: &[(&str, &str)] = &[
@@ -39,130 +38,6 @@ pub const DEMOS: &[(&str, &str)] = &[
     ("tls", "TP3 part 6: PMU over TLS"),
     ("chat", "chat lab: room over TCP, peer-to-peer over UDP"),
 ];
-
-/// A capture requested with `cargo xtask capture HOST --out F -- demo NAME`.
-pub struct Extra {
-    /// Namespace host name (short).
-    pub host: String,
-    /// Interface.
-    pub iface: String,
-    /// tcpdump filter.
-    pub filter: String,
-    /// Where to copy the pcap.
-    pub out: PathBuf,
-}
-
-/// What every demo gets: options, binaries, the report.
-pub struct Ctx {
-    /// Options.
-    pub opts: Opts,
-    /// The lab binaries.
-    pub bins: PathBuf,
-    /// Checks and narration.
-    pub r: Report,
-    /// Why captures cannot be made here (tcpdump missing, no root), once known.
-    pub no_capture: Option<String>,
-    /// Why the multicast route cannot be set (smcroute missing).
-    pub no_mroute: Option<String>,
-    /// An extra capture for `capture … -- demo`.
-    pub extra: Option<Extra>,
-    extra_running: Option<Capture>,
-    tools_checked: bool,
-}
-
-/// What the loopback variants cannot show.
-pub const NEEDS_NETNS: &str = "needs namespaces (run as root: sudo -E cargo xtask demo)";
-
-impl Ctx {
-    /// A context for `demo` (narrated) or `verify` (quiet).
-    pub fn new(opts: Opts, bins: PathBuf) -> Ctx {
-        Ctx {
-            r: Report::new(opts.quiet),
-            opts,
-            bins,
-            no_capture: None,
-            no_mroute: None,
-            extra: None,
-            extra_running: None,
-            tools_checked: false,
-        }
-    }
-
-    /// Brings up `topo` (namespaces, or loopback with a printed reason).
-    pub fn bring_up(&mut self, topo: &'static Topology) -> Result<Site, String> {
-        let (site, why) = Site::up(topo, &self.opts, &self.bins)?;
-        match why {
-            None if self.opts.docker.is_some() => {
-                // The image has tcpdump and smcroute: every observation can be shown.
-                self.r.say(&format!(
-                    "({} topology up in Docker containers of {}: {})",
-                    topo.name,
-                    self.opts.docker.as_deref().unwrap_or_default(),
-                    topo.hosts
-                        .iter()
-                        .map(|h| format!("{} {}", topo.container(h.name), h.ipv4()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            Some(why) => {
-                self.r.say(&format!(
-                    "(no namespaces: {why}; running the loopback variant on 127.0.0.0/8)"
-                ));
-                self.no_capture = Some(NEEDS_NETNS.into());
-                self.no_mroute = Some(NEEDS_NETNS.into());
-            }
-            None => {
-                if !self.tools_checked {
-                    self.tools_checked = true;
-                    self.no_capture = crate::tools::ensure(&["tcpdump"], self.opts.quiet).err();
-                    self.no_mroute = crate::tools::ensure(&["smcroute"], self.opts.quiet).err();
-                }
-                self.r.say(&format!(
-                    "({} topology up in network namespaces: {})",
-                    topo.name,
-                    topo.hosts
-                        .iter()
-                        .map(|h| format!("{} {}", topo.container(h.name), h.ipv4()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-        if let Some(x) = &self.extra {
-            if site.topo.host(&x.host).is_some() && site.netns() && self.extra_running.is_none() {
-                let c = Capture::start_at(&site, &x.host, &x.iface, &x.filter, x.out.clone())?;
-                self.extra_running = Some(c);
-            }
-        }
-        Ok(site)
-    }
-
-    /// Stops the extra capture (tcpdump wrote every packet as it came, `-U`) and says where it is.
-    pub fn finish_extra(&mut self) {
-        if let (Some(c), Some(x)) = (self.extra_running.take(), &self.extra) {
-            let n = c.stop().map(|p| p.len()).unwrap_or(0);
-            println!(
-                "\ncapture: {n} packets in {} (open it in Wireshark)",
-                x.out.display()
-            );
-        }
-    }
-
-    /// Starts a capture for a check, or returns why it cannot be made here.
-    pub fn capture(
-        &self,
-        site: &Site,
-        host: &str,
-        filter: &str,
-        name: &str,
-    ) -> Result<Capture, String> {
-        if let Some(why) = &self.no_capture {
-            return Err(why.clone());
-        }
-        Capture::start(site, host, "eth0", filter, name)
-    }
-}
 
 /// Runs the named demos, then prints the summary. Ok(true) when no observation failed.
 pub fn run(ctx: &mut Ctx, names: &[&str]) -> bool {
@@ -192,12 +67,13 @@ fn run_one(ctx: &mut Ctx, name: &str) {
         "ws" => tp3::ws(ctx),
         "tls" => tp3::tls(ctx),
         "chat" => chat::chat(ctx),
-        _ => Err(format!("unknown demo {name}")),
+        _ => Err(Error::msg(format!("unknown demo {name}"))),
     };
     ctx.finish_extra();
     if let Err(e) = res {
         // A demo that could not run at all still leaves a FAIL line naming why.
-        ctx.r.check(name, "the demo ran to the end", Err(e));
+        ctx.r
+            .check(name, "the demo ran to the end", Err(e.to_string()));
     }
     if !ctx.opts.quiet {
         println!("  (lab torn down)");
@@ -243,10 +119,10 @@ pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
         [_, extra, ..] => return Err(Error::usage(format!("unexpected argument '{extra}'"))),
     };
     let names = select(&name)?;
-    let bins = crate::site::binaries(&opts).map_err(Error::msg)?;
+    let bins = opts::binaries(&opts)?;
     // Docker: the image of the binaries just built (a prefixed run's own, removed at the end).
     let _image = if docker {
-        let img = crate::docker::DemoImage::prepare(image, &opts, &bins).map_err(Error::msg)?;
+        let img = DemoImage::prepare(image, &opts, &bins)?;
         opts.docker = Some(img.name.clone());
         Some(img)
     } else {
@@ -268,23 +144,16 @@ pub fn command(args: Vec<OsString>, mut opts: Opts) -> Result<(), Error> {
 }
 
 /// `capture HOST --out F -- demo NAME`: the demo with one more capture on HOST.
-pub fn run_with_capture(
-    name: &str,
-    _ns: &str,
-    host: &str,
-    iface: &str,
-    filter: &str,
-    out: &Path,
-) -> Result<(), Error> {
+pub fn with_capture(name: &str, req: &capture::Request) -> Result<(), Error> {
     let names = select(name)?;
     let opts = Opts::default();
-    let bins = crate::site::binaries(&opts).map_err(Error::msg)?;
+    let bins = opts::binaries(&opts)?;
     let mut ctx = Ctx::new(opts, bins);
-    ctx.extra = Some(Extra {
-        host: host.to_owned(),
-        iface: iface.to_owned(),
-        filter: filter.to_owned(),
-        out: out.to_path_buf(),
+    ctx.extra = Some(ctx::Extra {
+        host: req.host.to_owned(),
+        iface: req.iface.clone(),
+        filter: req.filter.clone(),
+        out: req.out.clone(),
     });
     let ok = run(&mut ctx, &names);
     print!("{}", ctx.r.summary());
@@ -295,81 +164,9 @@ pub fn run_with_capture(
     }
 }
 
-/// One received datagram as a program printed it: `[RECV] … from IP:PORT … 'payload'`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recv {
-    /// The source address, when the line names one.
-    pub src: Option<SocketAddr>,
-    /// The payload (between quotes when quoted, else the whole message).
-    pub text: String,
-}
-
-/// The RECV events of a program's output.
-pub fn recv_lines(out: &str) -> Vec<Recv> {
-    out.lines()
-        .filter_map(|l| l.split_once("[RECV]").map(|(_, m)| m.trim()))
-        .map(|m| {
-            let src = m
-                .split_whitespace()
-                .map(|w| w.trim_matches(|c: char| c == ',' || c == ':' || c == '(' || c == ')'))
-                .find_map(|w| w.parse::<SocketAddr>().ok());
-            let text = match (m.find('\''), m.rfind('\'')) {
-                (Some(a), Some(b)) if b > a => m[a + 1..b].to_owned(),
-                _ => m.to_owned(),
-            };
-            Recv { src, text }
-        })
-        .collect()
-}
-
-/// Seconds as a command-line value.
-pub fn secs(d: Duration) -> String {
-    format!("{}", d.as_secs_f64())
-}
-
-/// A shell-like rendering of a command for the narration.
-pub fn line(prog: &str, args: &[String]) -> String {
-    let mut s = prog.to_owned();
-    for a in args {
-        s.push(' ');
-        if a.is_empty()
-            || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"' || c == '!')
-        {
-            s.push('\'');
-            s.push_str(&a.replace('\'', "'\\''"));
-            s.push('\'');
-        } else {
-            s.push_str(a);
-        }
-    }
-    s
-}
-
-/// `vec!["a".to_owned(), …]` from string slices.
-pub fn args(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| (*s).to_owned()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recv_lines_find_source_and_payload() {
-        let out = "[2026-01-01 00:00:00.000] [INFO] listening\n\
-                   [2026-01-01 00:00:00.001] [RECV] 14 bytes from 172.20.0.100:50123 'HELLO_BCAST #0'\n";
-        let v = recv_lines(out);
-        assert_eq!(v.len(), 1);
-        assert_eq!(
-            v[0].src,
-            Some(
-                "172.20.0.100:50123"
-                    .parse()
-                    .unwrap_or_else(|_| unreachable!())
-            )
-        );
-        assert_eq!(v[0].text, "HELLO_BCAST #0");
-    }
 
     #[test]
     fn unknown_demo_is_a_usage_error() {

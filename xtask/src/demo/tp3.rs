@@ -1,27 +1,35 @@
 //! TP3, on the `tp3` topology: the course servers (`lab-server`) on `tcpip`, the
 //! students on `student1` and `student2`. Parts 1–6 and the report questions a program can show.
+//!
+//! Each part is a short list of steps (bring the lab up with its servers, run the student's
+//! command, show what it printed, check what the handout asks); the steps print exactly what a
+//! student would see, in that order.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use labnet::topo::{self, TP3};
-
-use super::{Ctx, NEEDS_NETNS, args, line, recv_lines};
-use crate::proc::Bg;
-use crate::site::Site;
+use labnet::error::Context as _;
 use labnet::pcap;
+use labnet::topo::{self, TP3};
+use labnet::{Error, Result};
+
+use super::ctx::{Ctx, NEEDS_NETNS, args, line, ok_if, recv_lines};
+use crate::capture::Capture;
+use crate::lab::Site;
+use crate::proc::Bg;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// The tp3 site with lab-server running on `tcpip` and answering. The server is returned, not
 /// kept by the site, so the checks can read its log (the n it chose); drop it before the site.
-fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg), String> {
+fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg)> {
     let site = ctx.bring_up(&TP3)?;
     let dir = site.dir.clone();
-    let svc = crate::lab::services(&site, |_| dir.clone())
+    let svc = crate::lab::netns::services(&site, |_| dir.clone())
         .into_iter()
         .next()
-        .ok_or("no lab-server service")?;
+        .ok_or_else(|| Error::msg("no lab-server service"))?;
     let mut a = svc.args.clone();
     if !site.netns() {
         // Loopback: IPv4 only on 127.0.0.10, the TV on this host only (TTL 0 on lo).
@@ -55,7 +63,7 @@ fn site_with_server(ctx: &mut Ctx) -> Result<(Site, Bg), String> {
 
 /// The n a server logged for `cmd` (`PMU #3 …: CMD_short:0 served: 8 messages`), waiting for the
 /// line: `service` is the log's prefix (`PMU #`, `WS #`, or `` for tls-pmu).
-fn served_n(server: &mut Bg, service: &str, cmd: &str) -> Result<usize, String> {
+fn served_n(server: &mut Bg, service: &str, cmd: &str) -> Result<usize> {
     let needle = format!("{cmd} served: ");
     let found = |out: &str| {
         out.lines()
@@ -66,8 +74,8 @@ fn served_n(server: &mut Bg, service: &str, cmd: &str) -> Result<usize, String> 
     };
     server
         .wait_for(LIMIT, |out, _| found(out).is_some())
-        .map_err(|e| format!("the server did not log '{needle}N messages': {e}"))?;
-    found(&server.stdout()).ok_or_else(|| format!("no '{needle}' in the server's log"))
+        .with_context(|| format!("the server did not log '{needle}N messages'"))?;
+    found(&server.stdout()).ok_or_else(|| Error::msg(format!("no '{needle}' in the server's log")))
 }
 
 /// The PMU messages a client printed, in order.
@@ -84,10 +92,6 @@ fn expected(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("This is PMU data {i}")).collect()
 }
 
-fn ok_if(cond: bool, yes: String, no: String) -> Result<String, String> {
-    if cond { Ok(yes) } else { Err(no) }
-}
-
 fn recv_count(out: &str, needle: &str) -> usize {
     recv_lines(out)
         .iter()
@@ -95,10 +99,29 @@ fn recv_count(out: &str, needle: &str) -> usize {
         .count()
 }
 
+/// The `[STAT]` lines of a program's output.
+fn stat_lines(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.contains("[STAT]")).collect()
+}
+
 /// Part 1.2 (codes C and D): the server prints 16-byte chunks, the client 8-byte ones; "No more
 /// data" only once the client closes.
-pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
+pub fn basics(ctx: &mut Ctx) -> Result<()> {
     let site = ctx.bring_up(&TP3)?;
+    let (mut srv, mut cli) = start_codes_c_and_d(ctx, &site)?;
+    check_chunks(ctx, &site, &srv, &cli);
+    interrupt_code_d(ctx, &site, &mut srv, &mut cli)?;
+    drop(srv);
+    drop(site);
+    Ok(())
+}
+
+/// The message code D sends.
+const ROMEO: &str = "O Romeo, Romeo! wherefore art thou Romeo?";
+
+/// Code C (the server) and code D (the client, which holds its connection) on student1, until
+/// the server has printed the whole message.
+fn start_codes_c_and_d(ctx: &mut Ctx, site: &Site) -> Result<(Bg, Bg)> {
     let host = "student1";
     let srv_args = args(&["localhost", "5002"]);
     ctx.r
@@ -110,16 +133,20 @@ pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
         .command(&site.display(host), &line("tcp-echo-client", &cli_args));
     let mut cli = site.spawn(host, "tcp-echo-client", &cli_args)?;
     cli.wait_output("holding the connection", LIMIT)?;
-    let message = "O Romeo, Romeo! wherefore art thou Romeo?";
     // Q6 needs the server's chunks: wait until it printed all 41 bytes.
     srv.wait_for(LIMIT, |out, _| {
         recv_lines(out)
             .iter()
             .map(|r| r.text.trim_start_matches("received: ").len())
             .sum::<usize>()
-            >= message.len()
+            >= ROMEO.len()
             || out.matches("received:").count() >= 3
     })?;
+    Ok((srv, cli))
+}
+
+fn check_chunks(ctx: &mut Ctx, site: &Site, srv: &Bg, cli: &Bg) {
+    let host = "student1";
     ctx.r
         .say(&format!("  {} (client) printed:", site.display(host)));
     ctx.r.output(&cli.stdout(), 10);
@@ -143,8 +170,12 @@ pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
             "printed although the client is still connected".into(),
         ),
     );
+}
+
+/// Ctrl-C on code D: its kernel closes the connection, the server reads end of stream.
+fn interrupt_code_d(ctx: &mut Ctx, site: &Site, srv: &mut Bg, cli: &mut Bg) -> Result<()> {
     ctx.r
-        .command(&site.display(host), "^C    # Ctrl-C ends code D");
+        .command(&site.display("student1"), "^C    # Ctrl-C ends code D");
     cli.interrupt(Duration::from_secs(5))?;
     let seen = srv.wait_output("No more data from", Duration::from_secs(10));
     ctx.r.output(
@@ -159,121 +190,158 @@ pub fn basics(ctx: &mut Ctx) -> Result<(), String> {
     ctx.r.check(
         "Q8",
         "after Ctrl-C on code D, the server prints 'No more data from'",
-        seen.map(|()| "printed once the client's FIN arrived (recv returned 0)".to_owned()),
+        seen.map(|()| "printed once the client's FIN arrived (recv returned 0)".to_owned())
+            .map_err(|e| e.to_string()),
     );
-    drop(srv);
-    drop(site);
     Ok(())
 }
 
 /// Part 2 (Q9–Q13): one PMU message per segment with d=1, the whole burst in one segment with
 /// d=0, the flood in many segments and recv() calls.
-pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
+pub fn pmu(ctx: &mut Ctx) -> Result<()> {
     let (site, mut server) = site_with_server(ctx)?;
-    let tcpip = site.name("tcpip");
-    let port = topo::PMU_PORT.to_string();
-    let mut with_d1 = String::new();
+    let filter = format!("tcp port {}", topo::PMU_PORT);
+    // What d=1 showed in its capture, quoted when d=0 is checked.
+    let mut d1_packets = String::new();
     for d in ["1", "0"] {
-        let cmd = format!("CMD_short:{d}");
-        let cap = ctx.capture(
-            &site,
-            "student1",
-            &format!("tcp port {port}"),
-            &format!("pmu{d}.pcap"),
-        );
-        let a = args(&[&tcpip, &port, &cmd]);
-        ctx.r
-            .command(&site.display("student1"), &line("pmu-pdc-client", &a));
-        let (st, out, err) = site.run("student1", "pmu-pdc-client", &a, Duration::from_secs(40))?;
-        ctx.r.output(&out, 5);
-        if !st.is_some_and(|s| s.success()) {
-            return Err(format!("pmu-pdc-client failed: {}", err.trim()));
-        }
-        let got = pmu_messages(&out);
-        let n = served_n(&mut server, "PMU #", &cmd)?;
+        let cap = ctx.capture(&site, "student1", &filter, &format!("pmu{d}.pcap"));
+        let (out, n) = short_burst(ctx, &site, &mut server, d)?;
+        check_short_lines(ctx, d, &out, n);
+        check_short_packets(ctx, &site, d, n, cap, &mut d1_packets);
+    }
+    let cap = ctx.capture(&site, "student1", &filter, "flood.pcap");
+    let out = flood(ctx, &site)?;
+    let (bytes, calls) = check_flood(ctx, &out);
+    check_flood_packets(ctx, cap, bytes, calls);
+    drop(server);
+    drop(site);
+    Ok(())
+}
+
+/// `pmu-pdc-client tcpip 5003 CMD_short:d`; returns what it printed and the n the PMU sent.
+fn short_burst(ctx: &mut Ctx, site: &Site, server: &mut Bg, d: &str) -> Result<(String, usize)> {
+    let cmd = format!("CMD_short:{d}");
+    let a = args(&[&site.name("tcpip"), &topo::PMU_PORT.to_string(), &cmd]);
+    ctx.r
+        .command(&site.display("student1"), &line("pmu-pdc-client", &a));
+    let (st, out, err) = site.run("student1", "pmu-pdc-client", &a, Duration::from_secs(40))?;
+    ctx.r.output(&out, 5);
+    if !st.is_some_and(|s| s.success()) {
+        return Err(Error::msg(format!("pmu-pdc-client failed: {}", err.trim())));
+    }
+    let n = served_n(server, "PMU #", &cmd)?;
+    Ok((out, n))
+}
+
+fn check_short_lines(ctx: &mut Ctx, d: &str, out: &str, n: usize) {
+    let got = pmu_messages(out);
+    ctx.r.check(
+        "Q9",
+        &format!("d={d}: the n messages the PMU sent, each on its own line, 1..n in order"),
+        ok_if(
+            n >= 1 && got == expected(n),
+            format!("{n} lines 'This is PMU data 1..{n}', n = {n} as the server logged"),
+            format!(
+                "{} lines {:?}, the server sent {n}",
+                got.len(),
+                got.iter().take(3).collect::<Vec<_>>()
+            ),
+        ),
+    );
+    if d == "1" {
         ctx.r.check(
-            "Q9",
-            &format!("d={d}: the n messages the PMU sent, each on its own line, 1..n in order"),
+            "Q11",
+            "the client knows it has everything when the server closes",
             ok_if(
-                n >= 1 && got == expected(n),
-                format!("{n} lines 'This is PMU data 1..{n}', n = {n} as the server logged"),
-                format!(
-                    "{} lines {:?}, the server sent {n}",
-                    got.len(),
-                    got.iter().take(3).collect::<Vec<_>>()
-                ),
+                out.contains("server closed the connection"),
+                "logged 'server closed the connection: all data received'".into(),
+                "no close logged".into(),
             ),
         );
-        if d == "1" {
-            ctx.r.check(
-                "Q11",
-                "the client knows it has everything when the server closes",
-                ok_if(
-                    out.contains("server closed the connection"),
-                    "logged 'server closed the connection: all data received'".into(),
-                    "no close logged".into(),
-                ),
-            );
-        }
-        match cap.and_then(|c| c.stop()) {
-            Ok(p) => {
-                let data = pcap::data_segments_from(&p, topo::PMU_PORT);
-                let segs = data.len();
-                let all_v6 = data.iter().all(|x| x.src.is_ipv6());
-                if d == "1" {
-                    with_d1 = format!(" (d=1: {segs} packets for {n} messages)");
-                    ctx.r.observe("with d=1 every send() of the PMU leaves in its own segment: data packets = messages");
-                    ctx.r.check(
-                        "Q9",
-                        "d=1: packets with payload from the PMU = number of messages",
-                        ok_if(
-                            segs == n,
-                            format!("{segs} data packets for {n} messages"),
-                            format!("{segs} data packets for {n} messages (want {n})"),
-                        ),
-                    );
-                    ctx.r.check(
-                        "Q9",
-                        "part 2 runs over IPv6",
-                        ok_if(
-                            (segs > 0 && all_v6) || !site.netns(),
-                            "every data packet is IPv6 (fd30::10 → fd30::101)".into(),
-                            "a data packet over IPv4 (or none) in the capture".into(),
-                        ),
-                    );
-                } else {
-                    ctx.r.observe("with d=0 the PMU's n send() calls follow each other faster than an ACK can return: Nagle's algorithm holds the small segments and sends them together (Q10). Between namespaces the ACK would be back at once, so lab-server corks the burst in the place of a real round trip: one segment");
-                    ctx.r.check(
-                        "Q9",
-                        "d=0: the n messages arrive in exactly one packet with payload",
-                        ok_if(
-                            segs == 1,
-                            format!("1 data packet for {n} messages{with_d1}"),
-                            format!("{segs} data packets for {n} messages (want 1)"),
-                        ),
-                    );
-                }
-            }
-            Err(why) => ctx.r.not_shown(
+    }
+}
+
+/// The PMU's data packets for one burst: n of them with d=1, one with d=0.
+fn check_short_packets(
+    ctx: &mut Ctx,
+    site: &Site,
+    d: &str,
+    n: usize,
+    cap: Result<Capture>,
+    d1_packets: &mut String,
+) {
+    let p = match cap.and_then(Capture::stop) {
+        Ok(p) => p,
+        Err(why) => {
+            ctx.r.not_shown(
                 "Q9",
                 &format!("d={d}: data packets from the PMU counted in a capture"),
                 &why,
-            ),
+            );
+            return;
         }
+    };
+    let data = pcap::data_segments_from(&p, topo::PMU_PORT);
+    let segs = data.len();
+    let all_v6 = data.iter().all(|x| x.src.is_ipv6());
+    if d == "1" {
+        *d1_packets = format!(" (d=1: {segs} packets for {n} messages)");
+        ctx.r.observe(
+            "with d=1 every send() of the PMU leaves in its own segment: data packets = messages",
+        );
+        ctx.r.check(
+            "Q9",
+            "d=1: packets with payload from the PMU = number of messages",
+            ok_if(
+                segs == n,
+                format!("{segs} data packets for {n} messages"),
+                format!("{segs} data packets for {n} messages (want {n})"),
+            ),
+        );
+        ctx.r.check(
+            "Q9",
+            "part 2 runs over IPv6",
+            ok_if(
+                (segs > 0 && all_v6) || !site.netns(),
+                "every data packet is IPv6 (fd30::10 → fd30::101)".into(),
+                "a data packet over IPv4 (or none) in the capture".into(),
+            ),
+        );
+    } else {
+        ctx.r.observe("with d=0 the PMU's n send() calls follow each other faster than an ACK can return: Nagle's algorithm holds the small segments and sends them together (Q10). Between namespaces the ACK would be back at once, so lab-server corks the burst in the place of a real round trip: one segment");
+        ctx.r.check(
+            "Q9",
+            "d=0: the n messages arrive in exactly one packet with payload",
+            ok_if(
+                segs == 1,
+                format!("1 data packet for {n} messages{d1_packets}"),
+                format!("{segs} data packets for {n} messages (want 1)"),
+            ),
+        );
     }
+}
 
-    let cap = ctx.capture(&site, "student1", &format!("tcp port {port}"), "flood.pcap");
-    let a = args(&[&tcpip, &port, "CMD_floodme", "-v"]);
+/// `pmu-pdc-client tcpip 5003 CMD_floodme -v`; returns what it printed.
+fn flood(ctx: &mut Ctx, site: &Site) -> Result<String> {
+    let port = topo::PMU_PORT.to_string();
+    let a = args(&[&site.name("tcpip"), &port, "CMD_floodme", "-v"]);
     ctx.r
         .command(&site.display("student1"), &line("pmu-pdc-client", &a));
     let (st, out, err) = site.run("student1", "pmu-pdc-client", &a, LIMIT)?;
-    let stat: Vec<&str> = out.lines().filter(|l| l.contains("[STAT]")).collect();
-    ctx.r.output(&stat.join("\n"), 3);
+    ctx.r.output(&stat_lines(&out).join("\n"), 3);
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("pmu-pdc-client CMD_floodme failed: {}", err.trim()));
+        return Err(Error::msg(format!(
+            "pmu-pdc-client CMD_floodme failed: {}",
+            err.trim()
+        )));
     }
+    Ok(out)
+}
+
+/// The flood as the client counted it; returns (bytes, recv() calls).
+fn check_flood(ctx: &mut Ctx, out: &str) -> (usize, usize) {
     // "the flood: 65536 bytes in 16 recv() calls …"
-    let nums: Vec<usize> = stat
+    let nums: Vec<usize> = stat_lines(out)
         .iter()
         .find(|l| l.contains("flood"))
         .map(|l| {
@@ -317,53 +385,70 @@ pub fn pmu(ctx: &mut Ctx) -> Result<(), String> {
             ),
         ),
     );
-    match cap.and_then(|c| c.stop()) {
-        Ok(p) => {
-            let segs = pcap::data_segments_from(&p, topo::PMU_PORT).len();
-            let wire = pcap::data_bytes_from(&p, topo::PMU_PORT);
-            ctx.r.observe("one send() of 64 KiB leaves as many segments; recv() returns whatever has arrived, so the counts differ (Q13)");
-            ctx.r.check(
+    (bytes, calls)
+}
+
+fn check_flood_packets(ctx: &mut Ctx, cap: Result<Capture>, bytes: usize, calls: usize) {
+    let p = match cap.and_then(Capture::stop) {
+        Ok(p) => p,
+        Err(why) => {
+            ctx.r.not_shown(
                 "Q12",
-                "packets with payload from the PMU for the flood carry exactly the flood",
-                ok_if(
-                    segs > 1 && wire == bytes,
-                    format!(
-                        "{segs} data packets carrying {wire} bytes; {calls} recv() calls: {}",
-                        if calls == segs {
-                            "equal this time"
-                        } else {
-                            "a different number (Q13)"
-                        }
-                    ),
-                    format!("{segs} data packets, {wire} bytes on the wire vs {bytes} received"),
-                ),
+                "packets with payload from the PMU for the flood",
+                &why,
             );
+            return;
         }
-        Err(why) => ctx.r.not_shown(
-            "Q12",
-            "packets with payload from the PMU for the flood",
-            &why,
+    };
+    let segs = pcap::data_segments_from(&p, topo::PMU_PORT).len();
+    let wire = pcap::data_bytes_from(&p, topo::PMU_PORT);
+    ctx.r.observe("one send() of 64 KiB leaves as many segments; recv() returns whatever has arrived, so the counts differ (Q13)");
+    ctx.r.check(
+        "Q12",
+        "packets with payload from the PMU for the flood carry exactly the flood",
+        ok_if(
+            segs > 1 && wire == bytes,
+            format!(
+                "{segs} data packets carrying {wire} bytes; {calls} recv() calls: {}",
+                if calls == segs {
+                    "equal this time"
+                } else {
+                    "a different number (Q13)"
+                }
+            ),
+            format!("{segs} data packets, {wire} bytes on the wire vs {bytes} received"),
         ),
-    }
+    );
+}
+
+/// Part 3 (Q14–Q15): retransmission until OFFSET=X, over whichever family answers; the loss
+/// estimate over 100 resets is close to the server's drop probability.
+pub fn reset(ctx: &mut Ctx) -> Result<()> {
+    let (site, server) = site_with_server(ctx)?;
+    let out = one_reset(ctx, &site)?;
+    check_acknowledged(ctx, &out);
+    let out = hundred_resets(ctx, &site)?;
+    check_loss_estimate(ctx, &out);
     drop(server);
     drop(site);
     Ok(())
 }
 
-/// Part 3 (Q14–Q15): retransmission until OFFSET=X, over whichever family answers; the loss
-/// estimate over 100 resets is close to the server's drop probability.
-pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
-    let (site, server) = site_with_server(ctx)?;
-    let tcpip = site.name("tcpip");
-    let a = args(&[&tcpip]);
+/// `reset-client tcpip`; returns what it printed.
+fn one_reset(ctx: &mut Ctx, site: &Site) -> Result<String> {
+    let a = args(&[&site.name("tcpip")]);
     ctx.r
         .command(&site.display("student1"), &line("reset-client", &a));
     let (st, out, err) = site.run("student1", "reset-client", &a, LIMIT)?;
     ctx.r.output(&out, 6);
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("reset-client failed: {}", err.trim()));
+        return Err(Error::msg(format!("reset-client failed: {}", err.trim())));
     }
-    let answer = recv_lines(&out)
+    Ok(out)
+}
+
+fn check_acknowledged(ctx: &mut Ctx, out: &str) {
+    let answer = recv_lines(out)
         .into_iter()
         .find(|r| r.text.contains("OFFSET="));
     ctx.r.check(
@@ -375,19 +460,29 @@ pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
             None => Err("no OFFSET=X answer".into()),
         },
     );
-    let a = args(&[&tcpip, "--runs", "100", "--timeout", "0.2"]);
+}
+
+/// `reset-client tcpip --runs 100 --timeout 0.2`; returns what it printed.
+fn hundred_resets(ctx: &mut Ctx, site: &Site) -> Result<String> {
+    let a = args(&[&site.name("tcpip"), "--runs", "100", "--timeout", "0.2"]);
     ctx.r
         .command(&site.display("student1"), &line("reset-client", &a));
     let (st, out, err) = site.run("student1", "reset-client", &a, Duration::from_secs(120))?;
-    let stat: Vec<&str> = out.lines().filter(|l| l.contains("[STAT]")).collect();
-    ctx.r.output(&stat.join("\n"), 12);
+    ctx.r.output(&stat_lines(&out).join("\n"), 12);
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("reset-client --runs 100 failed: {}", err.trim()));
+        return Err(Error::msg(format!(
+            "reset-client --runs 100 failed: {}",
+            err.trim()
+        )));
     }
+    Ok(out)
+}
+
+fn check_loss_estimate(ctx: &mut Ctx, out: &str) {
     ctx.r.observe(
         "the server drops 30% of requests: about 1/(1-0.3) = 1.43 datagrams per acknowledged reset",
     );
-    let est = stat
+    let est = stat_lines(out)
         .iter()
         .find(|l| l.contains("loss probability"))
         .and_then(|l| l.rsplit('=').next())
@@ -401,9 +496,6 @@ pub fn reset(ctx: &mut Ctx) -> Result<(), String> {
             None => Err("no loss estimate printed".into()),
         },
     );
-    drop(server);
-    drop(site);
-    Ok(())
 }
 
 /// The play's lines and answers the station recorded (`--record`), as the receiver shows them.
@@ -418,8 +510,34 @@ fn station_lines(record: &str) -> Vec<String> {
 
 /// Part 4 (Q16–Q18): the TV's lines with ID swcmTV, and its answer to a text of at least 300
 /// characters.
-pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
+pub fn tv(ctx: &mut Ctx) -> Result<()> {
     let (site, server) = site_with_server(ctx)?;
+    let mut rx = watch_tv(ctx, &site)?;
+    let record = site.dir.join("tv.jsonl");
+    check_station_lines(ctx, &rx, &record);
+    let long = text_of_300()?;
+    for id in ["123456", "654321"] {
+        answer_a_long_text(ctx, &site, id, &long)?;
+    }
+    rx.kill();
+    check_group_saw_answers(ctx, &rx);
+    check_station_record(ctx, &record);
+    drop(server);
+    drop(site);
+    Ok(())
+}
+
+/// On loopback the TV and its viewers stay on this host: TTL 0 on 127.0.0.1.
+fn loopback_group_args(site: &Site) -> Vec<String> {
+    if site.netns() {
+        Vec::new()
+    } else {
+        args(&["--ttl", "0", "--iface", "127.0.0.1"])
+    }
+}
+
+/// A receiver on student1 that joins the TV's group, until it has shown two of the play's lines.
+fn watch_tv(ctx: &mut Ctx, site: &Site) -> Result<Bg> {
     let group = topo::TV_GROUP.to_string();
     let port = topo::TV_PORT.to_string();
     let mut ra = args(&[
@@ -434,23 +552,24 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
         "--timeout",
         "12",
     ]);
-    let mut ca_extra = Vec::new();
     if !site.netns() {
         ra.extend(args(&["--iface", "127.0.0.1"]));
-        ca_extra = args(&["--ttl", "0", "--iface", "127.0.0.1"]);
     }
     ctx.r
         .command(&site.display("student1"), &line("udp-multicast", &ra));
     let mut rx = site.spawn("student1", "udp-multicast", &ra)?;
     rx.wait_for(LIMIT, |out, _| recv_count(out, "swcmTV:") >= 2)?;
     ctx.r.output(&rx.stdout(), 4);
-    let record_path = site.dir.join("tv.jsonl");
+    Ok(rx)
+}
+
+fn check_station_lines(ctx: &mut Ctx, rx: &Bg, record: &Path) {
     let shown: Vec<String> = rx
         .stdout()
         .lines()
         .filter_map(|l| l.split_once(" swcmTV: ").map(|(_, t)| t.to_owned()))
         .collect();
-    let sent = station_lines(&std::fs::read_to_string(&record_path).unwrap_or_default());
+    let sent = station_lines(&std::fs::read_to_string(record).unwrap_or_default());
     let strangers: Vec<&String> = shown.iter().filter(|t| !sent.contains(t)).collect();
     ctx.r.check(
         "Q16",
@@ -467,8 +586,10 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
             ),
         ),
     );
+}
 
-    // "a text of at least 300 characters": exactly 300, the least that gets an answer.
+/// "a text of at least 300 characters": exactly 300, the least that gets an answer.
+fn text_of_300() -> Result<String> {
     let long: String = "O Romeo, Romeo! wherefore art thou Romeo? Deny thy father and refuse thy \
                 name; Or, if thou wilt not, be but sworn my love, And I'll no longer be a Capulet. \
                 'Tis but thy name that is my enemy; Thou art thyself, though not a Montague. \
@@ -478,47 +599,54 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
         .take(300)
         .collect();
     if long.chars().count() != 300 {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "the demo's text has {} characters, not 300",
             long.chars().count()
-        ));
+        )));
     }
-    for (id, host) in [("123456", "student2"), ("654321", "student2")] {
-        let mut a = args(&["--id", id, "--linger", "3"]);
-        a.extend(ca_extra.clone());
-        ctx.r.command(
-            &site.display(host),
-            &format!(
-                "echo '<{} characters>' | {}",
-                long.chars().count(),
-                line("mcast-chat", &a)
-            ),
-        );
-        let mut chat = site.spawn_stdin(host, "mcast-chat", &a)?;
-        if let Some(w) = chat.stdin() {
-            use std::io::Write as _;
-            writeln!(w, "{long}").map_err(|e| format!("write to mcast-chat: {e}"))?;
-        }
-        chat.close_stdin();
-        chat.finish(LIMIT)?;
-        let want = format!("swcmTV: Thank you {id}, we received your 300-character message");
-        let answers: Vec<String> = recv_lines(&chat.stdout())
-            .into_iter()
-            .map(|r| r.text)
-            .filter(|t| t.contains("swcmTV") && t.contains(id))
-            .collect();
-        ctx.r.output(&answers.join("\n"), 1);
-        ctx.r.check(
-            "Q18",
-            &format!("the TV answers the 300-character text of {id} once, on the group"),
-            ok_if(
-                answers.len() == 1 && answers[0].ends_with(&want),
-                want.clone(),
-                format!("answers naming {id}: {answers:?}"),
-            ),
-        );
+    Ok(long)
+}
+
+/// A subscriber on student2 sends the long text with its ID; the TV answers it once, on the group.
+fn answer_a_long_text(ctx: &mut Ctx, site: &Site, id: &str, long: &str) -> Result<()> {
+    let host = "student2";
+    let mut a = args(&["--id", id, "--linger", "3"]);
+    a.extend(loopback_group_args(site));
+    ctx.r.command(
+        &site.display(host),
+        &format!(
+            "echo '<{} characters>' | {}",
+            long.chars().count(),
+            line("mcast-chat", &a)
+        ),
+    );
+    let mut chat = site.spawn_stdin(host, "mcast-chat", &a)?;
+    if let Some(w) = chat.stdin() {
+        use std::io::Write as _;
+        writeln!(w, "{long}").context("write to mcast-chat")?;
     }
-    rx.kill();
+    chat.close_stdin();
+    chat.finish(LIMIT)?;
+    let want = format!("swcmTV: Thank you {id}, we received your 300-character message");
+    let answers: Vec<String> = recv_lines(&chat.stdout())
+        .into_iter()
+        .map(|r| r.text)
+        .filter(|t| t.contains("swcmTV") && t.contains(id))
+        .collect();
+    ctx.r.output(&answers.join("\n"), 1);
+    ctx.r.check(
+        "Q18",
+        &format!("the TV answers the 300-character text of {id} once, on the group"),
+        ok_if(
+            answers.len() == 1 && answers[0].ends_with(&want),
+            want.clone(),
+            format!("answers naming {id}: {answers:?}"),
+        ),
+    );
+    Ok(())
+}
+
+fn check_group_saw_answers(ctx: &mut Ctx, rx: &Bg) {
     ctx.r
         .observe("the receiver on student1 saw both answers too: they go to the whole group");
     let seen = rx.stdout();
@@ -544,7 +672,10 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
             ),
         ),
     );
-    let record = std::fs::read_to_string(&record_path).unwrap_or_default();
+}
+
+fn check_station_record(ctx: &mut Ctx, record: &Path) {
+    let record = std::fs::read_to_string(record).unwrap_or_default();
     let entries: Vec<serde_json::Value> = record
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -571,149 +702,212 @@ pub fn tv(ctx: &mut Ctx) -> Result<(), String> {
             ),
         ),
     );
+}
+
+/// Part 5 (Q19–Q21): n message events for CMD_short:0 in one segment, one event for the flood.
+pub fn ws(ctx: &mut Ctx) -> Result<()> {
+    let (site, mut server) = site_with_server(ctx)?;
+    let filter = format!("tcp port {}", topo::WS_PORT);
+    let cap = ctx.capture(&site, "student1", &filter, "ws.pcap");
+    let out = ws_client(ctx, &site, "CMD_short:0")?;
+    let packets = cap.and_then(Capture::stop);
+    check_ws_messages(ctx, &mut server, &out, packets)?;
+    let cap = ctx.capture(&site, "student1", &filter, "ws.pcap");
+    let out = ws_client(ctx, &site, "CMD_floodme")?;
+    let packets = cap.and_then(Capture::stop);
+    check_ws_flood(ctx, &out, packets);
     drop(server);
     drop(site);
     Ok(())
 }
 
-/// Part 5 (Q19–Q21): n message events for CMD_short:0 in one segment, one event for the flood.
-pub fn ws(ctx: &mut Ctx) -> Result<(), String> {
-    let (site, mut server) = site_with_server(ctx)?;
+/// `ws-client ws://tcpip:5006 CMD`; returns what it printed.
+fn ws_client(ctx: &mut Ctx, site: &Site, cmd: &str) -> Result<String> {
     let url = format!("ws://{}:{}", site.name("tcpip"), topo::WS_PORT);
-    let filter = format!("tcp port {}", topo::WS_PORT);
-    for cmd in ["CMD_short:0", "CMD_floodme"] {
-        let cap = ctx.capture(&site, "student1", &filter, "ws.pcap");
-        let a = args(&[&url, cmd]);
-        ctx.r
-            .command(&site.display("student1"), &line("ws-client", &a));
-        let (st, out, err) = site.run("student1", "ws-client", &a, LIMIT)?;
-        ctx.r.output(
-            &out.lines()
-                .filter(|l| !l.contains("PMU flood line"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            6,
-        );
-        if !st.is_some_and(|s| s.success()) {
-            return Err(format!("ws-client failed: {}", err.trim()));
+    let a = args(&[&url, cmd]);
+    ctx.r
+        .command(&site.display("student1"), &line("ws-client", &a));
+    let (st, out, err) = site.run("student1", "ws-client", &a, LIMIT)?;
+    ctx.r.output(
+        &out.lines()
+            .filter(|l| !l.contains("PMU flood line"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        6,
+    );
+    if !st.is_some_and(|s| s.success()) {
+        return Err(Error::msg(format!("ws-client failed: {}", err.trim())));
+    }
+    Ok(out)
+}
+
+/// The number of on_message events the client counted (`[STAT] N message events`).
+fn message_events(out: &str) -> Option<usize> {
+    out.lines()
+        .find(|l| l.contains("message events"))
+        .and_then(|l| l.split("[STAT]").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|w| w.parse().ok())
+}
+
+/// CMD_short:0: one event per message (Q20), the n frames in one packet (Q19).
+fn check_ws_messages(
+    ctx: &mut Ctx,
+    server: &mut Bg,
+    out: &str,
+    packets: Result<Vec<pcap::Packet>>,
+) -> Result<()> {
+    let events = message_events(out);
+    let got = pmu_messages(out);
+    let n = served_n(server, "WS #", "CMD_short:0")?;
+    ctx.r.observe("one on_message event per PMU message: WebSocket keeps message boundaries that TCP does not (Q20)");
+    ctx.r.check(
+        "Q20",
+        "CMD_short:0: one message event per PMU message, 1..n in order",
+        ok_if(
+            events == Some(n) && got == expected(n),
+            format!("{n} messages, {n} events, n = {n} as the server logged"),
+            format!(
+                "{} messages, events {events:?}, the server sent {n}",
+                got.len()
+            ),
+        ),
+    );
+    let carrying_what = "packets from the WebSocket server carrying the messages";
+    let p = match packets {
+        Ok(p) => p,
+        Err(why) => {
+            ctx.r.not_shown("Q19", carrying_what, &why);
+            return Ok(());
         }
-        let events: Option<usize> = out
-            .lines()
-            .find(|l| l.contains("message events"))
-            .and_then(|l| l.split("[STAT]").nth(1))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|w| w.parse().ok());
-        let packets = cap.and_then(|c| c.stop());
-        if cmd == "CMD_short:0" {
-            let got = pmu_messages(&out);
-            let n = served_n(&mut server, "WS #", cmd)?;
-            ctx.r.observe("one on_message event per PMU message: WebSocket keeps message boundaries that TCP does not (Q20)");
-            ctx.r.check(
-                "Q20",
-                "CMD_short:0: one message event per PMU message, 1..n in order",
-                ok_if(
-                    events == Some(n) && got == expected(n),
-                    format!("{n} messages, {n} events, n = {n} as the server logged"),
-                    format!(
-                        "{} messages, events {events:?}, the server sent {n}",
-                        got.len()
-                    ),
-                ),
-            );
-            match packets {
-                Ok(p) => {
-                    // The HTTP 101 answer and the close frame are packets of their own.
-                    let carrying = pcap::data_segments_from(&p, topo::WS_PORT)
-                        .into_iter()
-                        .filter(|x| match &x.transport {
-                            pcap::Transport::Tcp { payload, .. } => {
-                                payload.windows(17).any(|w| w == b"This is PMU data ")
-                            }
-                            _ => false,
-                        })
-                        .count();
-                    ctx.r.observe("the n frames leave together, as part 2's d=0 messages do: the same number of packets, each message a few bytes longer (its 2-byte frame header)");
-                    ctx.r.check(
-                        "Q19",
-                        "packets from the WebSocket server carrying the messages: exactly one, as part 2 with d=0",
-                        ok_if(
-                            carrying == 1,
-                            format!("1 data packet carries the {n} frames (part 2, d=0: 1 packet)"),
-                            format!("{carrying} data packets carry the {n} frames (want 1)"),
-                        ),
-                    );
-                }
-                Err(why) => ctx.r.not_shown(
-                    "Q19",
-                    "packets from the WebSocket server carrying the messages",
-                    &why,
-                ),
+    };
+    // The HTTP 101 answer and the close frame are packets of their own.
+    let carrying = pcap::data_segments_from(&p, topo::WS_PORT)
+        .into_iter()
+        .filter(|x| match &x.transport {
+            pcap::Transport::Tcp { payload, .. } => {
+                payload.windows(17).any(|w| w == b"This is PMU data ")
             }
-        } else {
-            ctx.r.observe(
-                "the 64 KiB flood arrives in many TCP packets but as ONE message event (Q21)",
-            );
+            _ => false,
+        })
+        .count();
+    ctx.r.observe("the n frames leave together, as part 2's d=0 messages do: the same number of packets, each message a few bytes longer (its 2-byte frame header)");
+    ctx.r.check(
+        "Q19",
+        "packets from the WebSocket server carrying the messages: exactly one, as part 2 with d=0",
+        ok_if(
+            carrying == 1,
+            format!("1 data packet carries the {n} frames (part 2, d=0: 1 packet)"),
+            format!("{carrying} data packets carry the {n} frames (want 1)"),
+        ),
+    );
+    Ok(())
+}
+
+/// CMD_floodme: many packets, one event (Q21).
+fn check_ws_flood(ctx: &mut Ctx, out: &str, packets: Result<Vec<pcap::Packet>>) {
+    let events = message_events(out);
+    ctx.r
+        .observe("the 64 KiB flood arrives in many TCP packets but as ONE message event (Q21)");
+    ctx.r.check(
+        "Q21",
+        "CMD_floodme: the whole flood in one message event",
+        ok_if(
+            events == Some(1),
+            "1 event".into(),
+            format!("events {events:?}"),
+        ),
+    );
+    let several = "the flood crosses the network in several packets";
+    match packets {
+        Ok(p) => {
+            let s = pcap::data_segments_from(&p, topo::WS_PORT).len();
             ctx.r.check(
                 "Q21",
-                "CMD_floodme: the whole flood in one message event",
+                several,
                 ok_if(
-                    events == Some(1),
-                    "1 event".into(),
-                    format!("events {events:?}"),
+                    s > 1,
+                    format!("{s} data packets for 1 event"),
+                    format!("{s} data packets"),
                 ),
             );
-            match packets {
-                Ok(p) => {
-                    let s = pcap::data_segments_from(&p, topo::WS_PORT).len();
-                    ctx.r.check(
-                        "Q21",
-                        "the flood crosses the network in several packets",
-                        ok_if(
-                            s > 1,
-                            format!("{s} data packets for 1 event"),
-                            format!("{s} data packets"),
-                        ),
-                    )
-                }
-                Err(why) => ctx.r.not_shown(
-                    "Q21",
-                    "the flood crosses the network in several packets",
-                    &why,
-                ),
-            }
         }
+        Err(why) => ctx.r.not_shown("Q21", several, &why),
     }
-    drop(server);
-    drop(site);
-    Ok(())
 }
 
 /// Part 6: the handout's certificate flow with the course CA (`tls-pmu ca`), the PMU over TLS,
 /// and ciphertext on the wire.
-pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
-    crate::tools::ensure(&["openssl"], ctx.opts.quiet)?;
+pub fn tls(ctx: &mut Ctx) -> Result<()> {
+    crate::packages::ensure(&["openssl"], ctx.opts.quiet)?;
     let mut site = ctx.bring_up(&TP3)?;
-    let dir = site.dir.join("certs");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let d = dir.display().to_string();
-    let file = |f: &str| format!("{d}/{f}");
-    // The name the PDC dials: the handout's in the namespaces, the address on loopback.
-    let (server_name, extra) = if site.netns() {
-        ("tcpip.epfl.ch".to_owned(), "tcpip".to_owned())
-    } else {
-        let ip = site.addr("tcpip").to_string();
-        (ip.clone(), ip)
-    };
+    let certs = Certs::new(&site)?;
+    let signed = sign_the_students_csr(ctx, &site, &certs)?;
+    check_signed(ctx, &certs, &signed);
+    refuse_a_v1_certificate(ctx, &site, &certs)?;
+    let mut server = serve_pmu_over_tls(ctx, &site, &certs)?;
+    let cap = ctx.capture(&site, "student1", "tcp port 5443", "tls.pcap");
+    pdc_over_tls(ctx, &site, &certs, &mut server)?;
+    plaintext_gets_nothing(ctx, &site)?;
+    site.keep(server);
+    check_ciphertext(ctx, cap);
+    if !site.netns() {
+        ctx.r.say(&format!(
+            "  (loopback: {NEEDS_NETNS} for the two-host version)"
+        ));
+    }
+    drop(site);
+    Ok(())
+}
+
+/// The TLS server's port in part 6.
+const TLS_PORT: &str = "5443";
+
+/// Where part 6's keys and certificates go, and the name the PDC dials.
+struct Certs {
+    dir: PathBuf,
+    /// The name the PDC dials: the handout's in the namespaces, the address on loopback.
+    server_name: String,
+    /// The name the certificate carries besides the CSR's CN.
+    extra: String,
+}
+
+impl Certs {
+    fn new(site: &Site) -> Result<Certs> {
+        let dir = site.dir.join("certs");
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let (server_name, extra) = if site.netns() {
+            ("tcpip.epfl.ch".to_owned(), "tcpip".to_owned())
+        } else {
+            let ip = site.addr("tcpip").to_string();
+            (ip.clone(), ip)
+        };
+        Ok(Certs {
+            dir,
+            server_name,
+            extra,
+        })
+    }
+
+    /// A file in the certificates' directory.
+    fn file(&self, f: &str) -> String {
+        format!("{}/{f}", self.dir.display())
+    }
+}
+
+/// The handout's four steps: the course CA, the student's key and CSR, the CA's signature.
+/// Returns what `ca sign` printed.
+fn sign_the_students_csr(ctx: &mut Ctx, site: &Site, c: &Certs) -> Result<String> {
     let steps: [(&str, &str, Vec<String>); 4] = [
         (
             "the TAs make the course CA once",
             "tls-pmu",
-            args(&["ca", "init", "--out", &file("ca")]),
+            args(&["ca", "init", "--out", &c.file("ca")]),
         ),
         (
             "the student makes a key (2048 bits: the handout's 1024 is refused today)",
             "openssl",
-            args(&["genrsa", "-out", &file("123456_key.pem"), "2048"]),
+            args(&["genrsa", "-out", &c.file("123456_key.pem"), "2048"]),
         ),
         (
             "the student makes the CSR (the handout's command; -subj answers the prompts)",
@@ -722,9 +916,9 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
                 "req",
                 "-new",
                 "-key",
-                &file("123456_key.pem"),
+                &c.file("123456_key.pem"),
                 "-out",
-                &file("123456.csr"),
+                &c.file("123456.csr"),
                 "-subj",
                 "/C=CH/O=EPFL/CN=tcpip.epfl.ch",
             ]),
@@ -736,13 +930,13 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
                 "ca",
                 "sign",
                 "--ca",
-                &file("ca"),
+                &c.file("ca"),
                 "--csr",
-                &file("123456.csr"),
+                &c.file("123456.csr"),
                 "--out",
-                &file("123456_cert.pem"),
+                &c.file("123456_cert.pem"),
                 "--name",
-                &extra,
+                &c.extra,
             ]),
         ),
     ];
@@ -753,47 +947,57 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
         let (st, out, err) = site.run("tcpip", prog, a, LIMIT)?;
         ctx.r.output(&out, 2);
         if !st.is_some_and(|s| s.success()) {
-            return Err(format!("{prog} failed: {}", err.trim()));
+            return Err(Error::msg(format!("{prog} failed: {}", err.trim())));
         }
         signed = out;
     }
+    Ok(signed)
+}
+
+fn check_signed(ctx: &mut Ctx, c: &Certs, signed: &str) {
     ctx.r.check(
         "P6",
         "the course CA signs the student's own CSR as X.509 v3 with serverAuth and a subjectAltName",
         ok_if(
             signed.contains("X.509 v3, RSA 2048, serverAuth, subjectAltName tcpip.epfl.ch, ")
-                && dir.join("123456_cert.pem").is_file(),
-            format!("{} signed", file("123456_cert.pem")),
+                && c.dir.join("123456_cert.pem").is_file(),
+            format!("{} signed", c.file("123456_cert.pem")),
             format!("ca sign said: {}", signed.trim()),
         ),
     );
-    // A TA's plain `openssl x509 -req` makes an X.509 v1 certificate: refused, with the fix.
+}
+
+/// A TA's plain `openssl x509 -req` makes an X.509 v1 certificate: refused, with the fix.
+fn refuse_a_v1_certificate(ctx: &mut Ctx, site: &Site, c: &Certs) -> Result<()> {
     let v1 = args(&[
         "x509",
         "-req",
         "-in",
-        &file("123456.csr"),
+        &c.file("123456.csr"),
         "-CA",
-        &file("ca/cacert.pem"),
+        &c.file("ca/cacert.pem"),
         "-CAkey",
-        &file("ca/cakey.pem"),
+        &c.file("ca/cakey.pem"),
         "-CAcreateserial",
         "-days",
         "30",
         "-out",
-        &file("v1_cert.pem"),
+        &c.file("v1_cert.pem"),
     ]);
     ctx.r.command(&site.display("tcpip"), &line("openssl", &v1));
     let (st, _, err) = site.run("tcpip", "openssl", &v1, LIMIT)?;
     if !st.is_some_and(|s| s.success()) {
-        return Err(format!("openssl x509 -req failed: {}", err.trim()));
+        return Err(Error::msg(format!(
+            "openssl x509 -req failed: {}",
+            err.trim()
+        )));
     }
     let bad = args(&[
         "serve",
         "--cert",
-        &file("v1_cert.pem"),
+        &c.file("v1_cert.pem"),
         "--key",
-        &file("123456_key.pem"),
+        &c.file("123456_key.pem"),
         "--port",
         "0",
     ]);
@@ -813,43 +1017,54 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
             format!("exit {st:?}: {}", err.trim()),
         ),
     );
-    let port = "5443";
+    Ok(())
+}
+
+/// The PMU over TLS on tcpip with the signed certificate, once it accepts connections.
+fn serve_pmu_over_tls(ctx: &mut Ctx, site: &Site, c: &Certs) -> Result<Bg> {
     let mut sa = args(&[
         "serve",
         "--cert",
-        &file("123456_cert.pem"),
+        &c.file("123456_cert.pem"),
         "--key",
-        &file("123456_key.pem"),
+        &c.file("123456_key.pem"),
         "--port",
-        port,
+        TLS_PORT,
     ]);
     if !site.netns() {
         sa.extend(args(&["--bind", &site.addr("tcpip").to_string()]));
     }
     ctx.r.command(&site.display("tcpip"), &line("tls-pmu", &sa));
-    let mut server = site.spawn("tcpip", "tls-pmu", &sa)?;
+    let server = site.spawn("tcpip", "tls-pmu", &sa)?;
     site.await_tcp("student1", IpAddr::V4(site.addr("tcpip")), 5443, LIMIT)?;
-    let cap = ctx.capture(&site, "student1", "tcp port 5443", "tls.pcap");
+    Ok(server)
+}
+
+/// The PDC on student1 verifies the server against the course CA and gets the n messages.
+fn pdc_over_tls(ctx: &mut Ctx, site: &Site, c: &Certs, server: &mut Bg) -> Result<()> {
     let ca = args(&[
         "client",
-        &server_name,
-        port,
+        &c.server_name,
+        TLS_PORT,
         "CMD_short:0",
         "--ca",
-        &file("ca/cacert.pem"),
+        &c.file("ca/cacert.pem"),
     ]);
     ctx.r
         .command(&site.display("student1"), &line("tls-pmu", &ca));
     let (st, out, err) = site.run("student1", "tls-pmu", &ca, LIMIT)?;
     ctx.r.output(&out, 5);
     let got = pmu_messages(&out);
-    let n = served_n(&mut server, "", "CMD_short:0")?;
+    let n = served_n(server, "", "CMD_short:0")?;
     ctx.r.check(
         "P6",
         "the PDC verifies the PMU's certificate against cacert.pem and gets the n PMU messages",
         ok_if(
             st.is_some_and(|s| s.success()) && got == expected(n),
-            format!("{n} PMU messages over TLS from {server_name}, n as the server logged"),
+            format!(
+                "{n} PMU messages over TLS from {}, n as the server logged",
+                c.server_name
+            ),
             format!(
                 "{} messages, the server sent {n}; {}",
                 got.len(),
@@ -857,16 +1072,21 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
             ),
         ),
     );
+    Ok(())
+}
+
+/// A plaintext client on the TLS port gets no PMU data.
+fn plaintext_gets_nothing(ctx: &mut Ctx, site: &Site) -> Result<()> {
     let plain = vec![
         "__nc".to_owned(),
         site.name("tcpip"),
-        port.to_owned(),
+        TLS_PORT.to_owned(),
         "CMD_short:0".to_owned(),
     ];
     ctx.r.command(
         &site.display("student1"),
         &format!(
-            "echo CMD_short:0 | nc -N {} {port}    # plaintext",
+            "echo CMD_short:0 | nc -N {} {TLS_PORT}    # plaintext",
             site.name("tcpip")
         ),
     );
@@ -880,30 +1100,27 @@ pub fn tls(ctx: &mut Ctx) -> Result<(), String> {
             "the server answered in plaintext".into(),
         ),
     );
-    site.keep(server);
-    match cap.and_then(|c| c.stop()) {
-        Ok(p) => {
-            ctx.r.observe("in the capture the PMU's replies are ciphertext: 'This is PMU data' never appears on the wire");
-            let sent = pcap::data_segments_from(&p, 5443).len();
-            ctx.r.check(
-                "P6",
-                "the PMU data is encrypted on the wire",
-                ok_if(
-                    sent > 0 && !pcap::plaintext_from(&p, 5443, b"This is PMU data"),
-                    format!("{sent} data packets from :5443, no plaintext PMU data"),
-                    "plaintext PMU data seen in the capture".into(),
-                ),
-            );
-        }
-        Err(why) => ctx
-            .r
-            .not_shown("P6", "the PMU data is encrypted on the wire", &why),
-    }
-    if !site.netns() {
-        ctx.r.say(&format!(
-            "  (loopback: {NEEDS_NETNS} for the two-host version)"
-        ));
-    }
-    drop(site);
     Ok(())
+}
+
+fn check_ciphertext(ctx: &mut Ctx, cap: Result<Capture>) {
+    let encrypted = "the PMU data is encrypted on the wire";
+    let p = match cap.and_then(Capture::stop) {
+        Ok(p) => p,
+        Err(why) => {
+            ctx.r.not_shown("P6", encrypted, &why);
+            return;
+        }
+    };
+    ctx.r.observe("in the capture the PMU's replies are ciphertext: 'This is PMU data' never appears on the wire");
+    let sent = pcap::data_segments_from(&p, 5443).len();
+    ctx.r.check(
+        "P6",
+        encrypted,
+        ok_if(
+            sent > 0 && !pcap::plaintext_from(&p, 5443, b"This is PMU data"),
+            format!("{sent} data packets from :5443, no plaintext PMU data"),
+            "plaintext PMU data seen in the capture".into(),
+        ),
+    );
 }

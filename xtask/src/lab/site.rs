@@ -1,6 +1,8 @@
-//! Where a demo runs: the lab topology in network namespaces (root), or the loopback variant
-//! (no permission to create namespaces). The demos are written once against [`Site`]: it says how
-//! to run a program "on host X", which address X has, and ends everything it started.
+//! Where a demo runs: the lab topology in network namespaces (root), in Docker containers
+//! (`--docker`), or the loopback variant (no permission to create namespaces). The demos are
+//! written once against [`Site`]: it says how to run a program "on host X", which address X has,
+//! and ends everything it started. Also the lookups every lab command shares: a host by name, the
+//! topologies a `week3|chat|tp3|all` argument names.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
@@ -8,27 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use labnet::error::Context as _;
 use labnet::netns::{self, Testbed};
-use labnet::topo::Topology;
+use labnet::topo::{self, Host, Topology};
+use labnet::{Error, Result};
 
+use super::docker;
+use crate::opts::{Opts, path_with};
 use crate::proc::Bg;
-
-/// Options shared by `lab`, `demo` and `verify`.
-#[derive(Clone, Debug, Default)]
-pub struct Opts {
-    /// Directory holding the lab binaries (`target/release` unless `--bin-dir`).
-    pub bin_dir: Option<PathBuf>,
-    /// Namespace name prefix (empty: the labs' own names; tests use a unique one).
-    pub prefix: String,
-    /// Force the loopback variants even where namespaces are possible.
-    pub loopback: bool,
-    /// Quiet output (verify).
-    pub quiet: bool,
-    /// The folder lab hosts see at `/lab` (`--lab-dir`; default the repository's `lab/`).
-    pub lab_dir: Option<PathBuf>,
-    /// Run in Docker containers of this image instead (`demo --docker`).
-    pub docker: Option<String>,
-}
 
 /// How the hosts of a site exist.
 pub enum Mode {
@@ -37,7 +26,7 @@ pub enum Mode {
     /// Every host is this machine, on a loopback address of its own.
     Loopback,
     /// One Docker container per host (a compose project of its own).
-    Docker(crate::docker::Lab),
+    Docker(docker::Lab),
 }
 
 /// A topology brought up for a demo.
@@ -57,11 +46,7 @@ pub struct Site {
 impl Site {
     /// Brings `topo` up in namespaces when this process may create them, else the loopback
     /// variant. Returns the reason namespaces are not used, if they are not.
-    pub fn up(
-        topo: &'static Topology,
-        opts: &Opts,
-        bins: &Path,
-    ) -> Result<(Site, Option<String>), String> {
+    pub fn up(topo: &'static Topology, opts: &Opts, bins: &Path) -> Result<(Site, Option<String>)> {
         let why_not = if opts.loopback {
             Some("--loopback was given".to_owned())
         } else {
@@ -73,13 +58,12 @@ impl Site {
             topo.name,
             std::process::id()
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         if let Some(image) = &opts.docker {
             let say = |m: &str| println!("{m}");
-            let lab =
-                crate::docker::Lab::for_demo(topo, opts, image, &dir, say).inspect_err(|_| {
-                    let _ = std::fs::remove_dir_all(&dir);
-                })?;
+            let lab = docker::Lab::for_demo(topo, opts, image, &dir, say).inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&dir);
+            })?;
             let site = Site {
                 topo,
                 mode: Mode::Docker(lab),
@@ -95,7 +79,7 @@ impl Site {
                 // A leftover of a crashed run (or a standing `lab up`) with the same names would be
                 // swept by Testbed::up; the namespaces are ours from here on.
                 let bed = Testbed::up(topo, &opts.prefix)
-                    .map_err(|e| format!("build the {} topology: {e}", topo.name))?;
+                    .with_context(|| format!("build the {} topology", topo.name))?;
                 Mode::Netns(bed)
             }
             Some(_) => Mode::Loopback,
@@ -158,7 +142,7 @@ impl Site {
         }
     }
 
-    /// The IPv4 address of a host: the lab's, or 127.0.0.<last octet> on loopback.
+    /// The IPv4 address of a host: the lab's, or `127.0.0.<last octet>` on loopback.
     pub fn addr(&self, host: &str) -> Ipv4Addr {
         let a = self
             .topo
@@ -179,7 +163,7 @@ impl Site {
     }
 
     /// The path of a lab binary, or why it is missing.
-    pub fn bin(&self, prog: &str) -> Result<PathBuf, String> {
+    pub fn bin(&self, prog: &str) -> Result<PathBuf> {
         if let Mode::Docker(_) = self.mode {
             // The image carries every lab binary (`images --build` checked each one).
             return Ok(Path::new("/usr/local/bin").join(prog));
@@ -188,10 +172,10 @@ impl Site {
         if p.is_file() {
             Ok(p)
         } else {
-            Err(format!(
+            Err(Error::msg(format!(
                 "binary {prog} is not built in {} (cargo build --release --bins)",
                 self.bins.display()
-            ))
+            )))
         }
     }
 
@@ -208,7 +192,7 @@ impl Site {
                 c.env("PATH", path_with(&self.bins)).args(args);
                 c
             }
-            Mode::Docker(lab) => crate::docker::exec(&lab.project.container(host), prog, args),
+            Mode::Docker(lab) => docker::exec(&lab.project.container(host), prog, args),
         }
     }
 
@@ -219,16 +203,16 @@ impl Site {
         prog: &str,
         args: &[String],
         stdin: bool,
-    ) -> Option<Result<Bg, String>> {
+    ) -> Option<Result<Bg>> {
         let Mode::Docker(lab) = &self.mode else {
             return None;
         };
-        let (cmd, signal) = crate::docker::spawn_cmd(&lab.project.container(host), prog, args);
+        let (cmd, signal) = docker::spawn_cmd(&lab.project.container(host), prog, args);
         Some(Bg::start(cmd, stdin).map(|bg| bg.signal_via(signal)))
     }
 
     /// Starts `prog args…` on `host` with captured output.
-    pub fn spawn(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+    pub fn spawn(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg> {
         if let Some(bg) = self.docker_bg(host, prog, args, false) {
             return bg;
         }
@@ -243,7 +227,7 @@ impl Site {
     }
 
     /// Like [`Site::spawn`] with a writable stdin.
-    pub fn spawn_stdin(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg, String> {
+    pub fn spawn_stdin(&self, host: &str, prog: &str, args: &[String]) -> Result<Bg> {
         if let Some(bg) = self.docker_bg(host, prog, args, true) {
             return bg;
         }
@@ -258,7 +242,7 @@ impl Site {
         prog: &str,
         args: &[String],
         limit: Duration,
-    ) -> Result<(Option<std::process::ExitStatus>, String, String), String> {
+    ) -> Result<(Option<std::process::ExitStatus>, String, String)> {
         let mut bg = self.spawn(host, prog, args)?;
         let st = bg.finish(limit)?;
         Ok((st, bg.stdout(), bg.stderr()))
@@ -286,19 +270,13 @@ impl Site {
                 c
             }
             // The container has no xtask: the image's netcat does the same.
-            Mode::Docker(lab) => crate::docker::helper(&lab.project.container(host), args),
+            Mode::Docker(lab) => docker::helper(&lab.project.container(host), args),
         }
     }
 
     /// Waits until `n` UDP sockets are bound to `port` on `host` (`ss -uln`): a receiver is ready
     /// once its socket exists, whatever it prints.
-    pub fn await_udp(
-        &self,
-        host: &str,
-        port: u16,
-        n: usize,
-        limit: Duration,
-    ) -> Result<(), String> {
+    pub fn await_udp(&self, host: &str, port: u16, n: usize, limit: Duration) -> Result<()> {
         let filter = format!("sport = :{port}");
         self.poll(limit, || {
             let (_, out, _) = crate::proc::run(
@@ -308,12 +286,12 @@ impl Site {
             .ok()?;
             (out.lines().filter(|l| !l.trim().is_empty()).count() >= n).then_some(())
         })
-        .map_err(|e| format!("no UDP receiver on {} port {port}: {e}", self.display(host)))
+        .with_context(|| format!("no UDP receiver on {} port {port}", self.display(host)))
     }
 
     /// Waits until a TCP socket listens on `port` on `host` (`ss -tln`), without connecting to
     /// it: for servers that print every connection, a probe would show up in their output.
-    pub fn await_listen(&self, host: &str, port: u16, limit: Duration) -> Result<(), String> {
+    pub fn await_listen(&self, host: &str, port: u16, limit: Duration) -> Result<()> {
         let filter = format!("sport = :{port}");
         self.poll(limit, || {
             let (_, out, _) = crate::proc::run(
@@ -323,17 +301,11 @@ impl Site {
             .ok()?;
             out.lines().any(|l| !l.trim().is_empty()).then_some(())
         })
-        .map_err(|e| format!("nothing listens on {} port {port}: {e}", self.display(host)))
+        .with_context(|| format!("nothing listens on {} port {port}", self.display(host)))
     }
 
     /// Waits until `host` has joined `group` on `dev` (`ip maddr`): the IGMP report has gone out.
-    pub fn await_group(
-        &self,
-        host: &str,
-        dev: &str,
-        group: IpAddr,
-        limit: Duration,
-    ) -> Result<(), String> {
+    pub fn await_group(&self, host: &str, dev: &str, group: IpAddr, limit: Duration) -> Result<()> {
         let want = group.to_string();
         self.poll(limit, || {
             let (_, out, _) = crate::proc::run(
@@ -343,20 +315,20 @@ impl Site {
             .ok()?;
             out.split_whitespace().any(|w| w == want).then_some(())
         })
-        .map_err(|e| format!("{} did not join {group}: {e}", self.display(host)))
+        .with_context(|| format!("{} did not join {group}", self.display(host)))
     }
 
-    fn poll(&self, limit: Duration, mut f: impl FnMut() -> Option<()>) -> Result<(), String> {
+    fn poll(&self, limit: Duration, mut f: impl FnMut() -> Option<()>) -> Result<()> {
         let end = std::time::Instant::now() + limit;
         loop {
             if f().is_some() {
                 return Ok(());
             }
             if crate::proc::interrupted() {
-                return Err(crate::proc::INTERRUPTED_MSG.into());
+                return Err(crate::proc::interrupted_error());
             }
             if std::time::Instant::now() >= end {
-                return Err(format!("not after {} s", limit.as_secs_f32()));
+                return Err(Error::msg(format!("not after {} s", limit.as_secs_f32())));
             }
             std::thread::sleep(Duration::from_millis(30));
         }
@@ -364,13 +336,7 @@ impl Site {
 
     /// Waits until a TCP service on `host` accepts a connection from `from` (readiness by asking
     /// the service, never a fixed sleep).
-    pub fn await_tcp(
-        &self,
-        from: &str,
-        to_addr: IpAddr,
-        port: u16,
-        limit: Duration,
-    ) -> Result<(), String> {
+    pub fn await_tcp(&self, from: &str, to_addr: IpAddr, port: u16, limit: Duration) -> Result<()> {
         let args = vec![
             "__probe".to_owned(),
             to_addr.to_string(),
@@ -381,7 +347,10 @@ impl Site {
             crate::proc::run(self.helper(from, &args), limit + Duration::from_secs(2))?;
         match st {
             Some(s) if s.success() => Ok(()),
-            _ => Err(format!("{to_addr}:{port} does not answer: {}", err.trim())),
+            _ => Err(Error::msg(format!(
+                "{to_addr}:{port} does not answer: {}",
+                err.trim()
+            ))),
         }
     }
 }
@@ -398,53 +367,23 @@ impl Drop for Site {
     }
 }
 
-/// `PATH` with the lab binaries first.
-pub fn path_with(bins: &Path) -> OsString {
-    let mut p = bins.as_os_str().to_owned();
-    if let Some(old) = std::env::var_os("PATH") {
-        p.push(":");
-        p.push(old);
-    }
-    p
+/// A host by short (`client`) or container (`week3_client`) name.
+pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host)> {
+    topo::find_host(name).ok_or_else(|| {
+        let all: Vec<&str> = topo::ALL
+            .iter()
+            .flat_map(|t| t.hosts.iter().map(|h| h.name))
+            .collect();
+        Error::usage(format!("unknown host '{name}': one of {}", all.join(", ")))
+    })
 }
 
-/// The workspace root (xtask lives in `<root>/xtask`).
-pub fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent()
-        .map_or_else(|| here.to_path_buf(), Path::to_path_buf)
-}
-
-/// The lab binaries: `--bin-dir` (or `NETLAB_BIN_DIR`) as given, else built once in release mode.
-pub fn binaries(opts: &Opts) -> Result<PathBuf, String> {
-    if let Some(d) = &opts.bin_dir {
-        return Ok(d.clone());
+/// The topologies named by `week3|chat|tp3|all`.
+pub fn topologies(which: &str) -> Result<Vec<&'static Topology>> {
+    if which == "all" {
+        return Ok(topo::ALL.to_vec());
     }
-    if let Some(d) = std::env::var_os("NETLAB_BIN_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    let root = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    if !opts.quiet {
-        println!("building the lab binaries: cargo build --release --bins");
-    }
-    let st = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--workspace",
-            "--bins",
-            "--exclude",
-            "xtask",
-        ])
-        .status()
-        .map_err(|e| format!("run cargo: {e}"))?;
-    if !st.success() {
-        return Err("cargo build --release --bins failed (see the errors above)".into());
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release"))
+    Topology::by_name(which)
+        .map(|t| vec![t])
+        .ok_or_else(|| Error::usage(format!("unknown lab '{which}': week3, chat, tp3 or all")))
 }

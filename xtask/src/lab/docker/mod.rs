@@ -1,5 +1,6 @@
-//! The Docker backend of `lab` and `demo` (`--docker`): the compose files of `images` run by
-//! `docker-compose`, one compose project per lab.
+//! The Docker backend of `lab` and `demo` (`--docker`): the compose files of [`files`] run by
+//! `docker-compose`, one compose project per lab. [`cli`] is `lab … --docker`, [`image`] the
+//! image build (`images --build`, and a demo's own image).
 //!
 //! A project without `--prefix` is the handout's lab: project `week3`, the committed
 //! `docker/week3.yml`, containers `week3_client`, … With a prefix (tests, a second run on a shared
@@ -13,8 +14,9 @@
 //! demo starts in the background writes its PID inside the container first, so Ctrl-C (SIGINT)
 //! and SIGKILL reach it there: signalling the local `docker exec` client would not.
 
+pub mod cli;
+pub mod files;
 pub mod image;
-pub mod lab;
 
 use std::fs::File;
 use std::io::IsTerminal as _;
@@ -24,11 +26,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use labnet::error::Context as _;
 use labnet::topo::Topology;
+use labnet::{Error, Result};
 
-use crate::images::{self, READY_FILE, Variant};
-use crate::lab::Services;
-use crate::site::workspace_root;
+use self::files::{READY_FILE, Variant};
+use super::services::{Services, course_services};
+use crate::opts::{Opts, workspace_root};
 
 /// How long a run waits for another run's lab of the same topology to go down.
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
@@ -36,15 +40,15 @@ const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
 const READY_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether a Docker engine answers; the reason when not.
-pub fn engine() -> Result<(), String> {
+pub fn engine() -> Result<()> {
     match Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdin(Stdio::null())
         .output()
     {
-        Err(e) => Err(format!(
+        Err(e) => Err(Error::msg(format!(
             "the docker command is not installed ({e}): apt-get install docker.io docker-compose"
-        )),
+        ))),
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
@@ -52,10 +56,10 @@ pub fn engine() -> Result<(), String> {
                 .lines()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("no answer");
-            Err(format!(
+            Err(Error::msg(format!(
                 "no Docker engine answers (`docker info`: {}); start it (dockerd, or systemctl start docker)",
                 first.trim()
-            ))
+            )))
         }
     }
 }
@@ -107,14 +111,14 @@ pub fn docker_name(s: &str) -> String {
 /// (a run with a prefix builds and removes its own).
 pub fn default_image(prefix: &str) -> String {
     if prefix.is_empty() {
-        images::IMAGE.to_owned()
+        files::IMAGE.to_owned()
     } else {
         format!("{}netlab:latest", docker_name(prefix))
     }
 }
 
 /// Runs a command to completion with a time limit; (success, stdout, stderr).
-pub fn output(mut cmd: Command, limit: Duration) -> Result<(bool, String, String), String> {
+pub fn output(mut cmd: Command, limit: Duration) -> Result<(bool, String, String)> {
     let what = format!("{:?}", cmd.get_program());
     let (st, out, err) = crate::proc::run(
         {
@@ -125,14 +129,15 @@ pub fn output(mut cmd: Command, limit: Duration) -> Result<(bool, String, String
     )?;
     match st {
         Some(s) => Ok((s.success(), out, err)),
-        None => Err(format!(
+        None => Err(Error::msg(format!(
             "{what} did not finish within {} s",
             limit.as_secs()
-        )),
+        ))),
     }
 }
 
-fn docker(args: &[&str]) -> Command {
+/// `docker ARGS…`.
+pub fn docker(args: &[&str]) -> Command {
     let mut c = Command::new("docker");
     c.args(args);
     c
@@ -184,14 +189,14 @@ impl Project {
         image: &str,
         lab_dir: &Path,
         scratch: Option<&Path>,
-    ) -> Result<Project, String> {
+    ) -> Result<Project> {
         let root = workspace_root();
         std::fs::create_dir_all(lab_dir)
-            .map_err(|e| format!("create {}: {e}", lab_dir.display()))?;
+            .with_context(|| format!("create {}", lab_dir.display()))?;
         let lab_dir = std::path::absolute(lab_dir).unwrap_or_else(|_| lab_dir.to_path_buf());
         let name = docker_name(&format!("{prefix}{}", topo.name));
         if prefix.is_empty()
-            && image == images::IMAGE
+            && image == files::IMAGE
             && scratch.is_none()
             && lab_dir == root.join("lab")
         {
@@ -212,10 +217,10 @@ impl Project {
             build: false,
         };
         let dir = std::env::temp_dir().join("netlab-docker");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let file = dir.join(format!("{name}.yml"));
-        std::fs::write(&file, images::compose(topo, &variant))
-            .map_err(|e| format!("write {}: {e}", file.display()))?;
+        std::fs::write(&file, files::compose(topo, &variant))
+            .with_context(|| format!("write {}", file.display()))?;
         Ok(Project {
             topo,
             prefix: prefix.to_owned(),
@@ -245,7 +250,7 @@ impl Project {
         let mut c = compose_cmd();
         c.arg("-p").arg(&self.name).arg("-f").arg(&self.file);
         if all_profiles {
-            c.args(["--profile", images::PROFILE_ALL]);
+            c.args(["--profile", files::PROFILE_ALL]);
         }
         c
     }
@@ -253,7 +258,7 @@ impl Project {
     /// The compose services `up` starts for `services`.
     fn service_names(&self, services: Services) -> Vec<String> {
         let mut v: Vec<String> = self.topo.hosts.iter().map(|h| h.name.to_owned()).collect();
-        for c in images::course_services(self.topo) {
+        for c in course_services(self.topo) {
             if services == Services::All || (services == Services::Default && c.default) {
                 v.push(c.name.to_owned());
             }
@@ -264,18 +269,18 @@ impl Project {
     /// Brings the project up: checks the image and the subnets, clears a leftover of the same
     /// project, starts the containers, waits until each host has set up its network and each
     /// started course service answers. Prints its phases when `verbose`.
-    pub fn up(&self, services: Services, verbose: bool) -> Result<(), String> {
+    pub fn up(&self, services: Services, verbose: bool) -> Result<()> {
         let t0 = Instant::now();
         if !image_exists(&self.image) {
-            return Err(format!(
+            return Err(Error::msg(format!(
                 "the image {} is not built: cargo xtask images --build{}",
                 self.image,
-                if self.image == images::IMAGE {
+                if self.image == files::IMAGE {
                     String::new()
                 } else {
                     format!(" --tag {}", self.image)
                 }
-            ));
+            )));
         }
         self.down_quiet();
         conflicts(self)?;
@@ -298,7 +303,7 @@ impl Project {
         if !ok {
             let why = format!("{}{}", out.trim(), err.trim());
             self.down_quiet();
-            return Err(format!("docker-compose up failed: {why}"));
+            return Err(Error::msg(format!("docker-compose up failed: {why}")));
         }
         let res = self.wait_ready(&names);
         if let Err(e) = res {
@@ -311,7 +316,7 @@ impl Project {
         Ok(())
     }
 
-    fn wait_ready(&self, names: &[String]) -> Result<(), String> {
+    fn wait_ready(&self, names: &[String]) -> Result<()> {
         for h in self.topo.hosts {
             let c = self.container(h.name);
             let end = Instant::now() + READY_WAIT;
@@ -336,19 +341,19 @@ impl Project {
                     )
                     .map(|(_, o, e)| format!("{o}{e}"))
                     .unwrap_or_default();
-                    return Err(format!(
+                    return Err(Error::msg(format!(
                         "{c} did not set up its network{}: {}",
                         if running { " in time" } else { " (it stopped)" },
                         logs.trim()
-                    ));
+                    )));
                 }
                 if crate::proc::interrupted() {
-                    return Err(crate::proc::INTERRUPTED_MSG.into());
+                    return Err(crate::proc::interrupted_error());
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        for s in images::course_services(self.topo) {
+        for s in course_services(self.topo) {
             if !names.iter().any(|n| n == s.name) {
                 continue;
             }
@@ -367,12 +372,12 @@ impl Project {
                 );
                 let (ok, _, err) = output(probe, Duration::from_secs(40))?;
                 if !ok {
-                    return Err(format!(
+                    return Err(Error::msg(format!(
                         "{} on {} does not answer on port {p}: {}",
                         s.name,
                         self.container(s.host),
                         err.trim()
-                    ));
+                    )));
                 }
             }
         }
@@ -381,14 +386,14 @@ impl Project {
 
     /// Removes every container and network of the project (idempotent); the compose file if
     /// this run wrote it. Returns what compose said when it failed.
-    pub fn down(&self) -> Result<(), String> {
+    pub fn down(&self) -> Result<()> {
         let mut c = self.compose(true);
         c.args(["down", "--remove-orphans", "-t", "2"]);
         let (ok, out, err) = output(c, Duration::from_secs(120))?;
         if ok {
             Ok(())
         } else {
-            Err(format!("{}{}", out.trim(), err.trim()))
+            Err(Error::msg(format!("{}{}", out.trim(), err.trim())))
         }
     }
 
@@ -431,7 +436,7 @@ impl Project {
 fn bridged_rule() -> Vec<String> {
     [
         "-i",
-        &format!("{}+", images::BRIDGE_PREFIX),
+        &format!("{}+", files::BRIDGE_PREFIX),
         "-m",
         "physdev",
         "--physdev-is-bridged",
@@ -469,7 +474,7 @@ pub fn allow_bridged_by_hand() -> String {
 /// accepts frames that are bridged, not routed (`--physdev-is-bridged`), on the lab bridges
 /// only: nothing is routed through the host, so the networks stay internal. Idempotent; the rule
 /// stays (it matches nothing while no lab is up).
-pub fn allow_bridged() -> Result<(), String> {
+pub fn allow_bridged() -> Result<()> {
     let rule = bridged_rule();
     let mut done = false;
     for tool in ["iptables", "ip6tables"] {
@@ -498,34 +503,34 @@ pub fn allow_bridged() -> Result<(), String> {
             .args(&rule)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("run {tool}: {e}"))?;
+            .with_context(|| format!("run {tool}"))?;
         if !out.status.success() {
-            return Err(format!(
+            return Err(Error::msg(format!(
                 "{tool} -I DOCKER-USER failed ({}): broadcast and multicast between the lab's containers need `{}`",
                 String::from_utf8_lossy(&out.stderr).trim(),
                 allow_bridged_by_hand()
-            ));
+            )));
         }
         done |= tool == "iptables";
     }
     if done {
         Ok(())
     } else {
-        Err(format!(
+        Err(Error::msg(format!(
             "no DOCKER-USER chain in iptables (is dockerd running with its iptables rules?): if broadcast or multicast between containers fails, run `{}`",
             allow_bridged_by_hand()
-        ))
+        )))
     }
 }
 
 /// A network's name and subnets, as `docker network inspect` gives them.
-fn networks() -> Result<Vec<(String, Vec<String>)>, String> {
+fn networks() -> Result<Vec<(String, Vec<String>)>> {
     let (ok, out, err) = output(
         docker(&["network", "ls", "--format", "{{.Name}}"]),
         Duration::from_secs(20),
     )?;
     if !ok {
-        return Err(format!("docker network ls: {}", err.trim()));
+        return Err(Error::msg(format!("docker network ls: {}", err.trim())));
     }
     let names: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
     if names.is_empty() {
@@ -596,7 +601,7 @@ fn subnets(p: &Project) -> Vec<(String, String)> {
 }
 
 /// Fails with the name of a Docker network of another lab that holds one of our subnets.
-fn conflicts(p: &Project) -> Result<(), String> {
+fn conflicts(p: &Project) -> Result<()> {
     let ours = p.networks();
     for (name, nets) in networks()? {
         if ours.contains(&name) {
@@ -604,11 +609,11 @@ fn conflicts(p: &Project) -> Result<(), String> {
         }
         for (mine, sub) in subnets(p) {
             if let Some(n) = nets.iter().find(|n| overlap(n, &sub)) {
-                return Err(format!(
+                return Err(Error::msg(format!(
                     "{sub} (for {mine}) is taken by the Docker network '{name}' ({n}): another lab is up \
                      (`cargo xtask lab down {} --docker`, with that lab's --prefix), or remove it: docker network rm {name}",
                     p.topo.name
-                ));
+                )));
             }
         }
     }
@@ -625,7 +630,7 @@ pub struct PidLock {
 impl PidLock {
     /// Takes the lock named `name` under /run/netlab (or the temp directory), waiting up to
     /// `wait` for its holder; `say` is told once that we wait.
-    pub fn acquire(name: &str, wait: Duration, say: impl Fn(&str)) -> Result<PidLock, String> {
+    pub fn acquire(name: &str, wait: Duration, say: impl Fn(&str)) -> Result<PidLock> {
         let dir = Path::new("/run/netlab");
         let dir = if std::fs::create_dir_all(dir).is_ok() {
             dir.to_path_buf()
@@ -641,11 +646,11 @@ impl PidLock {
                 Ok(mut f) => {
                     use std::io::Write as _;
                     f.write_all(me.as_bytes())
-                        .map_err(|e| format!("write {}: {e}", path.display()))?;
+                        .with_context(|| format!("write {}", path.display()))?;
                     return Ok(PidLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("create {}: {e}", path.display())),
+                Err(e) => return Err(Error::msg(format!("create {}: {e}", path.display()))),
             }
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             let holder = holder.trim();
@@ -668,14 +673,14 @@ impl PidLock {
                 said = true;
             }
             if crate::proc::interrupted() {
-                return Err(crate::proc::INTERRUPTED_MSG.into());
+                return Err(crate::proc::interrupted_error());
             }
             if Instant::now() >= end {
-                return Err(format!(
+                return Err(Error::msg(format!(
                     "process {holder} still holds {} after {} s",
                     path.display(),
                     wait.as_secs()
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -694,7 +699,7 @@ impl Drop for PidLock {
 
 /// Takes the machine-wide lock of a topology's Docker lab (its subnets), waiting for another
 /// run that holds it.
-pub fn lock(topo: &Topology, say: impl Fn(&str)) -> Result<PidLock, String> {
+pub fn lock(topo: &Topology, say: impl Fn(&str)) -> Result<PidLock> {
     PidLock::acquire(&format!("docker-{}", topo.name), LOCK_WAIT, |m| {
         say(&format!(
             "(another run has a Docker {} lab up) {m}",
@@ -717,13 +722,13 @@ impl Lab {
     /// at the same path in every container.
     pub fn for_demo(
         topo: &'static Topology,
-        opts: &crate::site::Opts,
+        opts: &Opts,
         image: &str,
         scratch: &Path,
         say: impl Fn(&str),
-    ) -> Result<Lab, String> {
+    ) -> Result<Lab> {
         let lock = lock(topo, say)?;
-        let lab_dir = crate::lab::shared_dir(opts);
+        let lab_dir = opts.shared_dir();
         let project = Project::new(topo, &opts.prefix, image, &lab_dir, Some(scratch))?;
         if let Err(e) = project.up(Services::None, false) {
             project.forget_file();
@@ -745,53 +750,6 @@ impl Drop for Lab {
             );
         }
         self.project.forget_file();
-    }
-}
-
-/// The image of a `demo --docker` run: the one given with `--image`, or built now from the
-/// binaries just built (offline path: the demo shows these binaries, whatever a registry has).
-/// A run with a prefix builds its own (`<prefix>netlab:latest`) and removes it when done.
-#[derive(Debug)]
-pub struct DemoImage {
-    /// The image name.
-    pub name: String,
-    remove: bool,
-}
-
-impl DemoImage {
-    /// Checks or builds the image.
-    pub fn prepare(
-        given: Option<String>,
-        opts: &crate::site::Opts,
-        bins: &Path,
-    ) -> Result<DemoImage, String> {
-        engine()?;
-        if let Some(name) = given {
-            if !image_exists(&name) {
-                return Err(format!("the image {name} does not exist"));
-            }
-            return Ok(DemoImage {
-                name,
-                remove: false,
-            });
-        }
-        let name = default_image(&opts.prefix);
-        let mut o = opts.clone();
-        o.bin_dir = Some(bins.to_path_buf());
-        o.quiet = true;
-        image::build(&name, true, &o)?;
-        Ok(DemoImage {
-            name,
-            remove: !opts.prefix.is_empty(),
-        })
-    }
-}
-
-impl Drop for DemoImage {
-    fn drop(&mut self) {
-        if self.remove {
-            let _ = output(docker(&["rmi", "-f", &self.name]), Duration::from_secs(60));
-        }
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::process::{Command, Stdio};
 
+use labnet::{Error, Result};
+
 use crate::proc::have;
 
 /// The program that shows a Debian package is installed.
@@ -22,9 +24,9 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Makes sure every package in `packages` is installed; returns a one-line reason with the fix
+/// Makes sure every package in `packages` is installed; fails with a one-line reason and the fix
 /// when one is missing and cannot be installed here.
-pub fn ensure(packages: &[&str], quiet: bool) -> Result<(), String> {
+pub fn ensure(packages: &[&str], quiet: bool) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
@@ -35,10 +37,10 @@ pub fn ensure(packages: &[&str], quiet: bool) -> Result<(), String> {
     }
     let fix = format!("apt-get install -y {}", missing.join(" "));
     if !is_root() || !have("apt-get") {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "{} missing: install with `{fix}`",
             missing.join(" and ")
-        ));
+        )));
     }
     if !quiet {
         println!("{} missing; installing: {fix}", missing.join(" and "));
@@ -59,14 +61,14 @@ pub fn ensure(packages: &[&str], quiet: bool) -> Result<(), String> {
             .stdout(Stdio::null())
             .status();
         if !install() {
-            return Err(format!(
+            return Err(Error::msg(format!(
                 "could not install {}: run `{fix}`",
                 missing.join(" ")
-            ));
+            )));
         }
     }
     match missing.iter().find(|p| !have(program_of(p))) {
         None => Ok(()),
-        Some(p) => Err(format!("{p} still missing after `{fix}`")),
+        Some(p) => Err(Error::msg(format!("{p} still missing after `{fix}`"))),
     }
 }

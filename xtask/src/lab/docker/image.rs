@@ -4,7 +4,7 @@
 //! multi-stage `docker/Dockerfile`. Without one (`--offline`, or no answer), from parts this
 //! machine has: a Debian base made with `debootstrap --variant=minbase` from Debian's mirror and
 //! `docker import`ed as `netlab-base:<hash>`, where the hash is taken over the suite and
-//! [`images::PACKAGES`] (the base is built once and reused until that list changes), plus the
+//! [`files::PACKAGES`] (the base is built once and reused until that list changes), plus the
 //! host's release binaries of every workspace binary (from `cargo metadata`, so a new crate's
 //! binary is in the next image without a line changed here). A last step runs every binary's
 //! `--help` and looks for every tool inside the new image, without a network.
@@ -19,9 +19,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{elapsed, engine, image_exists, output};
-use crate::images::{self, NOT_IN_IMAGE};
-use crate::site::{Opts, workspace_root};
+use labnet::error::Context as _;
+use labnet::{Error, Result};
+
+use super::files::{self, NOT_IN_IMAGE};
+use super::{default_image, docker, elapsed, engine, image_exists, output};
+use crate::opts::{self, Opts, workspace_root};
 
 /// The Debian release of the base (the release of the `debian:bookworm-slim` runtime stage).
 const SUITE: &str = "bookworm";
@@ -36,29 +39,19 @@ const PROBE: Duration = Duration::from_secs(4);
 /// The default PATH of a container of an imported image (an import has no ENV of its own).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// FNV-1a, 64 bits: a stable hash for a tag (std's hasher may change between Rust releases).
-pub fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in data {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// `netlab-base:<12 hex digits>`, from the suite, the recipe and the package list.
 pub fn base_tag() -> String {
     let mut recipe = format!("{SUITE}\n{RECIPE}\n");
-    for p in images::package_names() {
+    for p in files::package_names() {
         recipe.push_str(p);
         recipe.push('\n');
     }
-    format!("{BASE}:{:012x}", fnv1a(recipe.as_bytes()) >> 16)
+    format!("{BASE}:{:012x}", files::fnv1a(recipe.as_bytes()) >> 16)
 }
 
 /// Builds `tag`: the Dockerfile when a registry answers and `offline` is false, else the
 /// debootstrap base plus the host's binaries. Prints which path it takes and why.
-pub fn build(tag: &str, offline: bool, opts: &Opts) -> Result<(), String> {
+pub fn build(tag: &str, offline: bool, opts: &Opts) -> Result<()> {
     let t0 = Instant::now();
     engine()?;
     let ok = tag
@@ -66,9 +59,9 @@ pub fn build(tag: &str, offline: bool, opts: &Opts) -> Result<(), String> {
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-:/".contains(c))
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "'{tag}' is not an image name Docker accepts (lowercase letters, digits, _ and -)"
-        ));
+        )));
     }
     let before = image_id(tag);
     let res = if offline {
@@ -125,7 +118,7 @@ fn image_id(image: &str) -> Option<String> {
 
 /// The registry `docker pull` would use (the engine's first mirror, else Docker Hub), if it
 /// accepts a TCP connection within [`PROBE`].
-fn registry() -> Result<String, String> {
+fn registry() -> Result<String> {
     let mirrors = output(
         {
             let mut c = Command::new("docker");
@@ -166,33 +159,38 @@ fn registry() -> Result<String, String> {
     std::thread::spawn(move || {
         let res = t
             .to_socket_addrs()
-            .map_err(|e| format!("{t} does not resolve: {e}"))
-            .and_then(|mut a| a.next().ok_or_else(|| format!("{t} has no address")))
+            .map_err(|e| Error::msg(format!("{t} does not resolve: {e}")))
+            .and_then(|mut a| {
+                a.next()
+                    .ok_or_else(|| Error::msg(format!("{t} has no address")))
+            })
             .and_then(|a| {
                 TcpStream::connect_timeout(&a, PROBE)
                     .map(|_| ())
-                    .map_err(|e| format!("{t}: {e}"))
+                    .map_err(|e| Error::msg(format!("{t}: {e}")))
             });
         let _ = tx.send(res);
     });
     match rx.recv_timeout(PROBE + Duration::from_millis(500)) {
         Ok(Ok(())) => Ok(target),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("{target}: no answer within {} s", PROBE.as_secs())),
+        Err(_) => Err(Error::msg(format!(
+            "{target}: no answer within {} s",
+            PROBE.as_secs()
+        ))),
     }
 }
 
-fn dockerfile_build(tag: &str, t0: Instant) -> Result<(), String> {
+fn dockerfile_build(tag: &str, t0: Instant) -> Result<()> {
     let st = Command::new("docker")
         .current_dir(workspace_root())
         .args(["build", "-f", "docker/Dockerfile", "-t", tag, "."])
         .status()
-        .map_err(|e| format!("run docker build: {e}"))?;
+        .context("run docker build")?;
     if !st.success() {
-        return Err(
-            "docker build failed (see above); `cargo xtask images --build --offline` needs no registry"
-                .into(),
-        );
+        return Err(Error::msg(
+            "docker build failed (see above); `cargo xtask images --build --offline` needs no registry",
+        ));
     }
     println!("image {tag}: built in {}", elapsed(t0));
     Ok(())
@@ -200,7 +198,7 @@ fn dockerfile_build(tag: &str, t0: Instant) -> Result<(), String> {
 
 /// The binaries of the workspace that go into the image (every `bin` target of every package
 /// but [`NOT_IN_IMAGE`]), from `cargo metadata`.
-pub fn binary_names() -> Result<Vec<String>, String> {
+pub fn binary_names() -> Result<Vec<String>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace_root())
@@ -213,15 +211,15 @@ pub fn binary_names() -> Result<Vec<String>, String> {
         ])
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| format!("run cargo metadata: {e}"))?;
+        .context("run cargo metadata")?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "cargo metadata failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("cargo metadata printed no JSON: {e}"))?;
+        .map_err(|e| Error::other("cargo metadata printed no JSON", e))?;
     let mut names = Vec::new();
     for p in meta["packages"].as_array().into_iter().flatten() {
         if NOT_IN_IMAGE.contains(&p["name"].as_str().unwrap_or_default()) {
@@ -240,14 +238,14 @@ pub fn binary_names() -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
+fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<()> {
     let t = Instant::now();
     println!("[1/4] the lab binaries");
     let bins = release_binaries(opts)?;
     let names = binary_names()?;
     let missing: Vec<&String> = names.iter().filter(|n| !bins.join(n).is_file()).collect();
     if !missing.is_empty() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "not built in {}: {} (cargo build --release --bins)",
             bins.display(),
             missing
@@ -255,7 +253,7 @@ fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )));
     }
     println!(
         "      {} binaries from {} ({})",
@@ -304,9 +302,9 @@ fn offline_build(tag: &str, opts: &Opts, t0: Instant) -> Result<(), String> {
 
 /// `--bin-dir` (or NETLAB_BIN_DIR) as given; else `cargo build --release` of the workspace's
 /// binaries, with cargo's own progress on the terminal (a first build takes minutes).
-fn release_binaries(opts: &Opts) -> Result<PathBuf, String> {
+fn release_binaries(opts: &Opts) -> Result<PathBuf> {
     if opts.bin_dir.is_some() || std::env::var_os("NETLAB_BIN_DIR").is_some() {
-        return crate::site::binaries(opts);
+        return opts::binaries(opts);
     }
     let mut args = vec!["build", "--release", "--workspace", "--bins"];
     for p in NOT_IN_IMAGE {
@@ -322,34 +320,29 @@ fn release_binaries(opts: &Opts) -> Result<PathBuf, String> {
         .current_dir(&root)
         .args(&args)
         .status()
-        .map_err(|e| format!("run cargo: {e}"))?;
+        .context("run cargo")?;
     if !st.success() {
-        return Err("cargo build --release failed (see the errors above)".into());
+        return Err(Error::msg(
+            "cargo build --release failed (see the errors above)",
+        ));
     }
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("release"))
 }
 
-fn image_from(
-    ctx: &Path,
-    base: &str,
-    tag: &str,
-    bins: &Path,
-    names: &[String],
-) -> Result<(), String> {
+fn image_from(ctx: &Path, base: &str, tag: &str, bins: &Path, names: &[String]) -> Result<()> {
     let bin = ctx.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
+    std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
     for n in names {
-        std::fs::copy(bins.join(n), bin.join(n)).map_err(|e| format!("copy {n}: {e}"))?;
+        std::fs::copy(bins.join(n), bin.join(n)).with_context(|| format!("copy {n}"))?;
     }
     let nc = bin.join("nc");
-    std::fs::write(&nc, images::nc_wrapper())
-        .map_err(|e| format!("write {}: {e}", nc.display()))?;
+    std::fs::write(&nc, files::nc_wrapper()).with_context(|| format!("write {}", nc.display()))?;
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&nc, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod {}: {e}", nc.display()))?;
+            .with_context(|| format!("chmod {}", nc.display()))?;
     }
     let dockerfile = format!(
         "# Written by `cargo xtask images --build` (no registry): the debootstrap base and this\n\
@@ -361,31 +354,30 @@ fn image_from(
          CMD [\"sleep\", \"infinity\"]\n",
         names.join(" ")
     );
-    std::fs::write(ctx.join("Dockerfile"), dockerfile)
-        .map_err(|e| format!("write Dockerfile: {e}"))?;
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).context("write Dockerfile")?;
     let out = Command::new("docker")
         .args(["build", "-t", tag])
         .arg(ctx)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("run docker build: {e}"))?;
+        .context("run docker build")?;
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         if l.starts_with("Step ") || l.starts_with("Successfully") || l.starts_with("#") {
             println!("      {l}");
         }
     }
     if !out.status.success() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "docker build of {tag} failed: {}{}",
             String::from_utf8_lossy(&out.stdout).trim(),
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Runs every binary's `--help` and looks for every tool in a container of `tag` with no network.
-fn smoke(tag: &str, names: &[String]) -> Result<(), String> {
+fn smoke(tag: &str, names: &[String]) -> Result<()> {
     let script = format!(
         "m=''; \
          for b in {bins}; do \"$b\" --help >/dev/null 2>&1 || m=\"$m $b\"; done; \
@@ -393,7 +385,7 @@ fn smoke(tag: &str, names: &[String]) -> Result<(), String> {
          python3 -c 'import websocket' 2>/dev/null || m=\"$m python3-websocket\"; \
          [ -z \"$m\" ] || {{ echo \"missing or broken:$m\"; exit 1; }}",
         bins = names.join(" "),
-        tools = images::TOOLS.join(" ")
+        tools = files::TOOLS.join(" ")
     );
     let (ok, out, err) = output(
         {
@@ -406,11 +398,11 @@ fn smoke(tag: &str, names: &[String]) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Error::msg(format!(
             "the image {tag} is incomplete: {}{} (a binary built against a newer C library than {SUITE}'s fails here)",
             out.trim(),
             err.trim()
-        ))
+        )))
     }
 }
 
@@ -423,7 +415,7 @@ fn is_root() -> bool {
 
 /// The base image, built unless it exists; (tag, whether it was built now). One build at a time
 /// on the machine (a lock file): a second run waits and then finds it cached.
-fn ensure_base() -> Result<(String, bool), String> {
+fn ensure_base() -> Result<(String, bool)> {
     let tag = base_tag();
     let _lock = super::PidLock::acquire("docker-base", Duration::from_secs(30 * 60), |m| {
         println!("      another run is building the base image {m}");
@@ -432,15 +424,15 @@ fn ensure_base() -> Result<(String, bool), String> {
         return Ok((tag, false));
     }
     if !is_root() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "{tag} is not built and debootstrap needs root: sudo -E cargo xtask images --build"
-        ));
+        )));
     }
-    crate::tools::ensure(&["debootstrap"], false)?;
+    crate::packages::ensure(&["debootstrap"], false)?;
     sweep_old_rootfs();
     let work = std::env::temp_dir().join(format!("netlab-base-{}", std::process::id()));
     let rootfs = work.join("rootfs");
-    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let res = debootstrap(&rootfs, &work.join("debootstrap.log"))
         .and_then(|()| trim(&rootfs))
         .and_then(|()| import(&rootfs, &tag));
@@ -457,9 +449,9 @@ fn ensure_base() -> Result<(String, bool), String> {
     }
 }
 
-fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
+fn debootstrap(rootfs: &Path, log: &Path) -> Result<()> {
     let mirror = std::env::var("NETLAB_DEBIAN_MIRROR").unwrap_or_else(|_| MIRROR.to_owned());
-    let include = format!("--include={}", images::package_names().join(","));
+    let include = format!("--include={}", files::package_names().join(","));
     println!(
         "      debootstrap --variant=minbase {include} {SUITE} {} {mirror}",
         rootfs.display()
@@ -476,7 +468,7 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("start debootstrap: {e}"))?;
+        .context("start debootstrap")?;
     let (tx, rx) = mpsc::channel::<String>();
     let mut readers = Vec::new();
     if let Some(o) = child.stdout.take() {
@@ -497,7 +489,7 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
     }
     drop(tx);
     let mut logf =
-        std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
     let t0 = Instant::now();
     let mut last_print = Instant::now();
     // debootstrap prints a line per package and step: show the first line of each kind of step
@@ -536,15 +528,13 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
     for r in readers {
         let _ = r.join();
     }
-    let st = child
-        .wait()
-        .map_err(|e| format!("wait for debootstrap: {e}"))?;
+    let st = child.wait().context("wait for debootstrap")?;
     if !st.success() {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "debootstrap failed ({st}); last lines:\n{}\n(full log: {})",
             tail.join("\n"),
             log.display()
-        ));
+        )));
     }
     println!("      [{:>6}] debootstrap done", elapsed(t0));
     Ok(())
@@ -552,7 +542,7 @@ fn debootstrap(rootfs: &Path, log: &Path) -> Result<(), String> {
 
 /// Empties what an image does not need: downloaded packages, package lists (`apt-get update`
 /// brings them back), the build machine's resolver and host name (Docker provides its own).
-fn trim(rootfs: &Path) -> Result<(), String> {
+fn trim(rootfs: &Path) -> Result<()> {
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let d = rootfs.join(dir);
         if let Ok(entries) = std::fs::read_dir(&d) {
@@ -568,12 +558,12 @@ fn trim(rootfs: &Path) -> Result<(), String> {
         let p = rootfs.join(f);
         // resolv.conf may be a symbolic link to the build machine's: replace it, never follow it.
         let _ = std::fs::remove_file(&p);
-        std::fs::write(&p, "").map_err(|e| format!("write {}: {e}", p.display()))?;
+        std::fs::write(&p, "").with_context(|| format!("write {}", p.display()))?;
     }
     Ok(())
 }
 
-fn import(rootfs: &Path, tag: &str) -> Result<(), String> {
+fn import(rootfs: &Path, tag: &str) -> Result<()> {
     let t0 = Instant::now();
     println!("      docker import of the root filesystem as {tag}");
     let mut tar = Command::new("tar")
@@ -582,13 +572,13 @@ fn import(rootfs: &Path, tag: &str) -> Result<(), String> {
         .args(["-c", "."])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("start tar: {e}"))?;
+        .context("start tar")?;
     let Some(stdout) = tar.stdout.take() else {
-        return Err("tar has no stdout".into());
+        return Err(Error::msg("tar has no stdout"));
     };
     let label = format!(
         "LABEL org.netlab.packages=\"{}\"",
-        images::package_names().join(" ")
+        files::package_names().join(" ")
     );
     let out = Command::new("docker")
         .args([
@@ -606,13 +596,13 @@ fn import(rootfs: &Path, tag: &str) -> Result<(), String> {
         ])
         .stdin(Stdio::from(stdout))
         .output()
-        .map_err(|e| format!("run docker import: {e}"))?;
+        .context("run docker import")?;
     let tar_ok = tar.wait().is_ok_and(|s| s.success());
     if !out.status.success() || !tar_ok {
-        return Err(format!(
+        return Err(Error::msg(format!(
             "docker import failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     println!("      imported in {}", elapsed(t0));
     Ok(())
@@ -661,9 +651,53 @@ fn sweep_old_rootfs() {
     }
 }
 
+/// The image of a `demo --docker` run: the one given with `--image`, or built now from the
+/// binaries just built (offline path: the demo shows these binaries, whatever a registry has).
+/// A run with a prefix builds its own (`<prefix>netlab:latest`) and removes it when done.
+#[derive(Debug)]
+pub struct DemoImage {
+    /// The image name.
+    pub name: String,
+    remove: bool,
+}
+
+impl DemoImage {
+    /// Checks or builds the image.
+    pub fn prepare(given: Option<String>, opts: &Opts, bins: &Path) -> Result<DemoImage> {
+        engine()?;
+        if let Some(name) = given {
+            if !image_exists(&name) {
+                return Err(Error::msg(format!("the image {name} does not exist")));
+            }
+            return Ok(DemoImage {
+                name,
+                remove: false,
+            });
+        }
+        let name = default_image(&opts.prefix);
+        let mut o = opts.clone();
+        o.bin_dir = Some(bins.to_path_buf());
+        o.quiet = true;
+        build(&name, true, &o)?;
+        Ok(DemoImage {
+            name,
+            remove: !opts.prefix.is_empty(),
+        })
+    }
+}
+
+impl Drop for DemoImage {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = output(docker(&["rmi", "-f", &self.name]), Duration::from_secs(60));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::docker::files::fnv1a;
 
     #[test]
     fn base_tag_is_stable_and_follows_the_package_list() {

@@ -9,13 +9,15 @@
 
 use std::time::Duration;
 
-use labnet::Error;
+use labnet::error::Context as _;
 use labnet::topo::Topology;
+use labnet::{Error, Result};
 
+use super::files::IMAGE;
 use super::{Project, engine, exec_interactive, helper, output};
-use crate::images::{self, course_services};
-use crate::lab::Services;
-use crate::site::Opts;
+use crate::lab::services::{CourseService, Services, course_services};
+use crate::lab::site::{resolve_host, topologies};
+use crate::opts::Opts;
 
 /// `lab SUB … --docker` (the `--docker` flag already removed).
 pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
@@ -33,10 +35,10 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
     if let Some(bad) = pos.iter().find(|p| p.starts_with('-')) {
         return Err(Error::usage(format!("unknown option '{bad}'")));
     }
-    let image = image.unwrap_or_else(|| images::IMAGE.to_owned());
-    let lab_dir = crate::lab::shared_dir(opts);
+    let image = image.unwrap_or_else(|| IMAGE.to_owned());
+    let lab_dir = opts.shared_dir();
     let services = match services {
-        Some(s) => s.parse::<Services>().map_err(Error::usage)?,
+        Some(s) => s.parse::<Services>()?,
         None => Services::Default,
     };
     engine()
@@ -50,11 +52,9 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
     };
     match sub {
         "up" => {
-            for t in crate::lab::topologies(&one("all")?)? {
-                let p =
-                    Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
-                p.up(services, true)
-                    .map_err(|e| Error::msg(format!("{}: {e}", t.name)))?;
+            for t in topologies(&one("all")?)? {
+                let p = Project::new(t, &opts.prefix, &image, &lab_dir, None)?;
+                p.up(services, true).context(t.name)?;
                 print_containers(&p);
             }
             println!(
@@ -69,12 +69,10 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
             Ok(())
         }
         "down" => {
-            for t in crate::lab::topologies(&one("all")?)? {
-                let p =
-                    Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
+            for t in topologies(&one("all")?)? {
+                let p = Project::new(t, &opts.prefix, &image, &lab_dir, None)?;
                 let n = p.containers().len();
-                p.down()
-                    .map_err(|e| Error::msg(format!("{}: {e}", t.name)))?;
+                p.down().context(t.name)?;
                 p.forget_file();
                 if n > 0 {
                     println!("{}: removed {n} containers and their networks", t.name);
@@ -100,8 +98,8 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
                     "lab exec --docker needs a command after the host: lab exec client --docker -- bash",
                 ));
             }
-            let (t, h) = crate::lab::resolve_host(host)?;
-            let p = Project::new(t, &opts.prefix, &image, &lab_dir, None).map_err(Error::msg)?;
+            let (t, h) = resolve_host(host)?;
+            let p = Project::new(t, &opts.prefix, &image, &lab_dir, None)?;
             let c = p.container(h.name);
             if !running(&c) {
                 return Err(Error::msg(format!(
@@ -111,7 +109,7 @@ pub fn command(sub: &str, rest: &[String], opts: &Opts) -> Result<(), Error> {
             }
             let st = exec_interactive(&c, &cmd)
                 .status()
-                .map_err(|e| Error::msg(format!("run docker exec: {e}")))?;
+                .context("run docker exec")?;
             if st.success() {
                 Ok(())
             } else {
@@ -206,7 +204,7 @@ fn print_containers(p: &Project) {
 }
 
 /// Whether each port of a course service answers, probed from its probe host.
-fn answers(p: &Project, s: &images::CourseService, secs: u32) -> String {
+fn answers(p: &Project, s: &CourseService, secs: u32) -> String {
     let Some(h) = p.topo.host(s.host) else {
         return String::new();
     };
@@ -288,9 +286,9 @@ fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Resu
             "unknown lab service command '{action}': start or stop"
         )));
     }
-    let (t, h) = crate::lab::resolve_host(host)?;
+    let (t, h) = resolve_host(host)?;
     let all = course_services(t);
-    let svcs: Vec<&images::CourseService> = all
+    let svcs: Vec<&CourseService> = all
         .iter()
         .filter(|s| s.host == h.name && name.is_none_or(|n| n == s.name))
         .collect();
@@ -311,7 +309,7 @@ fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Resu
             }
         )));
     }
-    let p = Project::new(t, of.prefix, of.image, of.lab_dir, None).map_err(Error::msg)?;
+    let p = Project::new(t, of.prefix, of.image, of.lab_dir, None)?;
     if !running(&p.container(h.name)) {
         return Err(Error::msg(format!(
             "{} is not running: cargo xtask lab up {} --docker",
@@ -326,7 +324,7 @@ fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Resu
     } else {
         c.args(["rm", "-s", "-f"]).args(&names);
     }
-    let (ok, out, err) = output(c, Duration::from_secs(120)).map_err(Error::msg)?;
+    let (ok, out, err) = output(c, Duration::from_secs(120))?;
     if !ok {
         return Err(Error::msg(format!(
             "docker-compose {action} {}: {}{}",

@@ -1,5 +1,7 @@
-//! Small helpers xtask runs inside lab hosts (`xtask __probe …` entered into the host), so the demos
-//! need nothing installed beyond `ip`: a readiness probe and a tiny netcat.
+//! What xtask runs inside a lab host as itself (`xtask __probe …`, `xtask __nc …`, entered into
+//! the host like any lab command), so the demos need nothing installed beyond `ip`: a readiness
+//! probe and a tiny netcat. In a Docker container, which has no xtask, the image's netcat does
+//! the same (`lab::docker::helper`).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -40,7 +42,7 @@ pub fn probe(a: &[String]) -> Result<(), Error> {
 
 /// `__nc HOST PORT MESSAGE`: what `echo MESSAGE | nc -N HOST PORT` does: sends the line, closes
 /// its sending side (FIN), prints everything until the server closes.
-pub fn nc(a: &[String]) -> Result<(), Error> {
+pub fn netcat(a: &[String]) -> Result<(), Error> {
     let [host, port, msg] = a else {
         return Err(Error::usage("__nc HOST PORT MESSAGE"));
     };

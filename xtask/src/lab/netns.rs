@@ -1,5 +1,5 @@
-//! `cargo xtask lab up|down|status|exec`: the three lab topologies as named network namespaces
-//! (visible to `ip netns`), with the standing services of each lab.
+//! `cargo xtask lab up|down|status|exec|service`: the three lab topologies as named network
+//! namespaces (visible to `ip netns`), with the standing services of each lab.
 //!
 //! `up` builds the namespaces with [`labnet::netns::Testbed`] (kept after xtask exits), builds
 //! the lab binaries once in release mode, and starts the services detached, each with a PID file
@@ -7,18 +7,20 @@
 //! PIDs, then removes the namespaces (which ends anything else still inside them), their hosts
 //! files and runtime directories; it is idempotent and also sweeps what a crashed run left.
 
-use std::ffi::OsString;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use labnet::Error;
+use labnet::error::Context as _;
 use labnet::netns::{self, Testbed};
-use labnet::topo::{self, Host, Topology};
+use labnet::topo::{self, Topology};
+use labnet::{Error, Result};
 
-use crate::site::{self, Mode, Opts, Site};
+use super::services::Services;
+use super::site::{Mode, Site, resolve_host};
+use crate::opts::{self, Opts};
 
 /// Where the runtime files of a namespace live.
 pub fn run_dir(ns: &str) -> PathBuf {
@@ -28,60 +30,6 @@ pub fn run_dir(ns: &str) -> PathBuf {
 /// True when the namespace exists.
 pub fn is_up(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
-}
-
-/// A host by short (`client`) or container (`week3_client`) name.
-pub fn resolve_host(name: &str) -> Result<(&'static Topology, &'static Host), Error> {
-    for t in topo::ALL {
-        let short = name.strip_prefix(&format!("{}_", t.name)).unwrap_or(name);
-        if let Some(h) = t.host(short) {
-            return Ok((t, h));
-        }
-    }
-    let all: Vec<String> = topo::ALL
-        .iter()
-        .flat_map(|t| t.hosts.iter().map(|h| h.name.to_owned()))
-        .collect();
-    Err(Error::usage(format!(
-        "unknown host '{name}': one of {}",
-        all.join(", ")
-    )))
-}
-
-/// The topologies named by `week3|chat|tp3|all`.
-pub fn topologies(which: &str) -> Result<Vec<&'static Topology>, Error> {
-    if which == "all" {
-        return Ok(topo::ALL.to_vec());
-    }
-    topo::Topology::by_name(which)
-        .map(|t| vec![t])
-        .ok_or_else(|| Error::usage(format!("unknown lab '{which}': week3, chat, tp3 or all")))
-}
-
-/// Which services `lab up` starts (`--services`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Services {
-    /// None: every port is free for the students' own servers.
-    None,
-    /// What the course provides (week3: echo server and tunnel; tp3: lab-server; chat: nothing,
-    /// the student's own chatserver.py runs on webserver).
-    Default,
-    /// Also the optional ones (chat: our chat-server on webserver).
-    All,
-}
-
-impl std::str::FromStr for Services {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(Services::None),
-            "default" => Ok(Services::Default),
-            "all" => Ok(Services::All),
-            other => Err(format!(
-                "unknown --services '{other}': none, default or all"
-            )),
-        }
-    }
 }
 
 /// A standing service of a lab.
@@ -182,57 +130,6 @@ pub fn services(site: &Site, dir_of: impl Fn(&str) -> PathBuf) -> Vec<Service> {
     }
 }
 
-/// `cargo xtask lab …`.
-pub fn command(args: Vec<OsString>, opts: &Opts) -> Result<(), Error> {
-    let mut it = args.into_iter().map(|a| a.to_string_lossy().into_owned());
-    let sub = it.next().unwrap_or_default();
-    let rest: Vec<String> = it.collect();
-    let docker = rest.iter().any(|a| a == "--docker");
-    let rest: Vec<String> = rest.into_iter().filter(|a| a != "--docker").collect();
-    if docker {
-        return crate::docker::lab::command(&sub, &rest, opts);
-    }
-    match sub.as_str() {
-        "up" => {
-            let mut a = pico_args::Arguments::from_vec(rest.iter().map(OsString::from).collect());
-            let which: Services = a
-                .opt_value_from_fn("--services", |v| v.parse::<Services>())?
-                .unwrap_or(Services::Default);
-            let rest: Vec<String> = a
-                .finish()
-                .into_iter()
-                .map(|s| s.to_string_lossy().into_owned())
-                .collect();
-            let lab = one_arg(&rest, "all")?;
-            up(&topologies(&lab)?, which, opts)
-        }
-        "service" => service(&rest, opts),
-        "down" => {
-            let which = one_arg(&rest, "all")?;
-            down(&topologies(&which)?, &opts.prefix, true);
-            Ok(())
-        }
-        "status" => {
-            one_arg(&rest, "all")?;
-            status(&opts.prefix);
-            Ok(())
-        }
-        "exec" => exec(&rest, opts),
-        "" => Err(Error::usage("lab needs up, down, status, exec or service")),
-        other => Err(Error::usage(format!(
-            "unknown lab command '{other}': up, down, status, exec or service"
-        ))),
-    }
-}
-
-fn one_arg(rest: &[String], default: &str) -> Result<String, Error> {
-    match rest {
-        [] => Ok(default.to_owned()),
-        [one] => Ok(one.clone()),
-        [_, extra, ..] => Err(Error::usage(format!("unexpected argument '{extra}'"))),
-    }
-}
-
 fn root_needed() -> Result<(), Error> {
     netns::netns_available().map_err(|why| {
         Error::msg(format!(
@@ -241,40 +138,32 @@ fn root_needed() -> Result<(), Error> {
     })
 }
 
-/// The folder every lab host sees at [`SHARED_AT`]: the repository's `lab/` unless `--lab-dir`,
-/// created on demand (students drop their code there and take their captures out).
-pub fn shared_dir(opts: &Opts) -> PathBuf {
-    opts.lab_dir
-        .clone()
-        .unwrap_or_else(|| site::workspace_root().join("lab"))
-}
-
 /// Where the shared folder appears inside every host, as in the compose files.
 pub const SHARED_AT: &str = "/lab";
 
 /// Brings the topologies up with the services `which` selects.
 pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(), Error> {
     root_needed()?;
-    let bins = site::binaries(opts).map_err(Error::msg)?;
+    let bins = opts::binaries(opts)?;
     for t in topos {
         // Idempotent: a previous `up` (or a crash) is cleared first.
         down(&[*t], &opts.prefix, false);
         let bed = Testbed::up(t, &opts.prefix)
-            .map_err(|e| Error::msg(format!("build the {} topology: {e}", t.name)))?
+            .with_context(|| format!("build the {} topology", t.name))?
             .keep();
         let site = Site::standing(t, bed, &bins);
-        let res = start_standing(&site, which, &shared_dir(opts));
+        let res = start_standing(&site, which, &opts.shared_dir());
         if let Err(e) = res {
             drop(site);
             down(&[*t], &opts.prefix, false);
-            return Err(Error::msg(format!("{}: {e}", t.name)));
+            return Err(e.within(t.name));
         }
         println!("{} is up:", t.name);
         print_hosts(&site, &opts.prefix, which);
     }
     println!(
         "\nyour files: {} is {SHARED_AT} in every host",
-        shared_dir(opts).display()
+        opts.shared_dir().display()
     );
     println!(
         "run a program on a host: cargo xtask lab exec client -- udp-broadcast recv --port 5007"
@@ -284,16 +173,16 @@ pub fn up(topos: &[&'static Topology], which: Services, opts: &Opts) -> Result<(
     Ok(())
 }
 
-fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<(), String> {
+fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<()> {
     let Mode::Netns(bed) = &site.mode else {
-        return Err("not a namespace lab".into());
+        return Err(Error::msg("not a namespace lab"));
     };
     bed.share_dir(shared, Path::new(SHARED_AT))
-        .map_err(|e| format!("share {} at {SHARED_AT}: {e}", shared.display()))?;
+        .with_context(|| format!("share {} at {SHARED_AT}", shared.display()))?;
     if site.topo.name == "week3" {
-        crate::tools::ensure(&["smcroute"], false)?;
+        crate::packages::ensure(&["smcroute"], false)?;
         bed.enable_mroute(IpAddr::V4(topo::WEEK3_GROUP))
-            .map_err(|e| format!("multicast route on the router: {e}"))?;
+            .context("multicast route on the router")?;
     }
     for s in services(site, |host| run_dir(&bed.ns(host))) {
         if s.wanted(which) {
@@ -305,17 +194,17 @@ fn start_standing(site: &Site, which: Services, shared: &Path) -> Result<(), Str
 
 /// Starts one service detached (its own process group, PID file and log under the host's run
 /// directory) and waits until it answers.
-fn start_service(site: &Site, s: &Service) -> Result<(), String> {
+fn start_service(site: &Site, s: &Service) -> Result<()> {
     let Mode::Netns(bed) = &site.mode else {
-        return Err("not a namespace lab".into());
+        return Err(Error::msg("not a namespace lab"));
     };
     {
         let ns = bed.ns(s.host);
         let dir = run_dir(&ns);
-        fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let log = fs::File::create(dir.join(format!("{}.log", s.name)))
-            .map_err(|e| format!("create the log of {}: {e}", s.name))?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+            .with_context(|| format!("create the log of {}", s.name))?;
+        let log2 = log.try_clone().context("duplicate the log file")?;
         site.bin(s.prog)?;
         let mut cmd = site.cmd(s.host, s.prog, &s.args);
         // Its own process group: Ctrl-C in this terminal later must not end the lab's services.
@@ -325,12 +214,12 @@ fn start_service(site: &Site, s: &Service) -> Result<(), String> {
             .stdout(log)
             .stderr(log2)
             .spawn()
-            .map_err(|e| format!("start {}: {e}", s.prog))?;
+            .with_context(|| format!("start {}", s.prog))?;
         fs::write(
             dir.join(format!("{}.pid", s.name)),
             format!("{}\n", child.id()),
         )
-        .map_err(|e| format!("write the PID file of {}: {e}", s.name))?;
+        .with_context(|| format!("write the PID file of {}", s.name))?;
         for port in &s.ports {
             site.await_tcp(
                 s.probe_from,
@@ -338,7 +227,7 @@ fn start_service(site: &Site, s: &Service) -> Result<(), String> {
                 *port,
                 Duration::from_secs(15),
             )
-            .map_err(|e| format!("{} on {}: {e}", s.prog, site.display(s.host)))?;
+            .with_context(|| format!("{} on {}", s.prog, site.display(s.host)))?;
         }
     }
     Ok(())
@@ -347,7 +236,7 @@ fn start_service(site: &Site, s: &Service) -> Result<(), String> {
 /// `lab service start|stop HOST [SERVICE]`: takes or frees the ports of a host's services, so a
 /// student's own server (a homework tunnel on router:9090, chatserver.py on webserver:5000) can
 /// run where the course's would.
-fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
+pub fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
     let (verb, host, name) = match rest {
         [v, h] => (v.as_str(), h.as_str(), None),
         [v, h, n] => (v.as_str(), h.as_str(), Some(n.as_str())),
@@ -409,7 +298,7 @@ fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
         return Ok(());
     }
     root_needed()?;
-    let bins = site::binaries(opts).map_err(Error::msg)?;
+    let bins = opts::binaries(opts)?;
     let bed = Testbed::attach(t, &opts.prefix);
     let site = Site::standing(t, bed, &bins);
     let host_dir = |host: &str| run_dir(&format!("{}{}", opts.prefix, t.container(host)));
@@ -421,7 +310,7 @@ fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
             println!("{} on {ns} already runs (pid {pid})", s.name);
             continue;
         }
-        start_service(&site, s).map_err(Error::msg)?;
+        start_service(&site, s)?;
         println!(
             "started {} on {ns} (pid {}): {}",
             s.name,
@@ -646,7 +535,7 @@ pub fn status(prefix: &str) {
 }
 
 /// `lab exec HOST -- CMD…`: runs CMD inside the host with the lab binaries on the PATH.
-fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
+pub fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
     let (host, cmd) = match rest.split_first() {
         Some((h, tail)) => (h, tail.strip_prefix(&["--".to_owned()]).unwrap_or(tail)),
         None => return Err(Error::usage("lab exec needs HOST -- COMMAND…")),
@@ -669,12 +558,12 @@ fn exec(rest: &[String], opts: &Opts) -> Result<(), Error> {
         .bin_dir
         .clone()
         .or_else(|| std::env::var_os("NETLAB_BIN_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| site::workspace_root().join("target").join("release"));
+        .unwrap_or_else(|| opts::workspace_root().join("target").join("release"));
     let status = netns::host_command(&ns, &cmd[0])
         .env("PATH", netns::lab_path(&[&bins]))
         .args(&cmd[1..])
         .status()
-        .map_err(|e| Error::msg(format!("enter {ns}: {e}")))?;
+        .with_context(|| format!("enter {ns}"))?;
     if status.success() {
         Ok(())
     } else {
