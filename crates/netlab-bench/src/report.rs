@@ -155,6 +155,17 @@ pub enum Figure {
         /// Reference competitor.
         against: String,
     },
+    /// `of`'s added time (its median minus `against`'s) minus the lowest added time among
+    /// `others`: at most 0 when `of` adds the least of them all. Competitors that were not
+    /// measured are left out; with none of `others` measured there is no figure.
+    LeastAdded {
+        /// Competitor.
+        of: String,
+        /// Reference competitor.
+        against: String,
+        /// The competitors `of` must beat.
+        others: Vec<String>,
+    },
 }
 
 /// One of the kit's design targets (docs/benchmarks.md).
@@ -286,6 +297,29 @@ impl Case {
         self
     }
 
+    /// Adds a target on `of`'s added time against the lowest added time of `others`
+    /// ([`Figure::LeastAdded`]).
+    pub fn target_least_added(
+        mut self,
+        metric: &'static str,
+        of: &str,
+        against: &str,
+        others: &[&str],
+        text: &str,
+    ) -> Self {
+        self.targets.push(Target {
+            metric,
+            figure: Figure::LeastAdded {
+                of: of.to_owned(),
+                against: against.to_owned(),
+                others: others.iter().map(|&o| o.to_owned()).collect(),
+            },
+            bound: Bound::AtMost(0.0),
+            text: text.to_owned(),
+        });
+        self
+    }
+
     /// Records a competitor that could not run.
     pub fn skip(&mut self, name: &str, why: impl Into<String>) {
         let why = why.into();
@@ -338,6 +372,32 @@ impl Case {
                             .zip(self.median(against, t.metric))
                             .map(|(a, b)| a - b);
                         (v, v.map(|v| format!("{} {unit} added", fmt_num(v))))
+                    }
+                    Figure::LeastAdded {
+                        of,
+                        against,
+                        others,
+                    } => {
+                        let added = |name: &str| {
+                            self.median(name, t.metric)
+                                .zip(self.median(against, t.metric))
+                                .map(|(a, b)| a - b)
+                        };
+                        let best = others
+                            .iter()
+                            .filter_map(|o| added(o).map(|v| (o, v)))
+                            .min_by(|a, b| a.1.total_cmp(&b.1));
+                        match (added(of), best) {
+                            (Some(mine), Some((name, theirs))) => (
+                                Some(mine - theirs),
+                                Some(format!(
+                                    "{} {unit} added; lowest of the others: {name} {} {unit}",
+                                    fmt_num(mine),
+                                    fmt_num(theirs)
+                                )),
+                            ),
+                            _ => (None, None),
+                        }
                     }
                 };
                 Verdict {

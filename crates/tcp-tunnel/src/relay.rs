@@ -2,12 +2,20 @@
 //! edge triggered), moved by one thread.
 //!
 //! A connection pair lives in a slot of `pairs`; its two sockets are registered with the tokens
-//! `FIRST_PAIR + 2*slot` (client side) and `+1` (server side). Whatever readiness arrives for
-//! either socket, the loop "drives" the whole pair: it tries to move bytes both ways until the
-//! kernel says `WouldBlock` everywhere. Edge-triggered epoll reports a socket once when it
-//! becomes ready, not while it stays ready, so stopping early would lose the wake-up; the only
-//! early stop is the fairness budget, and a pair stopped by it is queued to be driven again
-//! before the loop sleeps.
+//! `FIRST_PAIR + 2*slot` (client side) and `+1` (server side). Edge-triggered epoll reports a
+//! socket once when it becomes ready, not while it stays ready, so the loop remembers what each
+//! event said ([`Ready`], kept per direction in [`Half`]) and moves bytes until the kernel says
+//! `WouldBlock`; a direction nobody reported ready costs no system call at all. The only early
+//! stop is the fairness budget, and a pair stopped by it is queued to be driven again before the
+//! loop sleeps.
+//!
+//! Each direction picks its path by the size of what it carries. It starts on the
+//! **copy path**: `read` into a small buffer, `write` it out, two system calls for a chat line or
+//! a 1-byte ping. A read that fills the buffer means bulk is flowing, and the direction switches
+//! to the **splice path** (see [`Pipe`]): the bytes move between the sockets inside the kernel,
+//! never copied through this process. A turn of the splice path that moves less than one buffer
+//! switches back. docs/benchmarks.md measures both paths against other relays (round trip of a
+//! 1-byte ping-pong, iperf3 throughput).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
@@ -28,19 +36,21 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::Forward;
 
-/// Size of the buffer of one direction while bytes are in flight: big enough that one `read`
-/// and one `write` move a full loopback segment burst (throughput), small enough that a pool of
-/// them stays cheap.
-const BUF_SIZE: usize = 64 * 1024;
+/// Size of the copy buffer of one direction while bytes are in flight, and the threshold between
+/// the two paths: a read that fills it switches the direction to splice, a splice turn that
+/// moves less than this switches it back. Small messages (a line, a ping, a PMU record) fit with
+/// room to spare; a loopback segment (up to 64 KiB) does not, so bulk reaches splice on its
+/// first read. 10,000 idle connections hold none of these (see [`Half`]).
+const BUF_SIZE: usize = 16 * 1024;
 
 /// Drained buffers kept for reuse; beyond this they go back to the allocator.
 const POOL_KEEP: usize = 64;
 
-/// Reads per direction per turn (16 × 64 KiB = 1 MiB) before other connections get their turn.
+/// Reads per direction per turn before other connections get their turn.
 const READS_PER_TURN: usize = 16;
 
 /// Bytes per direction per turn, whichever path moves them (a `splice` can take a whole pipe).
-const BYTES_PER_TURN: usize = READS_PER_TURN * BUF_SIZE;
+const BYTES_PER_TURN: usize = 1024 * 1024;
 
 /// Capacity asked of each pipe with F_SETPIPE_SZ (the default is 16 pages, 64 KiB): fewer,
 /// larger `splice` calls per MiB. Measured with iperf3 on loopback, one stream: 64 KiB ≈ 1.6,
@@ -158,10 +168,34 @@ type LookupResult = (usize, io::Result<SocketAddr>);
 /// The token of the waker the lookup threads wake the loop with.
 const WAKER: Token = Token(usize::MAX);
 
-/// One direction of a pair. Bytes in flight sit either in `pipe` (the `splice` path) or in `buf`
-/// (the copying path: before the outbound connect is done, or when no pipe could be made); never
-/// in both, so their order is kept. An idle direction holds neither.
-#[derive(Default)]
+/// What one epoll event said about one socket. Edge-triggered epoll says it once, so it is kept
+/// in the two [`Half`]s the socket belongs to until a system call proves it stale.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ready {
+    /// Bytes, a FIN or an error may be waiting to be read.
+    read: bool,
+    /// Room in the send buffer (or an error to be reported by the next write).
+    write: bool,
+    /// The peer's FIN (or an error) was there: after the bytes, a `read` of 0 is due.
+    closing: bool,
+    /// TCP urgent data (`MSG_OOB`, EPOLLPRI) is pending: reads stop short at its mark.
+    urgent: bool,
+}
+
+impl Ready {
+    fn of(e: &mio::event::Event) -> Ready {
+        let error = e.is_error();
+        Ready {
+            read: e.is_readable() || e.is_read_closed() || e.is_priority() || error,
+            write: e.is_writable() || e.is_write_closed() || error,
+            closing: e.is_read_closed() || error,
+            urgent: e.is_priority(),
+        }
+    }
+}
+
+/// One direction of a pair. Bytes in flight sit either in `pipe` (the splice path) or in `buf`
+/// (the copy path); never in both, so their order is kept. An idle direction holds neither.
 struct Half {
     buf: Option<Box<[u8]>>,
     start: usize,
@@ -169,6 +203,18 @@ struct Half {
     pipe: Option<Pipe>,
     /// Bytes spliced into `pipe` and not yet out of it.
     piped: usize,
+    /// The splice path is in use (see the module documentation).
+    bulk: bool,
+    /// The source may have something to read: set by its events, cleared when a read returns
+    /// `WouldBlock` or comes back short.
+    readable: bool,
+    /// The source's FIN or an error was reported: a short read no longer proves it empty.
+    closing: bool,
+    /// Urgent data was reported and not read past yet (see [`pump`]).
+    urgent: bool,
+    /// The destination may take bytes: set by its events, cleared when a write returns
+    /// `WouldBlock`.
+    writable: bool,
     /// The source sent FIN (`read` returned 0).
     eof: bool,
     /// The FIN was passed on: `shutdown(Write)` on the destination.
@@ -177,6 +223,38 @@ struct Half {
 }
 
 impl Half {
+    /// A new direction: both sockets presumed ready (a wasted `WouldBlock` at worst; epoll also
+    /// reports the state at registration).
+    fn new() -> Half {
+        Half {
+            buf: None,
+            start: 0,
+            end: 0,
+            pipe: None,
+            piped: 0,
+            bulk: false,
+            readable: true,
+            closing: false,
+            urgent: false,
+            writable: true,
+            eof: false,
+            shut: false,
+            bytes: 0,
+        }
+    }
+
+    /// An event of the source socket.
+    fn source_event(&mut self, r: Ready) {
+        self.readable |= r.read;
+        self.closing |= r.closing;
+        self.urgent |= r.urgent;
+    }
+
+    /// An event of the destination socket.
+    fn destination_event(&mut self, r: Ready) {
+        self.writable |= r.write;
+    }
+
     fn release_if_empty(&mut self, pool: &mut Pool, pipes: &mut Pipes) {
         if self.start == self.end {
             if let Some(b) = self.buf.take() {
@@ -359,8 +437,10 @@ struct Loop<'a> {
     pipes: Pipes,
     opts: &'a Options,
     next_id: u64,
+    /// Tokens to drive again before sleeping (the fairness budget ran out).
     again: Vec<Token>,
-    ready: Vec<Token>,
+    /// This turn's work: the events' tokens with what they said, then `again`'s.
+    ready: Vec<(Token, Ready)>,
     paused_until: Option<Instant>,
     pauses_unreported: bool,
     pause_log: RateLimit,
@@ -447,10 +527,11 @@ impl<'a> Loop<'a> {
                 Err(e) => return Err(e).context("wait for events (epoll_wait)"),
             }
             let mut ready = std::mem::take(&mut self.ready);
-            ready.extend(events.iter().map(|e| e.token()));
-            ready.append(&mut self.again);
-            for token in ready.drain(..) {
-                self.dispatch(token);
+            ready.extend(events.iter().map(|e| (e.token(), Ready::of(e))));
+            // Driven again with nothing new: what their sockets said is still in their halves.
+            ready.extend(self.again.drain(..).map(|t| (t, Ready::default())));
+            for (token, r) in ready.drain(..) {
+                self.dispatch(token, r);
             }
             self.ready = ready;
             let now = Instant::now();
@@ -479,7 +560,7 @@ impl<'a> Loop<'a> {
         tick.max(Duration::from_millis(20))
     }
 
-    fn dispatch(&mut self, token: Token) {
+    fn dispatch(&mut self, token: Token, r: Ready) {
         if token == WAKER {
             self.lookups_done();
         } else if token.0 < FIRST_PAIR {
@@ -487,7 +568,12 @@ impl<'a> Loop<'a> {
                 self.accept(token.0);
             }
         } else {
-            self.drive((token.0 - FIRST_PAIR) / 2);
+            let side = if (token.0 - FIRST_PAIR) % 2 == 0 {
+                Side::Client
+            } else {
+                Side::Server
+            };
+            self.drive((token.0 - FIRST_PAIR) / 2, side, r);
         }
     }
 
@@ -735,6 +821,9 @@ impl<'a> Loop<'a> {
         // Interactive traffic (a typed line, an echo) goes out at once instead of waiting for
         // Nagle's algorithm (RFC 896) to fill a segment: the tunnel adds no delay of its own.
         let _ = client.set_nodelay(true);
+        // Urgent data (MSG_OOB) is read in line, so the bytes are passed on exactly as sent;
+        // out of line, `read` would skip the urgent byte.
+        let _ = SockRef::from(&client).set_out_of_band_inline(true);
         let started = Instant::now();
         let connected = match (target, spare) {
             (Some(addr), Some(sock)) => start_connect(sock, addr).map(|s| (addr, s)),
@@ -780,11 +869,12 @@ impl<'a> Loop<'a> {
             started,
             last: started,
             connect_deadline: Some(started + self.opts.connect_timeout),
-            up: Half::default(),
-            down: Half::default(),
+            up: Half::new(),
+            down: Half::new(),
             first_close: None,
         };
-        let both = Interest::READABLE | Interest::WRITABLE;
+        // PRIORITY: urgent data must be seen (see `pump`).
+        let both = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
         let reg = self.poll.registry();
         let registered = reg
             .register(&mut pair.client, Token(FIRST_PAIR + 2 * slot), both)
@@ -809,11 +899,22 @@ impl<'a> Loop<'a> {
         (&mut self.pool, &mut self.pipes)
     }
 
-    /// Moves whatever can move in pair `slot`.
-    fn drive(&mut self, slot: usize) {
+    /// Moves whatever can move in pair `slot`, after noting what the event of its `side`'s
+    /// socket said.
+    fn drive(&mut self, slot: usize, side: Side, r: Ready) {
         let Some(mut pair) = self.pairs.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        match side {
+            Side::Client => {
+                pair.up.source_event(r);
+                pair.down.destination_event(r);
+            }
+            Side::Server => {
+                pair.down.source_event(r);
+                pair.up.destination_event(r);
+            }
+        }
         if pair.connect_deadline.is_some() {
             match connect_state(&pair.server) {
                 Connect::Pending => {
@@ -1028,11 +1129,20 @@ impl<'a> Loop<'a> {
     }
 }
 
-/// Moves bytes `src → dst` until the kernel blocks either side, the source ends, or the budget
-/// runs out. Edge-triggered readiness demands the loop run to `WouldBlock`.
+/// Moves bytes `src → dst` until the kernel blocks either side (or the last event said it
+/// would), the source ends, or the budget runs out.
 ///
-/// Bytes go through a pipe with `splice` (see [`Pipe`]); through the buffer only when no pipe
-/// could be made (EMFILE at the descriptor limit) or when `read_early` left bytes there.
+/// Edge-triggered readiness demands reading until the source is proven empty, and there are two
+/// proofs: a read that returns `WouldBlock`, and on the copy path a read that returns less than
+/// the buffer. A TCP `read` returns less than asked only when the receive queue has nothing more
+/// to give, and bytes that arrive after it raise a new edge; trusting it saves a system call
+/// per message (the `read` that would only say `WouldBlock`). Three cases make a short
+/// read stop early with more to come, and each is known from the socket's event: the FIN (a
+/// `read` of 0 is due next; epoll reports it with EPOLLRDHUP, `closing`), an error (EPOLLERR,
+/// `closing`), and TCP urgent data (the read stops at the urgent mark; EPOLLPRI, `urgent`).
+///
+/// Urgent data also keeps this turn on the copy path: `splice` never reads past the urgent mark
+/// (`tcp_read_sock` stops there and reports `EAGAIN`), which would stall the direction for good.
 fn pump(
     src: &TcpStream,
     dst: &TcpStream,
@@ -1051,13 +1161,19 @@ fn pump(
             let Some(buf) = h.buf.as_deref() else {
                 break Flow::Blocked;
             };
+            if !h.writable {
+                break Flow::Blocked;
+            }
             match (&*dst).write(&buf[h.start..h.end]) {
                 Ok(0) => return Err(Fault::Write(ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     h.start += n;
                     h.bytes += n as u64;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break Flow::Blocked,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    h.writable = false;
+                    break Flow::Blocked;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Fault::Write(e)),
             }
@@ -1067,13 +1183,19 @@ fn pump(
             let Some(p) = h.pipe.as_ref() else {
                 break Flow::Blocked;
             };
+            if !h.writable {
+                break Flow::Blocked;
+            }
             match splice(&p.r, None, dst, None, h.piped, flags) {
                 Ok(0) => return Err(Fault::Write(ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     h.piped -= n;
                     h.bytes += n as u64;
                 }
-                Err(Errno::EAGAIN) => break Flow::Blocked,
+                Err(Errno::EAGAIN) => {
+                    h.writable = false;
+                    break Flow::Blocked;
+                }
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(Fault::Write(e.into())),
             }
@@ -1088,39 +1210,64 @@ fn pump(
             }
             break Flow::Blocked;
         }
+        if !h.readable {
+            break Flow::Blocked;
+        }
         if reads == READS_PER_TURN || taken >= BYTES_PER_TURN {
             break Flow::Again;
         }
         reads += 1;
-        if h.pipe.is_none() {
-            // Without a pipe (out of descriptors) the buffer below does the job.
+        if h.bulk && !h.urgent && h.pipe.is_none() {
+            // Without a pipe (out of descriptors) the copy path does the job.
             h.pipe = pipes.get().ok();
         }
-        if let Some(p) = h.pipe.as_ref() {
-            // The pipe is empty here, so this waits only on the socket: EAGAIN = no data.
-            match splice(src, None, &p.w, None, p.cap, flags) {
-                Ok(0) => h.eof = true,
-                Ok(n) => {
-                    h.piped = n;
-                    taken += n;
+        match h.pipe.as_ref() {
+            Some(p) if h.bulk && !h.urgent => {
+                // The pipe is empty here, so this waits only on the socket: EAGAIN = no data.
+                match splice(src, None, &p.w, None, p.cap, flags) {
+                    Ok(0) => h.eof = true,
+                    Ok(n) => {
+                        h.piped = n;
+                        taken += n;
+                    }
+                    Err(Errno::EAGAIN) => {
+                        h.readable = false;
+                        // A turn that moved less than the copy buffer holds: small messages
+                        // again, back to the copy path.
+                        if taken > 0 && taken < BUF_SIZE {
+                            h.bulk = false;
+                        }
+                        break Flow::Blocked;
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(Fault::Read(e.into())),
                 }
-                Err(Errno::EAGAIN) => break Flow::Blocked,
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(Fault::Read(e.into())),
             }
-            continue;
-        }
-        let buf = h.buf.get_or_insert_with(|| pool.get());
-        match (&*src).read(buf) {
-            Ok(0) => h.eof = true,
-            Ok(n) => {
-                h.start = 0;
-                h.end = n;
-                taken += n;
+            _ => {
+                let buf = h.buf.get_or_insert_with(|| pool.get());
+                match (&*src).read(buf) {
+                    Ok(0) => h.eof = true,
+                    Ok(n) => {
+                        h.start = 0;
+                        h.end = n;
+                        taken += n;
+                        if n == buf.len() {
+                            // More is probably queued: bulk from the next read on.
+                            h.bulk = true;
+                        } else if !h.closing && !h.urgent {
+                            // Short: the receive queue is empty (see above).
+                            h.readable = false;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        h.readable = false;
+                        h.urgent = false;
+                        break Flow::Blocked;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Fault::Read(e)),
+                }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break Flow::Blocked,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(Fault::Read(e)),
         }
     };
     h.release_if_empty(pool, pipes);
@@ -1128,13 +1275,13 @@ fn pump(
 }
 
 /// While the outbound connect is pending: fill the c→s buffer once, if it is empty. This stays
-/// on the copying path: at most one buffer, once per connection.
+/// on the copy path: at most one buffer, once per connection.
 fn read_early(
     src: &TcpStream,
     h: &mut Half,
     (pool, pipes): (&mut Pool, &mut Pipes),
 ) -> io::Result<()> {
-    if h.start < h.end || h.piped > 0 || h.eof {
+    if h.start < h.end || h.piped > 0 || h.eof || !h.readable {
         return Ok(());
     }
     let buf = h.buf.get_or_insert_with(|| pool.get());
@@ -1148,7 +1295,11 @@ fn read_early(
             h.end = n;
             Ok(())
         }
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+            h.readable = false;
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
         Err(e) => Err(e),
     };
     h.release_if_empty(pool, pipes);
@@ -1183,6 +1334,7 @@ fn outbound_socket(addr: SocketAddr) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_nonblocking(true)?;
     s.set_tcp_nodelay(true)?;
+    s.set_out_of_band_inline(true)?;
     Ok(s)
 }
 

@@ -8,17 +8,21 @@
 //! client gets exactly one message event — the handout's `on_message` — per message the server
 //! sent: n events for `CMD_short:0`, one single event for the whole flood (Q20, Q21), however many
 //! TCP segments carried them (Q19). The session ends with the close handshake (RFC 6455 §7).
+//!
+//! tungstenite does the handshake and sends; the frames are read in [`frames`], as they arrive,
+//! so that a flood of any size goes to stdout without first being held whole in memory.
 
-use std::borrow::Cow;
 use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime};
 
 use labnet::log::{self, Event, Level};
 use labnet::{Context, Error, Result};
+use tungstenite::Message;
 use tungstenite::handshake::HandshakeError;
-use tungstenite::{Message, WebSocket};
+
+pub mod frames;
 
 /// Usage, options and examples.
 pub const HELP: &str = "\
@@ -66,8 +70,9 @@ pub struct Config {
     pub json: bool,
 }
 
-/// Default `--max-message`: 256 MiB. tungstenite's own defaults (16 MiB frames) would refuse a
-/// large `CMD_floodme`, which the server sends as one frame; a lab client trusts its lab server.
+/// Default `--max-message`: 256 MiB, far above any `CMD_floodme` the lab server sends (as one
+/// frame); a lab client trusts its lab server. A larger message is refused before its payload
+/// is read.
 pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 
 impl Config {
@@ -168,9 +173,6 @@ pub struct Summary {
     pub binary: u64,
 }
 
-/// Bytes asked of each `read()` on the socket (tungstenite's default is 128 KiB).
-pub const READ_BUFFER: usize = 4 << 20;
-
 /// Connects to the first address of the host that accepts.
 fn connect(cfg: &Config) -> Result<TcpStream> {
     let addrs = labnet::args::resolve_all(&cfg.host, cfg.port)?;
@@ -187,6 +189,43 @@ fn connect(cfg: &Config) -> Result<TcpStream> {
     }
 }
 
+/// The socket as tungstenite sees it. Every byte tungstenite reads (only during the handshake:
+/// the frames are read in [`frames`]) is also kept here, so that whatever the server sent right
+/// behind its HTTP answer is not lost.
+struct Tap {
+    stream: TcpStream,
+    seen: Vec<u8>,
+}
+
+impl Tap {
+    /// The bytes read behind the handshake's answer (its head ends with an empty line).
+    fn after_answer(&mut self) -> Vec<u8> {
+        let seen = std::mem::take(&mut self.seen);
+        match seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) => seen[end + 4..].to_vec(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Read for Tap {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.seen.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for Tap {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
 /// Runs the client: connect, handshake, send the command, print messages until the close.
 pub fn run(cfg: &Config) -> Result<()> {
     log::set_json(cfg.json);
@@ -200,14 +239,14 @@ pub fn run(cfg: &Config) -> Result<()> {
         .set_write_timeout(Some(cfg.timeout))
         .context("set the write timeout")?;
     log::info(format!("connected to {peer}"));
-    let limits = tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(cfg.max_message))
-        .max_frame_size(Some(cfg.max_message))
-        // Largest read() per call: a flood of tens of MiB then takes a few dozen recv() calls
-        // instead of hundreds (tungstenite zero-fills this much before each read).
-        .read_buffer_size(READ_BUFFER);
+    // The same socket, for reading the frames.
+    let reader = stream.try_clone().context("duplicate the socket")?;
+    let tap = Tap {
+        stream,
+        seen: Vec::new(),
+    };
     let (mut ws, response) =
-        match tungstenite::client::client_with_config(cfg.url.as_str(), stream, Some(limits)) {
+        match tungstenite::client::client_with_config(cfg.url.as_str(), tap, None) {
             Ok(pair) => pair,
             Err(HandshakeError::Interrupted(_)) => {
                 return Err(Error::msg(format!(
@@ -237,7 +276,8 @@ pub fn run(cfg: &Config) -> Result<()> {
     )
     .field("command", &cfg.command)
     .emit();
-    let summary = receive(&mut ws, cfg)?;
+    let mut frames = frames::Frames::new(reader, &ws.get_mut().after_answer());
+    let summary = frames::receive(&mut ws, &mut frames, cfg)?;
     Event::new(
         Level::Stat,
         format!(
@@ -268,68 +308,15 @@ fn handshake_error(peer: SocketAddr, e: tungstenite::Error) -> Error {
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
 
-/// Reads messages until the server's close, printing each one as one event.
-pub fn receive<S: io::Read + io::Write>(ws: &mut WebSocket<S>, cfg: &Config) -> Result<Summary> {
-    let mut summary = Summary::default();
-    loop {
-        match ws.read() {
-            Ok(Message::Text(t)) => {
-                summary.text += 1;
-                show(&mut summary, "text", t.as_str())?;
-            }
-            Ok(Message::Binary(b)) => {
-                summary.binary += 1;
-                // The handout's Python client calls .decode() on binary messages: do the same,
-                // replacing bytes that are not UTF-8 instead of failing. `from_utf8` first: it
-                // checks valid text (every PMU reply) many times faster than the lossy scan.
-                let text = match std::str::from_utf8(&b) {
-                    Ok(t) => Cow::Borrowed(t),
-                    Err(_) => String::from_utf8_lossy(&b),
-                };
-                show(&mut summary, "binary", &text)?;
-            }
-            Ok(Message::Close(frame)) => {
-                // tungstenite answers the close frame itself; the next read sees the TCP close.
-                let what = match frame {
-                    Some(f) if f.reason.is_empty() => format!("code {}", u16::from(f.code)),
-                    Some(f) => format!("code {}: {}", u16::from(f.code), f.reason),
-                    None => "no status code".to_owned(),
-                };
-                log::info(format!("server closed the WebSocket ({what})"));
-            }
-            Ok(_) => {} // ping (answered by tungstenite), pong, raw frame
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
-            Err(tungstenite::Error::Protocol(
-                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-            )) => {
-                log::warn("the server closed the TCP connection without a WebSocket close frame");
-                break;
-            }
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                return Err(Error::msg(format!(
-                    "the server sent nothing for {} s; giving up",
-                    cfg.timeout.as_secs_f64()
-                )));
-            }
-            Err(e) => return Err(Error::other("receive from the WebSocket server", e)),
-        }
-    }
-    if summary.messages == 0 {
-        return Err(Error::msg(
-            "the server closed the WebSocket without sending any message",
-        ));
-    }
-    Ok(summary)
-}
-
-fn show(summary: &mut Summary, kind: &str, text: &str) -> Result<()> {
+/// One whole message: counted, refused when it is the server's `ERROR:`, printed as one event.
+pub(crate) fn show(summary: &mut Summary, kind: &str, text: &str) -> Result<()> {
     summary.messages += 1;
     summary.bytes += text.len() as u64;
     if text.starts_with("ERROR:") {

@@ -1,4 +1,7 @@
-//! `tunnel`: `tcp-tunnel` against a direct loopback connection, socat and haproxy.
+//! `tunnel`: `tcp-tunnel` against a direct loopback connection, socat, haproxy (twice: Debian's
+//! defaults, and tuned for throughput with `option splice-auto`, 64 KiB buffers and 1 MiB
+//! pipes, so the comparison is with haproxy at its best too) and the handout's Python
+//! thread-per-connection tunnel (`peers/tunnel.py`).
 //!
 //! - throughput, 1 and 8 streams: `iperf3 -c` to the proxy's port, which forwards to one
 //!   `iperf3 -s`; the figure is iperf3's `sum_received` rate.
@@ -6,12 +9,13 @@
 //!   echo server; the median of every round trip of a 1-second run.
 //! - idle capacity: `--conns` connections opened through a fresh proxy process each round to an
 //!   in-process holder, each proven to carry a byte both ways while all are open; the proxy's
-//!   memory is the PSS of its process tree (socat forks one process per connection).
+//!   memory is the PSS of its process tree (socat forks one process per connection). The Python
+//!   tunnel is not in this one: two threads per connection would be 20,000 threads.
 //!
 //! Every proxy listens on 127.0.0.1 only and forwards to 127.0.0.1.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -28,17 +32,38 @@ use crate::sys::{self, Proc, free_port};
 enum Kind {
     Tunnel,
     Socat,
+    /// haproxy as Debian ships it: TCP mode, no splice, 16 KiB buffers.
     Haproxy,
+    /// haproxy tuned for throughput (see [`haproxy_config`]).
+    HaproxyTuned,
+    /// The handout's design in Python, `peers/tunnel.py`.
+    Python,
 }
 
 impl Kind {
+    /// Every relay, in the order they run in a round.
+    const ALL: [Kind; 5] = [
+        Kind::Tunnel,
+        Kind::Socat,
+        Kind::Haproxy,
+        Kind::HaproxyTuned,
+        Kind::Python,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Kind::Tunnel => "tcp-tunnel",
             Kind::Socat => "socat",
             Kind::Haproxy => "haproxy",
+            Kind::HaproxyTuned => "haproxy-tuned",
+            Kind::Python => "python-tunnel",
         }
     }
+}
+
+/// The Python competitor's script.
+pub fn python_tunnel() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/tunnel.py")
 }
 
 /// The programs found (or why not).
@@ -46,6 +71,7 @@ struct Tools {
     tunnel: std::result::Result<PathBuf, String>,
     socat: std::result::Result<PathBuf, String>,
     haproxy: std::result::Result<PathBuf, String>,
+    python: std::result::Result<PathBuf, String>,
     iperf3: std::result::Result<PathBuf, String>,
 }
 
@@ -55,6 +81,7 @@ impl Tools {
             tunnel: config.bins.get("tcp-tunnel", "tcp-tunnel"),
             socat: sys::ensure_tool("socat", "socat", config.install),
             haproxy: sys::ensure_tool("haproxy", "haproxy", config.install),
+            python: crate::suite::chat::python(),
             iperf3: sys::ensure_tool("iperf3", "iperf3", config.install),
         }
     }
@@ -63,7 +90,8 @@ impl Tools {
         match kind {
             Kind::Tunnel => self.tunnel.clone(),
             Kind::Socat => self.socat.clone(),
-            Kind::Haproxy => self.haproxy.clone(),
+            Kind::Haproxy | Kind::HaproxyTuned => self.haproxy.clone(),
+            Kind::Python => self.python.clone(),
         }
     }
 }
@@ -96,20 +124,22 @@ fn start(kind: Kind, program: &PathBuf, target: u16, conns: usize) -> Result<Pro
             .arg(format!("TCP:127.0.0.1:{target}"));
             c
         }
-        Kind::Haproxy => {
+        Kind::Haproxy | Kind::HaproxyTuned => {
             let d = tempfile::Dir::new("haproxy")?;
             let cfg = d.path.join("haproxy.cfg");
-            // TCP mode, the Debian defaults otherwise (threads = cores, no splice); maxconn
-            // above the idle test's count so haproxy itself is never the limit.
-            let text = format!(
-                "global\n    maxconn {max}\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n\nlisten bench\n    bind 127.0.0.1:{port}\n    maxconn {max}\n    server target 127.0.0.1:{target}\n",
-                max = conns + 10
-            );
+            let text = haproxy_config(kind == Kind::HaproxyTuned, port, target, conns);
             fs::write(&cfg, text)
                 .map_err(|e| Error::msg(format!("write {}: {e}", cfg.display())))?;
             let mut c = Command::new(program);
             c.arg("-db").arg("-f").arg(&cfg);
             dir = Some(d);
+            c
+        }
+        Kind::Python => {
+            let mut c = Command::new(program);
+            c.arg(python_tunnel())
+                .arg(port.to_string())
+                .arg(target.to_string());
             c
         }
     };
@@ -120,6 +150,27 @@ fn start(kind: Kind, program: &PathBuf, target: u16, conns: usize) -> Result<Pro
         port,
         _config: dir,
     })
+}
+
+/// haproxy's configuration: TCP mode, `maxconn` above the idle test's count so haproxy itself is
+/// never the limit, otherwise Debian's defaults (threads = CPUs, 16 KiB buffers, no splice).
+/// `tuned` adds what haproxy's manual offers for bulk TCP: `option splice-auto` (splice(2)
+/// through pipes when haproxy's heuristics judge it worth it, the way tcp-tunnel moves bulk),
+/// `tune.pipesize` 1 MiB (tcp-tunnel's pipe size) and `tune.bufsize` 64 KiB (tcp-tunnel's
+/// copy buffer) for what still goes through buffers.
+fn haproxy_config(tuned: bool, port: u16, target: u16, conns: usize) -> String {
+    let max = conns + 10;
+    let (global, defaults) = if tuned {
+        (
+            "    tune.bufsize 65536\n    tune.pipesize 1048576\n",
+            "    option splice-auto\n",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "global\n    maxconn {max}\n{global}\ndefaults\n    mode tcp\n{defaults}    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n\nlisten bench\n    bind 127.0.0.1:{port}\n    maxconn {max}\n    server target 127.0.0.1:{target}\n"
+    )
 }
 
 /// A temporary directory removed on drop (for haproxy's configuration file).
@@ -155,25 +206,37 @@ mod tempfile {
     }
 }
 
-/// Runs the tunnel benchmark.
+/// Runs the tunnel benchmark (the cases `--only` selects, all by default).
 pub fn run(config: &Config) -> Result<Vec<Case>> {
     // 10,000 connections through a proxy to a holder in this process: two descriptors each here,
     // two in the proxy. Children inherit the raised limit.
     let want = (config.sizes.conns as u64) * 2 + 1024;
     let limit = sys::raise_nofile(want);
     let tools = Tools::find(config);
-    Ok(vec![
-        throughput(config, &tools, 1)?,
-        throughput(config, &tools, 8)?,
-        round_trip(config, &tools, false)?,
-        round_trip(config, &tools, true)?,
-        idle(config, &tools, limit)?,
-    ])
+    let mut cases = Vec::new();
+    for streams in [1, 8] {
+        if config.wants(&format!("tunnel-throughput-{streams}")) {
+            cases.push(throughput(config, &tools, streams)?);
+        }
+    }
+    for pinned in [false, true] {
+        if config.wants(if pinned {
+            "tunnel-rtt-one-cpu"
+        } else {
+            "tunnel-rtt"
+        }) {
+            cases.push(round_trip(config, &tools, pinned)?);
+        }
+    }
+    if config.wants("tunnel-idle") {
+        cases.push(idle(config, &tools, limit)?);
+    }
+    Ok(cases)
 }
 
 fn proxies_for(case: &mut Case, tools: &Tools, target: u16, conns: usize) -> Vec<(Kind, Proxy)> {
     let mut out = Vec::new();
-    for kind in [Kind::Tunnel, Kind::Socat, Kind::Haproxy] {
+    for kind in Kind::ALL {
         match tools.path(kind) {
             Ok(p) => match start(kind, &p, target, conns) {
                 Ok(proxy) => out.push((kind, proxy)),
@@ -195,30 +258,42 @@ fn throughput(config: &Config, tools: &Tools, streams: u32) -> Result<Case> {
         "direct",
     )
     .metric(Metric::higher("rate", "Gbit/s"));
-    if streams == 1 {
-        case = case.target_ratio(
-            "rate",
-            "tcp-tunnel",
-            "direct",
-            Bound::AtLeast(0.6),
-            "≥ 0.6× direct on 1 stream",
-        );
-    }
+    // The small-message path must not cost the bulk path.
+    let (floor, words) = if streams == 1 {
+        (0.7, "1 stream")
+    } else {
+        (0.9, "8 streams")
+    };
+    case = case.target_ratio(
+        "rate",
+        "tcp-tunnel",
+        "direct",
+        Bound::AtLeast(floor),
+        &format!("≥ {floor}× direct on {words}"),
+    );
+    // haproxy itself moves 0.6–0.7× direct here, so 2× haproxy is beyond loopback; kept as set.
     case = case.target_ratio(
         "rate",
         "tcp-tunnel",
         "haproxy",
         Bound::AtLeast(2.0),
-        &format!(
-            "≥ 2× haproxy ({streams} stream{})",
-            if streams > 1 { "s" } else { "" }
-        ),
+        &format!("≥ 2× haproxy ({words})"),
     );
+    for other in ["haproxy-tuned", "socat", "python-tunnel"] {
+        case = case.target_ratio(
+            "rate",
+            "tcp-tunnel",
+            other,
+            Bound::Info,
+            &format!("tcp-tunnel / {other}"),
+        );
+    }
     let iperf = match &tools.iperf3 {
         Ok(p) => p.clone(),
         Err(why) => {
-            for n in ["direct", "tcp-tunnel", "socat", "haproxy"] {
-                case.skip(n, why.clone());
+            case.skip("direct", why.clone());
+            for kind in Kind::ALL {
+                case.skip(kind.name(), why.clone());
             }
             return Ok(case);
         }
@@ -280,17 +355,35 @@ fn round_trip(config: &Config, tools: &Tools, pinned: bool) -> Result<Case> {
     )
     .metric(Metric::lower("rtt", "µs"))
     .metric(Metric::lower("rtt_p99", "µs"))
-    .target_added(
+    // The least added time of every relay measured, pinned and freely scheduled.
+    .target_least_added(
         "rtt",
         "tcp-tunnel",
         "direct",
-        // Freely scheduled, a round trip is dominated by cross-CPU wake-ups whose cost differs
-        // from path to path; the target is judged on the pinned case.
-        if pinned { Bound::AtMost(15.0) } else { Bound::Info },
-        if pinned { "≤ 15 µs added" } else { "tcp-tunnel's added time, free scheduling" },
-    )
-    .target_added("rtt", "socat", "direct", Bound::Info, "socat's added time (~39 µs expected)")
-    .target_added("rtt", "haproxy", "direct", Bound::Info, "haproxy's added time (~33 µs expected)");
+        &["socat", "haproxy", "haproxy-tuned", "python-tunnel"],
+        "tcp-tunnel adds the least of all relays",
+    );
+    if pinned {
+        // Freely scheduled, a round trip is dominated by cross-CPU wake-ups whose cost
+        // differs from path to path; this bound is judged on the pinned case only.
+        case = case.target_added(
+            "rtt",
+            "tcp-tunnel",
+            "direct",
+            Bound::AtMost(15.0),
+            "≤ 15 µs added",
+        );
+    }
+    for kind in &Kind::ALL[1..] {
+        let name = kind.name();
+        case = case.target_added(
+            "rtt",
+            name,
+            "direct",
+            Bound::Info,
+            &format!("{name}'s added time"),
+        );
+    }
     let me = std::process::id();
     // Every CPU, counted before pinning (available_parallelism follows the affinity mask).
     let all = format!(
@@ -365,10 +458,14 @@ fn idle(config: &Config, tools: &Tools, limit: u64) -> Result<Case> {
         case.targets[0].text = format!("all {n} held (the most that fit under the limit)");
         case.targets[0].bound = Bound::AtLeast(n as f64);
     }
+    case.notes.push(format!(
+        "python-tunnel not measured here: its two threads per connection would be {} threads",
+        2 * n
+    ));
     let holder = Holder::start()?;
     let target = holder.addr().port();
     let mut comps = Vec::new();
-    for kind in [Kind::Tunnel, Kind::Socat, Kind::Haproxy] {
+    for kind in [Kind::Tunnel, Kind::Socat, Kind::Haproxy, Kind::HaproxyTuned] {
         let program = match tools.path(kind) {
             Ok(p) => p,
             Err(why) => {
