@@ -456,7 +456,7 @@ fn client_gone_before_the_target_answered_is_cleaned_up() {
     give_up();
     t.wait_line("#1 reset by client", Duration::from_secs(5))
         .unwrap();
-    labnet::testkit::wait_until(Duration::from_secs(5), || {
+    testkit::wait_until(Duration::from_secs(5), || {
         (connection_count(pid) == 0).then_some(())
     })
     .expect("pair #1 released");

@@ -84,7 +84,7 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
     let mut burst = Case::new(
         "chat-burst",
         format!(
-            "{n} clients, each sends {k} message(s) as fast as the generator writes (one thread, round-robin); wait for all (N−1)·N·K deliveries; server CPU from /proc/PID/stat",
+            "{n} clients, each sends {k} message(s) as fast as the generator writes (one thread, round-robin); wait for all (N−1)·N·K deliveries; server CPU from /proc/PID/stat; latency = receive time − send time of every intact delivery",
             k = config.sizes.burst
         ),
         "python-threaded",
@@ -93,7 +93,22 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
     .metric(Metric::higher("rate", "deliveries/s"))
     .metric(Metric::higher("intact", "%"))
     .metric(Metric::higher("received", "%"))
+    .metric(Metric::lower("p99", "ms"))
     .target_value("intact", "chat-server", Bound::AtLeast(100.0), "100% intact in burst")
+    .target_ratio(
+        "rate",
+        "chat-server",
+        "python-threaded",
+        Bound::Info,
+        "burst deliveries/s against Python's",
+    )
+    .target_ratio(
+        "p99",
+        "chat-server",
+        "python-threaded",
+        Bound::Info,
+        "burst p99 latency against Python's",
+    )
     .target_ratio(
         "cpu_per_delivery",
         "chat-server",
@@ -200,12 +215,14 @@ pub fn run(config: &Config) -> Result<Vec<Case>> {
 
     let k = config.sizes.burst;
     run_mode(&mut burst, config.rounds, &mut servers, |s| {
-        let r = s.burst(k, Duration::from_secs(180))?;
+        let mut r = s.burst(k, Duration::from_secs(180))?;
+        let p99 = percentile(&mut r.latency_ns, 99.0).map_or(f64::NAN, |ns| ns as f64 / 1e6);
         Ok(vec![
             ("cpu_per_delivery", r.cpu_us_per_delivery()),
             ("rate", r.rate()),
             ("intact", r.intact_pct()),
             ("received", r.received_pct()),
+            ("p99", p99),
         ])
     });
     let m = config.sizes.lockstep;
