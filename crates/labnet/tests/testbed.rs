@@ -219,3 +219,46 @@ fn a_shared_folder_appears_at_the_same_place_in_every_host() {
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir(&outside);
 }
+
+/// The handouts' tools, as a student types them in a host: traceroute shows the router as the
+/// first hop to the remote segment, netstat lists a listening socket, openssl and Python's
+/// websocket-client (TP3 part 5) are there.
+#[test]
+fn the_handouts_tools_work_in_a_host() {
+    let bed = testbed_or_skip!(&WEEK3);
+    // The router's address on the client's segment (the hosts' route to 172.21.0.0/24 goes there).
+    let router = WEEK3.host("router").unwrap().links[0].ipv4;
+    assert!(router.to_string().starts_with("172.20.0."), "{router}");
+    let hops = sh(&bed, "client", "traceroute -n -q 1 -w 2 -m 3 172.21.0.10");
+    let lines: Vec<&str> = hops.lines().skip(1).collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.contains(&format!(" {router} "))),
+        "first hop is the router: {hops}"
+    );
+    assert!(
+        lines.get(1).is_some_and(|l| l.contains("172.21.0.10 ")),
+        "second hop is remote: {hops}"
+    );
+    let listening = sh(
+        &bed,
+        "server",
+        "python3 -c \"import socket,subprocess; s=socket.socket(); s.bind(('', 8099)); s.listen(); print(subprocess.run(['netstat', '-tln'], capture_output=True, text=True).stdout)\"",
+    );
+    assert!(
+        listening
+            .lines()
+            .any(|l| l.contains(":8099") && l.contains("LISTEN")),
+        "netstat -tln: {listening}"
+    );
+    assert!(sh(&bed, "client", "openssl version").starts_with("OpenSSL "));
+    assert_eq!(
+        sh(
+            &bed,
+            "client",
+            "python3 -c 'import websocket; print(websocket.WebSocket.__name__)'"
+        ),
+        "WebSocket\n"
+    );
+}
