@@ -53,6 +53,7 @@
 //! listeners are taken out of the loop for a moment instead of spinning on the error.
 
 mod relay;
+mod threaded;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -72,7 +73,7 @@ tcp-tunnel: forwards TCP connections to a target and logs every event (week 3 ex
 
 USAGE:
     tcp-tunnel -L LISTEN_ADDR:PORT=HOST:PORT [-L ...] [--log FILE] [--idle-timeout S]
-               [--connect-timeout S] [--json]
+               [--connect-timeout S] [--threads] [--json]
 
 OPTIONS:
     -L, --forward SPEC      LISTEN_ADDR:PORT=HOST:PORT: accept on LISTEN_ADDR:PORT and connect each
@@ -82,12 +83,15 @@ OPTIONS:
     --idle-timeout S        close a connection with no bytes either way for S seconds
                             (default 300; 0 = never)
     --connect-timeout S     give up connecting to the target after S seconds (default 5)
+    --threads               forward with two threads per connection, the handout's design
+                            (src/threaded.rs), instead of the event loop; no idle timeout
     --json                  one JSON object per event instead of text lines
     -h, --help              this text
 
 EXAMPLES:
     tcp-tunnel -L 0.0.0.0:9090=server:8080 --log tunnel.log
     tcp-tunnel -L [::]:9090=[::1]:8080 -L 127.0.0.1:9091=127.0.0.1:5002
+    tcp-tunnel -L 127.0.0.1:9090=127.0.0.1:8080 --threads
     echo 'TUNNEL TEST' | nc router 9090                 # from the week3 client
 ";
 
@@ -173,6 +177,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// `--connect-timeout`.
     pub connect_timeout: Duration,
+    /// `--threads`: the threaded relay (two threads per connection) instead of the event loop.
+    pub threads: bool,
     /// `--json`.
     pub json: bool,
 }
@@ -182,11 +188,12 @@ impl Config {
     pub fn from_args(args: Vec<OsString>) -> Result<Self> {
         let mut a = pico_args::Arguments::from_vec(args);
         let json = a.contains("--json");
+        let threads = a.contains("--threads");
         let specs: Vec<String> = a.values_from_str(["-L", "--forward"])?;
         let log: Option<PathBuf> = a.opt_value_from_os_str("--log", |s| {
             Ok::<_, std::convert::Infallible>(PathBuf::from(s))
         })?;
-        let idle = labnet::args::opt_seconds(&mut a, "--idle-timeout")?.unwrap_or(DEFAULT_IDLE);
+        let idle = labnet::args::opt_seconds(&mut a, "--idle-timeout")?;
         let connect_timeout = labnet::args::opt_seconds(&mut a, "--connect-timeout")?
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         labnet::args::finish(a)?;
@@ -195,6 +202,12 @@ impl Config {
                 "nothing to forward: give at least one -L LISTEN_ADDR:PORT=HOST:PORT",
             ));
         }
+        if threads && idle.is_some() {
+            return Err(Error::usage(
+                "--idle-timeout works with the event-loop relay only, not with --threads",
+            ));
+        }
+        let idle = idle.unwrap_or(DEFAULT_IDLE);
         if connect_timeout.is_zero() {
             return Err(Error::usage("--connect-timeout must be more than 0"));
         }
@@ -205,8 +218,9 @@ impl Config {
         Ok(Config {
             forwards,
             log,
-            idle_timeout: (!idle.is_zero()).then_some(idle),
+            idle_timeout: (!threads && !idle.is_zero()).then_some(idle),
             connect_timeout,
+            threads,
             json,
         })
     }
@@ -249,7 +263,11 @@ pub fn run(config: &Config) -> Result<()> {
         }
         ev.emit();
     }
-    serve(tunnels, &opts)
+    if config.threads {
+        threaded::serve(tunnels, opts)
+    } else {
+        serve(tunnels, &opts)
+    }
 }
 
 #[cfg(test)]
