@@ -23,6 +23,17 @@
 //! kernel, never copied through this process. A turn of the splice path that moves less than one
 //! buffer switches back. docs/benchmarks.md measures both paths against other relays (round trip
 //! of a 1-byte ping-pong, iperf3 throughput).
+//!
+//! Details that matter for correctness, each commented where it happens: readiness is edge
+//! triggered, so every read and write loops until `WouldBlock`; a direction whose pipe or buffer
+//! still holds bytes stops reading its source (backpressure: a slow target makes the client's sends
+//! block in the client's kernel, never our memory grow); `connect` is nonblocking with its own
+//! timeout; a target given by name is looked up on a thread of its own, never on the loop (a
+//! resolver that does not answer would freeze every tunnel), and the clients that arrive meanwhile
+//! wait for it within the connect timeout; TCP_NODELAY on both sides so small messages are not
+//! held back by Nagle's algorithm; idle connections are swept; and when `accept` runs out of file
+//! descriptors (EMFILE) the listeners are taken out of the loop for a moment instead of spinning
+//! on the error.
 
 mod pool;
 mod pump;
