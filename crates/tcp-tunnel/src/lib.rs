@@ -23,7 +23,7 @@
 //! # Where to read
 //!
 //! Start with `src/threaded.rs` (`tcp-tunnel --threads`): the handout's design, two threads per
-//! connection, each copying one direction, in about 200 lines. It is the clearest way to see
+//! connection, each copying one direction, in one short file. It is the clearest way to see
 //! full-duplex forwarding and the half-close passed on.
 //!
 //! The default relay, `src/relay/`, does the same forwarding built for performance and scale,

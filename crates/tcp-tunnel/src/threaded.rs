@@ -55,13 +55,11 @@ pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: Options) -> Result<()> 
                     .context("start an accept thread")?,
             );
         }
-        for l in loops {
-            let ended = l
-                .join()
-                .map_err(|_| Error::msg("an accept thread panicked"))?;
-            ended.context("read local address")?;
-        }
-        Ok(())
+        // The accept loops run forever: this returns only when one could not start.
+        loops.into_iter().try_for_each(|l| match l.join() {
+            Ok(ended) => ended.context("read local address"),
+            Err(_) => Err(Error::msg("an accept thread panicked")),
+        })
     })
 }
 
@@ -87,9 +85,8 @@ fn forward(c: Client, local: SocketAddr, fwd: &Forward, opts: &Options) {
         emit(opts, ev.field("id", id).field("peer", peer.to_string()));
     };
     let failed = |why: String| {
-        let secs = started.elapsed().as_secs_f64();
-        let (to, msg) = (fwd.target(), format!("failed after {secs:.3} s: {why}"));
-        let msg = format!("connect to {to} {msg}; client {peer} closed");
+        let (to, secs) = (fwd.target(), started.elapsed().as_secs_f64());
+        let msg = format!("connect to {to} failed after {secs:.3} s: {why}; client {peer} closed");
         event(Level::Error, "connect_failed", msg);
     };
     // A name is looked up on this client's thread: a resolver that never answers stalls no one
@@ -205,7 +202,9 @@ impl Conn {
     /// Side `side` reset: reset the other side too, once. SO_LINGER 0 makes the close (when
     /// `conn` is dropped) send RST instead of FIN. The other thread may be blocked in `read`:
     /// `shutdown(Read)` wakes it (its `read` returns 0; it sees `reset` set) without sending
-    /// anything, where shutting the sending side down would send a FIN before the RST.
+    /// anything, where shutting the sending side down would send a FIN before the RST. (A thread
+    /// blocked in `write` to a peer that does not read stays blocked until that peer reads or
+    /// goes: the limit of blocking I/O that the event loop does not have.)
     fn reset(&self, side: usize, e: io::Error) {
         if self.reset.set((side, e)).is_ok() {
             for s in &self.sockets {
