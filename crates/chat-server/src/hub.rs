@@ -6,12 +6,10 @@
 //! waits, it either hands the bytes to the kernel or says EAGAIN. Only what that send could not
 //! take goes into the client's bounded queue ([`Outbox`]), and the client's writer thread is woken
 //! to send it with a blocking `write` bounded by the stall timeout. Why: waking a writer thread
-//! per delivery (a futex wake plus a context switch each) was the whole cost of the fan-out —
-//! 12.0 µs of server CPU per delivery with 1,000 clients, against 16.2 µs (burst) and 3.0 µs
-//! (lockstep) for the handout's Python server, whose one thread just loops `send` over the
-//! sockets. With the direct send, netlab-bench (1,000 clients, side by side with the old build on
-//! a busy 2-core machine) measured 2.5–2.7 µs (burst), 2.9–3.2 µs (lockstep) and 3.1–3.2 µs
-//! (paced) per delivery, where the old build took 14.7–19.4 µs.
+//! for every delivery costs a futex wake and a context switch each, and with many clients that
+//! was most of the fan-out's cost; a send the kernel takes at once needs neither. The writer
+//! threads stay for what a direct send cannot do: wait, without holding up the hub, while a
+//! slow reader's socket buffer is full. (docs/benchmarks.md has the measured fan-out cost.)
 //!
 //! So a client that stops reading fills only its own queue: when the queue goes over its byte
 //! limit, or the writer makes no progress for the stall timeout, that client is disconnected and

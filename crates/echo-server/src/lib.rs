@@ -1,27 +1,25 @@
-//! Week 3 lab server (`server:8080`) and TP3 part 1 code C: an echo server.
+//! The week 3 lab's course server (`server:8080`): an echo server, the target of the week 3
+//! tunnel exercise ("verify the echo server is running"). TP3 part 1's code C is another program,
+//! `tcp-echo-server` in the `basics` crate, which follows that handout line by line.
 //!
 //! TCP: every accepted connection gets its own named thread that reads and writes back whatever
 //! arrives until the client closes. What the student should observe:
 //!
 //! - `ss -tan` / `netstat -an` shows one LISTEN socket and one ESTABLISHED socket per client; the
 //!   listening socket was made with SO_REUSEADDR, so a restarted server binds at once even while
-//!   connections of the previous run sit in TIME_WAIT (TP3 Q3–Q5).
+//!   connections of the previous run sit in TIME_WAIT.
 //! - TCP is a byte stream: the server logs each `read` as one RECV line, and how the client's
-//!   bytes were cut into reads has nothing to do with how the client wrote them (TP3 Q6).
+//!   bytes were cut into reads has nothing to do with how the client wrote them.
 //! - `read` returns 0 only when the client closes its side (FIN): the close line says who closed
-//!   first and after how long (TP3 Q7/Q8: killing the client closes its socket, the kernel sends
-//!   the FIN).
+//!   first and after how long (killing the client closes its socket, the kernel sends the FIN).
 //!
 //! `--udp` echoes datagrams instead: one `recv_from`, one `send_to` back to the source address,
 //! message boundaries kept.
 //!
-//! The server survives every bad client: a reset, a half-close, a client that never reads (its
-//! writes time out after the idle timeout), a client that sends nothing (closed after the idle
-//! timeout), and the process running out of file descriptors (`accept` failing with EMFILE or
-//! ENFILE): then it sleeps a little before the next `accept` instead of spinning on the error,
-//! logs at most one line per second with the number of failures it did not log, and carries on by
-//! itself once clients close (the kit's shared accept loop, `labnet::sock::AcceptLoop`). Client threads get a small explicit stack ([`THREAD_STACK`]), so a
-//! class worth of connections costs little memory.
+//! The server survives every bad client: a reset, a half-close, a client that never reads or
+//! never sends (closed after the idle timeout). Accepting goes through the kit's accept loop,
+//! [`labnet::sock::AcceptLoop`], which handles the hostile cases at the door (the descriptor
+//! limit, failed thread starts, a crowd of clients).
 
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, Read, Write};
@@ -35,7 +33,7 @@ use labnet::{Context, Result};
 
 /// `--help` text.
 pub const HELP: &str = "\
-echo-server: sends back every byte it receives (week 3 server, TP3 code C)
+echo-server: sends back every byte it receives (the week 3 lab's server:8080)
 
 USAGE:
     echo-server [--port PORT] [--bind ADDR] [--udp] [--idle-timeout S] [--quiet] [--json]
@@ -52,9 +50,11 @@ OPTIONS:
 
 EXAMPLES:
     echo-server --port 8080
-    echo-server --port 5002 --bind 127.0.0.1          # TP3 code C
+    echo-server --port 8080 --bind 127.0.0.1          # on loopback only
     echo-server --port 8080 --udp
     echo 'DIRECT TEST' | nc server 8080               # from the week3 client
+
+TP3 part 1 (code C) is tcp-echo-server, in the basics crate.
 ";
 
 /// Default TCP/UDP port (the week 3 lab's echo server).

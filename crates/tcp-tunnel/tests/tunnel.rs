@@ -1,6 +1,11 @@
 //! Loopback tests of `tcp-tunnel` (week 3 exercise 3, homework 3): exact forwarding both ways,
 //! half-close in each direction, target down, the log, several tunnels, and the abuse the tunnel
 //! must survive. Targets are small servers in the test process.
+//!
+//! Every behaviour test runs against both relays: `NAME::event_loop` (the default, `relay/`) and
+//! `NAME::threads` (`--threads`, `threaded.rs`); see [`both_relays`]. The tests of what only the
+//! event loop does (a pending connect noticing its client's reset, accept backing off at the
+//! descriptor limit, the idle timeout) run once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -21,10 +26,55 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 const BIN: &str = env!("CARGO_BIN_EXE_tcp-tunnel");
 
-/// A tunnel from an ephemeral loopback port to `target`.
-fn tunnel(target: SocketAddr, extra: &[&str]) -> Proc {
+/// Which relay a test runs: the arguments that select it.
+type Relay = &'static [&'static str];
+
+/// The default relay: the event loop.
+const EVENT_LOOP: Relay = &[];
+
+/// Two threads per connection.
+const THREADS: Relay = &["--threads"];
+
+/// For each `fn NAME(relay: Relay)`, two tests: `NAME::event_loop` and `NAME::threads`.
+macro_rules! both_relays {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn event_loop() {
+                    super::$name(super::EVENT_LOOP);
+                }
+
+                #[test]
+                fn threads() {
+                    super::$name(super::THREADS);
+                }
+            }
+        )*
+    };
+}
+
+both_relays!(
+    eight_concurrent_clients_get_their_8_mib_back_exactly,
+    client_half_close_still_gets_the_full_echo,
+    small_messages_bulk_and_small_again_come_back_exactly,
+    urgent_data_is_passed_on_in_line_and_does_not_stall_the_stream,
+    target_that_half_closes_first_still_receives_after_a_pause,
+    target_down_closes_the_client_within_1s_and_the_next_client_is_served,
+    log_file_holds_one_line_per_event_in_order,
+    json_log_lines_carry_id_direction_and_bytes,
+    two_tunnels_in_one_process_both_work_v4_and_v6,
+    reset_by_the_client_resets_the_target_side,
+    reset_by_the_target_resets_the_client_side,
+    ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait,
+    slow_target_does_not_make_the_tunnel_grow,
+);
+
+/// A tunnel from an ephemeral loopback port to `target`, on `relay`.
+fn tunnel(target: SocketAddr, relay: Relay, extra: &[&str]) -> Proc {
     let spec = format!("127.0.0.1:0={target}");
     let mut args = vec!["-L", spec.as_str()];
+    args.extend_from_slice(relay);
     args.extend_from_slice(extra);
     Proc::start(BIN, &args)
 }
@@ -52,6 +102,13 @@ fn bad_forward_or_flag_exits_2_with_one_line() {
         &[],
         &["-L", "127.0.0.1:0=127.0.0.1:1", "--prot", "80"],
         &["-L", "127.0.0.1:0=127.0.0.1:1", "--idle-timeout", "soon"],
+        &[
+            "-L",
+            "127.0.0.1:0=127.0.0.1:1",
+            "--threads",
+            "--idle-timeout",
+            "5",
+        ],
     ] {
         let Finished {
             code,
@@ -85,10 +142,9 @@ fn sha(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
-#[test]
-fn eight_concurrent_clients_get_their_8_mib_back_exactly() {
+fn eight_concurrent_clients_get_their_8_mib_back_exactly(relay: Relay) {
     let target = echo_target();
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let addr = t.addr();
     let clients: Vec<_> = (0..8u64)
         .map(|i| {
@@ -116,10 +172,9 @@ fn eight_concurrent_clients_get_their_8_mib_back_exactly() {
     assert!(closed.is_some(), "{:?}", t.lines());
 }
 
-#[test]
-fn client_half_close_still_gets_the_full_echo() {
+fn client_half_close_still_gets_the_full_echo(relay: Relay) {
     let target = echo_target();
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let mut s = connect(t.addr());
     let data = random_bytes(3, 1024 * 1024);
     s.write_all(&data).unwrap();
@@ -136,10 +191,9 @@ fn client_half_close_still_gets_the_full_echo() {
 /// Small messages take the copy path and bulk the splice path, and one connection switches
 /// between them as its traffic changes: every byte must come back exactly, in order, at each
 /// switch (a ping after a bulk transfer is the first read of the copy path again).
-#[test]
-fn small_messages_bulk_and_small_again_come_back_exactly() {
+fn small_messages_bulk_and_small_again_come_back_exactly(relay: Relay) {
     let target = echo_target();
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let mut s = connect(t.addr());
     let mut total = 0usize;
     for round in 0..3u64 {
@@ -182,14 +236,13 @@ fn small_messages_bulk_and_small_again_come_back_exactly() {
 /// TCP urgent data (`send(MSG_OOB)`) in the middle of a stream: the tunnel passes the urgent byte
 /// on in line and keeps going. Reading through a pipe (`splice`) stops for good at the urgent mark,
 /// so the tunnel must notice it (EPOLLPRI) and read past it with `read`, in bulk as in small.
-#[test]
-fn urgent_data_is_passed_on_in_line_and_does_not_stall_the_stream() {
+fn urgent_data_is_passed_on_in_line_and_does_not_stall_the_stream(relay: Relay) {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let target = serve_target(move |mut s| {
         let _ = tx.lock().unwrap().send(read_to_eof(&mut s));
     });
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     for bulk in [0usize, 4 * 1024 * 1024] {
         let s = connect(t.addr());
         let head = random_bytes(0x0b + bulk as u64, bulk + 5);
@@ -218,10 +271,9 @@ fn half_closing_target() -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
     (addr, rx)
 }
 
-#[test]
-fn target_that_half_closes_first_still_receives_after_a_pause() {
+fn target_that_half_closes_first_still_receives_after_a_pause(relay: Relay) {
     let (target, got) = half_closing_target();
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let mut s = connect(t.addr());
     // The target's FIN reaches us through the tunnel: HELLO, then EOF.
     assert_eq!(read_to_eof(&mut s), b"HELLO");
@@ -246,10 +298,9 @@ fn closed_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-#[test]
-fn target_down_closes_the_client_within_1s_and_the_next_client_is_served() {
+fn target_down_closes_the_client_within_1s_and_the_next_client_is_served(relay: Relay) {
     let target = closed_port();
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let addr = t.addr();
     let mut s = connect(addr);
     let start = Instant::now();
@@ -280,14 +331,13 @@ fn target_down_closes_the_client_within_1s_and_the_next_client_is_served() {
     assert_eq!(&b, b"next");
 }
 
-#[test]
-fn log_file_holds_one_line_per_event_in_order() {
+fn log_file_holds_one_line_per_event_in_order(relay: Relay) {
     let target = echo_target();
     let dir = std::env::temp_dir().join(format!("tunnel-log-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("tunnel.log");
     let _ = std::fs::remove_file(&log);
-    let t = tunnel(target, &["--log", log.to_str().unwrap()]);
+    let t = tunnel(target, relay, &["--log", log.to_str().unwrap()]);
     let addr = t.addr();
     let mut s = connect(addr);
     let me = s.local_addr().unwrap();
@@ -322,10 +372,9 @@ fn log_file_holds_one_line_per_event_in_order() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn json_log_lines_carry_id_direction_and_bytes() {
+fn json_log_lines_carry_id_direction_and_bytes(relay: Relay) {
     let target = echo_target();
-    let t = tunnel(target, &["--json"]);
+    let t = tunnel(target, relay, &["--json"]);
     let mut s = connect(t.addr());
     s.write_all(b"abc").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
@@ -345,8 +394,7 @@ fn json_log_lines_carry_id_direction_and_bytes() {
     assert_eq!(v["dir"], "c→s");
 }
 
-#[test]
-fn two_tunnels_in_one_process_both_work_v4_and_v6() {
+fn two_tunnels_in_one_process_both_work_v4_and_v6(relay: Relay) {
     let upper = serve_target(|mut s| {
         let v = read_to_eof(&mut s);
         s.write_all(&v.to_ascii_uppercase()).unwrap();
@@ -354,7 +402,9 @@ fn two_tunnels_in_one_process_both_work_v4_and_v6() {
     let echo = echo_target();
     let a = format!("127.0.0.1:0={echo}");
     let b = format!("[::1]:0=127.0.0.1:{}", upper.port());
-    let t = Proc::start(BIN, &["-L", &a, "-L", &b]);
+    let mut args = vec!["-L", &a, "-L", &b];
+    args.extend_from_slice(relay);
+    let t = Proc::start(BIN, &args);
     let addrs = t.listening(2);
     assert!(addrs[1].is_ipv6());
     for (addr, want) in [(addrs[0], &b"tunnel one"[..]), (addrs[1], b"TUNNEL TWO")] {
@@ -370,8 +420,7 @@ fn two_tunnels_in_one_process_both_work_v4_and_v6() {
     }
 }
 
-#[test]
-fn reset_by_the_client_resets_the_target_side() {
+fn reset_by_the_client_resets_the_target_side(relay: Relay) {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let target = serve_target(move |mut s| {
@@ -380,7 +429,7 @@ fn reset_by_the_client_resets_the_target_side() {
         let second = s.read(&mut buf).map_err(|e| e.kind());
         let _ = tx.lock().unwrap().send((first.unwrap(), second));
     });
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let s = connect(t.addr());
     (&s).write_all(b"bye").unwrap();
     t.wait_line("#1 connected", Duration::from_secs(5)).unwrap();
@@ -398,10 +447,33 @@ fn reset_by_the_client_resets_the_target_side() {
     assert!(line.contains("server side reset too"), "{line}");
 }
 
-#[test]
-fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
+fn reset_by_the_target_resets_the_client_side(relay: Relay) {
+    let target = serve_target(|mut s| {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).unwrap();
+        // SO_LINGER 0: the close sends RST.
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let t = tunnel(target, relay, &[]);
+    let mut s = connect(t.addr());
+    s.write_all(b"hi").unwrap();
+    let mut b = [0u8; 16];
+    let r = s.read(&mut b).map_err(|e| e.kind());
+    assert_eq!(r, Err(ErrorKind::ConnectionReset));
+    let line = t
+        .wait_line("#1 reset by server", Duration::from_secs(2))
+        .unwrap();
+    assert!(
+        line.contains("client side reset too; c→s 2 bytes, s→c 0 bytes"),
+        "{line}"
+    );
+}
+
+fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait(relay: Relay) {
     let target = echo_target();
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let addr = t.addr();
     let mut s = connect(addr);
     s.write_all(b"w").unwrap();
@@ -416,7 +488,7 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     })
     .expect("pair #1 released");
     let (fds, threads) = (fd_count(pid), thread_count(pid));
-    assert_eq!(threads, 1, "one event-loop thread");
+    assert_eq!(threads, idle_threads(relay), "{relay:?}");
     let counts = abuse(addr, 10_000);
     assert_eq!(counts, [2500, 2500, 2500, 2500]);
     assert_back_to(pid, fds, threads, Duration::from_secs(15));
@@ -424,6 +496,35 @@ fn ten_thousand_bad_connections_leave_no_descriptor_thread_or_close_wait() {
     s.write_all(b"still here").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_eof(&mut s), b"still here");
+}
+
+/// Threads of a tunnel with one `-L` and no connection: the event loop's one, or the threaded
+/// relay's main thread and its accept thread.
+fn idle_threads(relay: Relay) -> usize {
+    if relay == THREADS { 2 } else { 1 }
+}
+
+/// The flag selects the relay: the threaded one runs two threads per open connection (its
+/// client's thread and the server → client copy), the event loop none.
+#[test]
+fn threads_flag_runs_two_threads_per_connection_the_event_loop_none() {
+    let target = echo_target();
+    for (relay, per_connection) in [(EVENT_LOOP, 0), (THREADS, 2)] {
+        let t = tunnel(target, relay, &[]);
+        let held: Vec<_> = (1..=3)
+            .map(|i| {
+                let mut s = connect(t.addr());
+                s.write_all(b"x").unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+                t.wait_line(&format!("#{i} connected"), Duration::from_secs(5))
+                    .unwrap();
+                s
+            })
+            .collect();
+        let want = idle_threads(relay) + per_connection * held.len();
+        assert_eq!(thread_count(t.pid()), want, "{relay:?}");
+    }
 }
 
 #[test]
@@ -439,7 +540,7 @@ fn client_gone_before_the_target_answered_is_cleaned_up() {
             std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).ok()
         })
         .collect();
-    let t = tunnel(target, &["--connect-timeout", "30"]);
+    let t = tunnel(target, EVENT_LOOP, &["--connect-timeout", "30"]);
     let addr = t.addr();
     let pid = t.pid();
     let give_up = || {
@@ -496,8 +597,7 @@ fn descriptor_limit_makes_accept_back_off_and_recover() {
     });
 }
 
-#[test]
-fn slow_target_does_not_make_the_tunnel_grow() {
+fn slow_target_does_not_make_the_tunnel_grow(relay: Relay) {
     // The target reads 64 KiB every 10 ms (6.4 MB/s) and checks every byte.
     let received = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(Mutex::new(true));
@@ -523,7 +623,7 @@ fn slow_target_does_not_make_the_tunnel_grow() {
             }
         }
     });
-    let t = tunnel(target, &[]);
+    let t = tunnel(target, relay, &[]);
     let pid = t.pid();
     let mut s = connect(t.addr());
     s.set_write_timeout(Some(Duration::from_millis(100)))
@@ -563,7 +663,7 @@ fn slow_target_does_not_make_the_tunnel_grow() {
 #[test]
 fn idle_connection_is_closed_after_the_idle_timeout() {
     let target = echo_target();
-    let t = tunnel(target, &["--idle-timeout", "1"]);
+    let t = tunnel(target, EVENT_LOOP, &["--idle-timeout", "1"]);
     let mut s = connect(t.addr());
     s.write_all(b"x").unwrap();
     let mut b = [0u8; 1];

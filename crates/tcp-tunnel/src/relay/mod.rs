@@ -1,5 +1,12 @@
 //! The tunnel's event loop: every listener and every connection on one `mio` poll (Linux epoll,
-//! edge triggered), moved by one thread.
+//! edge triggered), moved by one thread. This is the default relay, built for many connections
+//! and speed; `threaded.rs` shows the same forwarding with two threads per connection.
+//!
+//! The relay is in three parts:
+//! - this file: the loop, the listeners, each pair's life (accept, nonblocking connect,
+//!   half-closes, reset, idle sweep) and every log line;
+//! - [`pump`](mod@pump): how one direction's bytes move, and when a direction has nothing more to do;
+//! - [`pool`]: the buffers and pipes a direction borrows while bytes are in flight.
 //!
 //! A connection pair lives in a slot of `pairs`; its two sockets are registered with the tokens
 //! `FIRST_PAIR + 2*slot` (client side) and `+1` (server side). Edge-triggered epoll reports a
@@ -12,14 +19,27 @@
 //! Each direction picks its path by the size of what it carries. It starts on the
 //! **copy path**: `read` into a small buffer, `write` it out, two system calls for a chat line or
 //! a 1-byte ping. A read that fills the buffer means bulk is flowing, and the direction switches
-//! to the **splice path** (see [`Pipe`]): the bytes move between the sockets inside the kernel,
-//! never copied through this process. A turn of the splice path that moves less than one buffer
-//! switches back. docs/benchmarks.md measures both paths against other relays (round trip of a
-//! 1-byte ping-pong, iperf3 throughput).
+//! to the **splice path** (see [`pool::Pipe`]): the bytes move between the sockets inside the
+//! kernel, never copied through this process. A turn of the splice path that moves less than one
+//! buffer switches back. docs/benchmarks.md measures both paths against other relays (round trip
+//! of a 1-byte ping-pong, iperf3 throughput).
+//!
+//! Details that matter for correctness, each commented where it happens: readiness is edge
+//! triggered, so every read and write loops until `WouldBlock`; a direction whose pipe or buffer
+//! still holds bytes stops reading its source (backpressure: a slow target makes the client's sends
+//! block in the client's kernel, never our memory grow); `connect` is nonblocking with its own
+//! timeout; a target given by name is looked up on a thread of its own, never on the loop (a
+//! resolver that does not answer would freeze every tunnel), and the clients that arrive meanwhile
+//! wait for it within the connect timeout; TCP_NODELAY on both sides so small messages are not
+//! held back by Nagle's algorithm; idle connections are swept; and when `accept` runs out of file
+//! descriptors (EMFILE) the listeners are taken out of the loop for a moment instead of spinning
+//! on the error.
 
-use std::io::{self, ErrorKind, Read, Write};
+mod pool;
+mod pump;
+
+use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
@@ -30,38 +50,12 @@ use labnet::sock::is_fd_exhaustion;
 use labnet::{Context, Result};
 use mio::net::{TcpListener as MioListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::Forward;
 
-/// Size of the copy buffer of one direction while bytes are in flight, and the threshold between
-/// the two paths: a read that fills it switches the direction to splice, a splice turn that
-/// moves less than this switches it back. Small messages (a line, a ping, a PMU record) fit with
-/// room to spare; a loopback segment (up to 64 KiB) does not, so bulk reaches splice on its
-/// first read. 10,000 idle connections hold none of these (see [`Half`]).
-const BUF_SIZE: usize = 16 * 1024;
-
-/// Drained buffers kept for reuse; beyond this they go back to the allocator.
-const POOL_KEEP: usize = 64;
-
-/// Reads per direction per turn before other connections get their turn.
-const READS_PER_TURN: usize = 16;
-
-/// Bytes per direction per turn, whichever path moves them (a `splice` can take a whole pipe).
-const BYTES_PER_TURN: usize = 1024 * 1024;
-
-/// Capacity asked of each pipe with F_SETPIPE_SZ (the default is 16 pages, 64 KiB): fewer,
-/// larger `splice` calls per MiB. Measured with iperf3 on loopback, one stream: 64 KiB ≈ 1.6,
-/// 256 KiB ≈ 1.9, 1 MiB ≈ 2.2 GB/s. 1 MiB is the default `/proc/sys/fs/pipe-max-size`; an
-/// unprivileged process past `pipe-user-pages-soft` gets less, and the pipe keeps the size it
-/// has. An empty pipe costs no buffer pages, only its slot array.
-const PIPE_SIZE: usize = 1024 * 1024;
-
-/// Drained pipes kept for reuse. Each holds two descriptors, so the pool stays small and is
-/// emptied when the process runs out of descriptors.
-const PIPES_KEEP: usize = 16;
+use pool::{Pipes, Pool};
+use pump::{Fault, Flow, Half, Ready, pump, read_early};
 
 /// Accepts per listener per turn.
 const ACCEPTS_PER_TURN: usize = 64;
@@ -168,122 +162,6 @@ type LookupResult = (usize, io::Result<SocketAddr>);
 /// The token of the waker the lookup threads wake the loop with.
 const WAKER: Token = Token(usize::MAX);
 
-/// What one epoll event said about one socket. Edge-triggered epoll says it once, so it is kept
-/// in the two [`Half`]s the socket belongs to until a system call proves it stale.
-#[derive(Clone, Copy, Debug, Default)]
-struct Ready {
-    /// Bytes, a FIN or an error may be waiting to be read.
-    read: bool,
-    /// Room in the send buffer (or an error to be reported by the next write).
-    write: bool,
-    /// The peer's FIN (or an error) was there: after the bytes, a `read` of 0 is due.
-    closing: bool,
-    /// TCP urgent data (`MSG_OOB`, EPOLLPRI) is pending: reads stop short at its mark.
-    urgent: bool,
-}
-
-impl Ready {
-    fn of(e: &mio::event::Event) -> Ready {
-        let error = e.is_error();
-        Ready {
-            read: e.is_readable() || e.is_read_closed() || e.is_priority() || error,
-            write: e.is_writable() || e.is_write_closed() || error,
-            closing: e.is_read_closed() || error,
-            urgent: e.is_priority(),
-        }
-    }
-}
-
-/// One direction of a pair. Bytes in flight sit either in `pipe` (the splice path) or in `buf`
-/// (the copy path); never in both, so their order is kept. An idle direction holds neither.
-struct Half {
-    buf: Option<Box<[u8]>>,
-    start: usize,
-    end: usize,
-    pipe: Option<Pipe>,
-    /// Bytes spliced into `pipe` and not yet out of it.
-    piped: usize,
-    /// The splice path is in use (see the module documentation).
-    bulk: bool,
-    /// The source may have something to read: set by its events, cleared when a read returns
-    /// `WouldBlock` or comes back short.
-    readable: bool,
-    /// The source's FIN or an error was reported: a short read no longer proves it empty.
-    closing: bool,
-    /// Urgent data was reported and not read past yet (see [`pump`]).
-    urgent: bool,
-    /// The destination may take bytes: set by its events, cleared when a write returns
-    /// `WouldBlock`.
-    writable: bool,
-    /// The source sent FIN (`read` returned 0).
-    eof: bool,
-    /// The FIN was passed on: `shutdown(Write)` on the destination.
-    shut: bool,
-    bytes: u64,
-}
-
-impl Half {
-    /// A new direction: both sockets presumed ready (a wasted `WouldBlock` at worst; epoll also
-    /// reports the state at registration).
-    fn new() -> Half {
-        Half {
-            buf: None,
-            start: 0,
-            end: 0,
-            pipe: None,
-            piped: 0,
-            bulk: false,
-            readable: true,
-            closing: false,
-            urgent: false,
-            writable: true,
-            eof: false,
-            shut: false,
-            bytes: 0,
-        }
-    }
-
-    /// An event of the source socket.
-    fn source_event(&mut self, r: Ready) {
-        self.readable |= r.read;
-        self.closing |= r.closing;
-        self.urgent |= r.urgent;
-    }
-
-    /// An event of the destination socket.
-    fn destination_event(&mut self, r: Ready) {
-        self.writable |= r.write;
-    }
-
-    fn release_if_empty(&mut self, pool: &mut Pool, pipes: &mut Pipes) {
-        if self.start == self.end {
-            if let Some(b) = self.buf.take() {
-                pool.put(b);
-            }
-            self.start = 0;
-            self.end = 0;
-        }
-        if self.piped == 0 {
-            if let Some(p) = self.pipe.take() {
-                pipes.put(p);
-            }
-        }
-    }
-
-    /// Hands the buffer and the pipe back when the pair goes away. A pipe still holding bytes
-    /// is closed instead: its stale bytes must never reach another connection.
-    fn release_all(&mut self, pool: &mut Pool, pipes: &mut Pipes) {
-        if let Some(b) = self.buf.take() {
-            pool.put(b);
-        }
-        if let Some(p) = self.pipe.take() {
-            if self.piped == 0 {
-                pipes.put(p);
-            }
-        }
-    }
-}
-
 struct Pair {
     id: u64,
     tunnel: usize,
@@ -322,105 +200,6 @@ impl Pair {
             .field("s2c_bytes", self.down.bytes)
             .field("duration_s", self.started.elapsed().as_secs_f64())
     }
-}
-
-struct Pool {
-    free: Vec<Box<[u8]>>,
-}
-
-impl Pool {
-    fn get(&mut self) -> Box<[u8]> {
-        self.free
-            .pop()
-            .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice())
-    }
-
-    fn put(&mut self, b: Box<[u8]>) {
-        if self.free.len() < POOL_KEEP {
-            self.free.push(b);
-        }
-    }
-}
-
-/// A pipe between the two sockets of one direction, for `splice(2)`.
-///
-/// `splice` moves data between a descriptor and a pipe inside the kernel: from a TCP socket it
-/// takes the received segments' pages (references to them, no copy into user memory), into a
-/// socket it hands those pages to the send path. One end of every `splice` must be a pipe (the
-/// kernel's page-reference buffer), so socket → socket is two calls through a pipe: source →
-/// pipe, pipe → destination. Compared with `read` + `write`, each byte crosses the user/kernel
-/// boundary zero times instead of twice.
-struct Pipe {
-    r: OwnedFd,
-    w: OwnedFd,
-    /// The pipe's capacity: the most one `splice` into it can take.
-    cap: usize,
-}
-
-/// Empty pipes for reuse. A pipe belongs to a direction only while bytes are in flight: an idle
-/// connection holds none (10,000 idle connections must not cost 20,000 descriptors and their
-/// pipe buffers), and a busy one takes and returns one per burst at the cost of a `Vec` pop and
-/// push instead of `pipe2` + `fcntl` + two `close`. The spares are closed when no connection is
-/// left (the tunnel then holds the descriptors it started with), when the descriptors run out,
-/// and when one stayed unused for a whole sweep interval.
-#[derive(Default)]
-struct Pipes {
-    free: Vec<Pipe>,
-    /// The fewest spares there were since the last sweep: that many were not needed.
-    unused: usize,
-}
-
-impl Pipes {
-    fn get(&mut self) -> io::Result<Pipe> {
-        if let Some(p) = self.free.pop() {
-            self.unused = self.unused.min(self.free.len());
-            return Ok(p);
-        }
-        self.unused = 0;
-        // Nonblocking: a `splice` that would wait on the pipe returns EAGAIN instead.
-        let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        let size = i32::try_from(PIPE_SIZE).unwrap_or(i32::MAX);
-        let cap = fcntl(&w, FcntlArg::F_SETPIPE_SZ(size))
-            .or_else(|_| fcntl(&w, FcntlArg::F_GETPIPE_SZ))
-            .ok()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(BUF_SIZE);
-        Ok(Pipe { r, w, cap })
-    }
-
-    fn put(&mut self, p: Pipe) {
-        if self.free.len() < PIPES_KEEP {
-            self.free.push(p);
-        }
-    }
-
-    /// Closes the spares that sat unused since the last call. `get` and `put` work at the end of
-    /// the list, so those are the first `unused`.
-    fn trim(&mut self) {
-        self.free.drain(..self.unused.min(self.free.len()));
-        self.unused = self.free.len();
-    }
-
-    fn clear(&mut self) {
-        self.free.clear();
-        self.unused = 0;
-    }
-}
-
-/// Which socket broke, and how.
-enum Fault {
-    /// Reading the source failed (a reset from that side).
-    Read(io::Error),
-    /// Writing or shutting down the destination failed (that side is gone).
-    Write(io::Error),
-}
-
-enum Flow {
-    /// Everything possible was done; the kernel will wake us.
-    Blocked,
-    /// The fairness budget ran out with more to do.
-    Again,
 }
 
 struct Loop<'a> {
@@ -481,7 +260,7 @@ impl<'a> Loop<'a> {
             free_slots: Vec::new(),
             live: 0,
             connecting: 0,
-            pool: Pool { free: Vec::new() },
+            pool: Pool::default(),
             pipes: Pipes::default(),
             opts,
             next_id: 0,
@@ -1129,183 +908,6 @@ impl<'a> Loop<'a> {
     }
 }
 
-/// Moves bytes `src → dst` until the kernel blocks either side (or the last event said it
-/// would), the source ends, or the budget runs out.
-///
-/// Edge-triggered readiness demands reading until the source is proven empty, and there are two
-/// proofs: a read that returns `WouldBlock`, and on the copy path a read that returns less than
-/// the buffer. A TCP `read` returns less than asked only when the receive queue has nothing more
-/// to give, and bytes that arrive after it raise a new edge; trusting it saves a system call
-/// per message (the `read` that would only say `WouldBlock`). Three cases make a short
-/// read stop early with more to come, and each is known from the socket's event: the FIN (a
-/// `read` of 0 is due next; epoll reports it with EPOLLRDHUP, `closing`), an error (EPOLLERR,
-/// `closing`), and TCP urgent data (the read stops at the urgent mark; EPOLLPRI, `urgent`).
-///
-/// Urgent data also keeps this turn on the copy path: `splice` never reads past the urgent mark
-/// (`tcp_read_sock` stops there and reports `EAGAIN`), which would stall the direction for good.
-fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    h: &mut Half,
-    (pool, pipes): (&mut Pool, &mut Pipes),
-) -> Result<Flow, Fault> {
-    // SPLICE_F_NONBLOCK makes the pipe side nonblocking (the sockets already are); MOVE asks to
-    // move pages rather than copy them (a hint).
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    let mut reads = 0;
-    let mut taken = 0;
-    let flow = loop {
-        // First flush what is in flight: a full buffer or a non-empty pipe is the backpressure
-        // point, nothing more is read from `src` until `dst` took it.
-        if h.start < h.end {
-            let Some(buf) = h.buf.as_deref() else {
-                break Flow::Blocked;
-            };
-            if !h.writable {
-                break Flow::Blocked;
-            }
-            match (&*dst).write(&buf[h.start..h.end]) {
-                Ok(0) => return Err(Fault::Write(ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    h.start += n;
-                    h.bytes += n as u64;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    h.writable = false;
-                    break Flow::Blocked;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(Fault::Write(e)),
-            }
-            continue;
-        }
-        if h.piped > 0 {
-            let Some(p) = h.pipe.as_ref() else {
-                break Flow::Blocked;
-            };
-            if !h.writable {
-                break Flow::Blocked;
-            }
-            match splice(&p.r, None, dst, None, h.piped, flags) {
-                Ok(0) => return Err(Fault::Write(ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    h.piped -= n;
-                    h.bytes += n as u64;
-                }
-                Err(Errno::EAGAIN) => {
-                    h.writable = false;
-                    break Flow::Blocked;
-                }
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(Fault::Write(e.into())),
-            }
-            continue;
-        }
-        if h.eof {
-            if !h.shut {
-                // Pass the FIN on; the other direction keeps flowing (a half-close, RFC 9293
-                // §3.6: a side that closed may still receive).
-                dst.shutdown(Shutdown::Write).map_err(Fault::Write)?;
-                h.shut = true;
-            }
-            break Flow::Blocked;
-        }
-        if !h.readable {
-            break Flow::Blocked;
-        }
-        if reads == READS_PER_TURN || taken >= BYTES_PER_TURN {
-            break Flow::Again;
-        }
-        reads += 1;
-        if h.bulk && !h.urgent && h.pipe.is_none() {
-            // Without a pipe (out of descriptors) the copy path does the job.
-            h.pipe = pipes.get().ok();
-        }
-        match h.pipe.as_ref() {
-            Some(p) if h.bulk && !h.urgent => {
-                // The pipe is empty here, so this waits only on the socket: EAGAIN = no data.
-                match splice(src, None, &p.w, None, p.cap, flags) {
-                    Ok(0) => h.eof = true,
-                    Ok(n) => {
-                        h.piped = n;
-                        taken += n;
-                    }
-                    Err(Errno::EAGAIN) => {
-                        h.readable = false;
-                        // A turn that moved less than the copy buffer holds: small messages
-                        // again, back to the copy path.
-                        if taken > 0 && taken < BUF_SIZE {
-                            h.bulk = false;
-                        }
-                        break Flow::Blocked;
-                    }
-                    Err(Errno::EINTR) => {}
-                    Err(e) => return Err(Fault::Read(e.into())),
-                }
-            }
-            _ => {
-                let buf = h.buf.get_or_insert_with(|| pool.get());
-                match (&*src).read(buf) {
-                    Ok(0) => h.eof = true,
-                    Ok(n) => {
-                        h.start = 0;
-                        h.end = n;
-                        taken += n;
-                        if n == buf.len() {
-                            // More is probably queued: bulk from the next read on.
-                            h.bulk = true;
-                        } else if !h.closing && !h.urgent {
-                            // Short: the receive queue is empty (see above).
-                            h.readable = false;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        h.readable = false;
-                        h.urgent = false;
-                        break Flow::Blocked;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Fault::Read(e)),
-                }
-            }
-        }
-    };
-    h.release_if_empty(pool, pipes);
-    Ok(flow)
-}
-
-/// While the outbound connect is pending: fill the c→s buffer once, if it is empty. This stays
-/// on the copy path: at most one buffer, once per connection.
-fn read_early(
-    src: &TcpStream,
-    h: &mut Half,
-    (pool, pipes): (&mut Pool, &mut Pipes),
-) -> io::Result<()> {
-    if h.start < h.end || h.piped > 0 || h.eof || !h.readable {
-        return Ok(());
-    }
-    let buf = h.buf.get_or_insert_with(|| pool.get());
-    let r = match (&*src).read(buf) {
-        Ok(0) => {
-            h.eof = true;
-            Ok(())
-        }
-        Ok(n) => {
-            h.start = 0;
-            h.end = n;
-            Ok(())
-        }
-        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-            h.readable = false;
-            Ok(())
-        }
-        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
-        Err(e) => Err(e),
-    };
-    h.release_if_empty(pool, pipes);
-    r
-}
-
 enum Connect {
     Pending,
     Done,
@@ -1347,56 +949,4 @@ fn start_connect(sock: Socket, addr: SocketAddr) -> io::Result<TcpStream> {
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(sock.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pipe_pool_reuses_bounds_and_trims_pipes() {
-        let mut p = Pipes::default();
-        let a = p.get().unwrap();
-        // F_SETPIPE_SZ may be refused (pipe-user-pages-soft); the pipe then has its own size.
-        assert!(a.cap >= 4096, "{}", a.cap);
-        p.put(a);
-        let again = p.get().unwrap();
-        assert!(
-            p.free.is_empty(),
-            "the spare was reused, not a new pipe made"
-        );
-        p.put(again);
-        let many: Vec<_> = (0..PIPES_KEEP + 3).map(|_| p.get().unwrap()).collect();
-        for x in many {
-            p.put(x);
-        }
-        assert_eq!(p.free.len(), PIPES_KEEP);
-        p.trim();
-        assert_eq!(p.unused, PIPES_KEEP, "a sweep starts counting from here");
-        // Taken down to 2 spares since the last sweep: the next sweep closes those 2.
-        let busy: Vec<_> = (0..PIPES_KEEP - 2).map(|_| p.get().unwrap()).collect();
-        for x in busy {
-            p.put(x);
-        }
-        p.trim();
-        assert_eq!(p.free.len(), PIPES_KEEP - 2);
-        // Untouched for a whole interval: all closed.
-        p.trim();
-        assert!(p.free.is_empty());
-    }
-
-    #[test]
-    fn pool_reuses_and_bounds_buffers() {
-        let mut p = Pool { free: Vec::new() };
-        let b = p.get();
-        assert_eq!(b.len(), BUF_SIZE);
-        p.put(b);
-        assert_eq!(p.free.len(), 1);
-        let _again = p.get();
-        assert!(p.free.is_empty());
-        for _ in 0..POOL_KEEP + 5 {
-            p.put(vec![0u8; 1].into_boxed_slice());
-        }
-        assert_eq!(p.free.len(), POOL_KEEP);
-    }
 }
