@@ -428,9 +428,13 @@ impl ServerStream {
             None => (false, None),
         };
         let mut first = Vec::new();
-        let Some(text) = self.lists(&buf, 0, glued, resume, &mut first) else {
-            out.append(&mut first);
-            return;
+        let text = match self.lists(&buf, 0, glued, resume, &mut first) {
+            Lists::Text(at) => at,
+            Lists::Keep(from) => {
+                self.keep(buf, from);
+                out.append(&mut first);
+                return;
+            }
         };
         self.after_list = text == buf.len() && !first.is_empty() && !glued;
         if text == buf.len() && !first.is_empty() && (glued || self.lists_seen > first.len()) {
@@ -456,15 +460,16 @@ impl ServerStream {
             let mut lists = Vec::new();
             match self.lists(&buf, at, true, None, &mut lists) {
                 // The read ends with a list cut by TCP, kept for the next read.
-                None => {
+                Lists::Keep(from) => {
                     push_text(&buf[text..at], out);
                     out.append(&mut lists);
+                    self.keep(buf, from);
                     return;
                 }
                 // The read ends with the list: the server's, unless the next read starts with
                 // the space the server puts after a room message (a peer's text cut by TCP
                 // right after its closing brace). Held until the next read or `flush`.
-                Some(end) if end == buf.len() => {
+                Lists::Text(end) if end == buf.len() => {
                     let mut msgs = Vec::new();
                     push_text(&buf[text..at], &mut msgs);
                     msgs.append(&mut lists);
@@ -474,15 +479,23 @@ impl ServerStream {
                     });
                     return;
                 }
-                Some(_) => {}
+                Lists::Text(_) => {}
             }
         }
         push_text(rest, out);
     }
 
+    /// Keeps `buf[from..]` for the next read, in place: a list trickled in one byte per read is
+    /// moved once, not copied whole on every read (which made it quadratic).
+    fn keep(&mut self, mut buf: Vec<u8>, from: usize) {
+        buf.drain(..from);
+        self.buf = buf;
+    }
+
     /// Takes the user lists that follow one another from `buf[at..]` into `out`. Returns where
-    /// the text after them begins, or `None` when the read is used up: a cut list is kept for
-    /// the next read, or the server showed it frames its messages (the rest stays in `buf`).
+    /// the text after them begins, or what to keep when the read is used up: a cut list for the
+    /// next read, or, once the server showed it frames its messages, the rest for the framed
+    /// reader.
     fn lists(
         &mut self,
         buf: &[u8],
@@ -490,7 +503,7 @@ impl ServerStream {
         glued: bool,
         mut resume: Option<BraceScan>,
         out: &mut Vec<ServerMsg>,
-    ) -> Option<usize> {
+    ) -> Lists {
         loop {
             if &buf[at..] == b"!" {
                 // TCP cut right after the `!`: the next read says whether a list follows.
@@ -498,8 +511,7 @@ impl ServerStream {
                     scan: BraceScan::default(),
                     glued,
                 });
-                self.buf = b"!".to_vec();
-                return None;
+                return Lists::Keep(at);
             }
             if !buf[at..].starts_with(b"!{") {
                 break;
@@ -508,10 +520,9 @@ impl ServerStream {
             let Some(len) = scan.run(&buf[at + 1..]) else {
                 if buf.len() - at <= MAX_LIST {
                     self.cut = Some(Cut { scan, glued });
-                    self.buf = buf[at..].to_vec();
-                    return None;
+                    return Lists::Keep(at);
                 }
-                return Some(at);
+                return Lists::Text(at);
             };
             let end = at + 1 + len;
             let next = &buf[end..];
@@ -524,10 +535,10 @@ impl ServerStream {
                 Some(_) => !glued,
             };
             if !boundary {
-                return Some(at);
+                return Lists::Text(at);
             }
             let Ok(users) = parse_users(&String::from_utf8_lossy(&buf[at + 1..end])) else {
-                return Some(at);
+                return Lists::Text(at);
             };
             out.push(ServerMsg::Users(users));
             self.lists_seen += 1;
@@ -535,13 +546,20 @@ impl ServerStream {
             if buf.get(at) == Some(&b'\n') {
                 // Our server: from now on, one line = one message.
                 self.framed = true;
-                self.buf = buf[at + 1..].to_vec();
                 self.scanned = 0;
-                return None;
+                return Lists::Keep(at + 1);
             }
         }
-        Some(at)
+        Lists::Text(at)
     }
+}
+
+/// Where [`ServerStream::lists`] stopped.
+enum Lists {
+    /// Text begins here (the end of the read when nothing follows the lists).
+    Text(usize),
+    /// The read is used up: the bytes from here on wait for the next read.
+    Keep(usize),
 }
 
 /// Unframed text: room messages (and a refusal), never a user list, whatever it starts with;
