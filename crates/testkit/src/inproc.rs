@@ -7,8 +7,12 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use labnet::log::{Capture, Sink};
+use labnet::log::{Capture, Event, Sink};
 use labnet::sock::{Serve, Stop};
+
+/// How long a wait for an event may take before the test fails (generous: it only matters when
+/// something is broken).
+pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long a stopped server may take to return before the test fails.
 pub const STOP_LIMIT: Duration = Duration::from_secs(5);
@@ -46,6 +50,18 @@ impl InProc {
             done,
             thread: Some(thread),
         }
+    }
+
+    /// Waits (at most [`WAIT_LIMIT`]) for an event whose message contains `needle`; panics with
+    /// every event logged when none comes.
+    pub fn wait_msg(&self, needle: &str) -> Event {
+        self.wait_event(|e| e.msg().contains(needle))
+            .unwrap_or_else(|| panic!("no event with {needle:?}; events: {:#?}", self.lines()))
+    }
+
+    /// Waits (at most [`WAIT_LIMIT`]) for an event matching `pred`.
+    pub fn wait_event(&self, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+        self.capture.wait_for(WAIT_LIMIT, pred)
     }
 
     /// The events logged so far, as text lines.
