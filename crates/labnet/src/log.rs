@@ -286,27 +286,29 @@ impl Sink {
 /// as long as the server takes, bounded by the timeout it gives.
 #[derive(Clone, Debug, Default)]
 pub struct Capture {
-    inner: Arc<(Mutex<Vec<Event>>, Condvar)>,
+    inner: Arc<(Mutex<Vec<Captured>>, Condvar)>,
 }
+
+/// One captured event with the time it was written.
+type Captured = (SystemTime, Event);
 
 impl Capture {
     fn push(&self, event: Event) {
         let (events, changed) = &*self.inner;
-        lock(events).push(event);
+        lock(events).push((SystemTime::now(), event));
         changed.notify_all();
     }
 
     /// Every event so far, in the order they were written.
     pub fn events(&self) -> Vec<Event> {
-        lock(&self.inner.0).clone()
+        lock(&self.inner.0).iter().map(|(_, e)| e.clone()).collect()
     }
 
-    /// Every event so far as the text lines stdout would have shown (time of reading).
+    /// Every event so far as the text lines stdout would have shown, without the newline.
     pub fn lines(&self) -> Vec<String> {
-        let now = SystemTime::now();
-        self.events()
+        lock(&self.inner.0)
             .iter()
-            .map(|e| e.format(false, now).trim_end().to_owned())
+            .map(|(at, e)| e.format(false, *at).trim_end().to_owned())
             .collect()
     }
 
@@ -317,7 +319,12 @@ impl Capture {
         let (events, changed) = &*self.inner;
         let mut guard = lock(events);
         loop {
-            let matching: Vec<Event> = guard.iter().filter(|e| pred(e)).cloned().collect();
+            let matching: Vec<Event> = guard
+                .iter()
+                .map(|(_, e)| e)
+                .filter(|e| pred(e))
+                .cloned()
+                .collect();
             let left = deadline.saturating_duration_since(Instant::now());
             if matching.len() >= n || left.is_zero() {
                 return matching;

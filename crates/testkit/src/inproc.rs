@@ -69,6 +69,43 @@ impl InProc {
         self.capture.lines()
     }
 
+    /// Everything logged so far, one line per event (for a failure message).
+    pub fn log(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// How many events so far have `needle` in their line (`[LEVEL] message`).
+    pub fn count(&self, needle: &str) -> usize {
+        self.capture
+            .events()
+            .iter()
+            .filter(|e| line(e).contains(needle))
+            .count()
+    }
+
+    /// The first event whose line contains `needle`, as `[LEVEL] message`, logged already or
+    /// within `timeout` (what [`crate::proc::Proc::wait_line`] is for a process).
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.capture
+            .wait_for(timeout, |e| line(e).contains(needle))
+            .map(|e| line(&e))
+    }
+
+    /// Waits until `count` events contain `needle`; returns their lines.
+    pub fn wait_count(&self, needle: &str, count: usize, timeout: Duration) -> Option<Vec<String>> {
+        let found = self
+            .capture
+            .wait_n(count, timeout, |e| line(e).contains(needle));
+        (found.len() >= count).then(|| found.iter().map(line).collect())
+    }
+
+    /// Like [`InProc::wait_line`] within [`WAIT_LIMIT`], failing the test with every event
+    /// logged when the line never comes.
+    pub fn wait_for(&self, needle: &str) -> String {
+        self.wait_line(needle, WAIT_LIMIT)
+            .unwrap_or_else(|| panic!("no event with {needle:?}; events:\n{}", self.log()))
+    }
+
     /// Stops the server and waits for `serve` to return; panics unless it returned `Ok` within
     /// [`STOP_LIMIT`]. Returns how long it took.
     pub fn stop(mut self) -> Duration {
@@ -94,6 +131,11 @@ impl InProc {
     pub fn running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
+}
+
+/// `[LEVEL] message`: the text line without its time.
+fn line(e: &Event) -> String {
+    format!("[{}] {}", e.level(), e.msg())
 }
 
 impl Drop for InProc {

@@ -16,7 +16,7 @@
 use std::net::{TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::log::Sink;
 
@@ -28,9 +28,11 @@ pub const STOP_POLL: Duration = Duration::from_millis(50);
 /// stop accepting and return.
 ///
 /// What stops is the accepting (or, for a UDP server, the receiving) loop: `serve` returns
-/// `Ok(())` within about [`STOP_POLL`]. Connections already being served are not cut: their
-/// threads finish on their own (the client closes, or the server's idle timeout), and a handler
-/// that loops may look at the same flag ([`crate::sock::Client::stop`]) to end early. A server
+/// `Ok(())` within about [`STOP_POLL`] and drops its listener, so a connection still waiting in
+/// the kernel's accept queue is reset and later ones are refused. Connections already accepted
+/// are not cut: their threads finish on their own (the client closes, or the server's idle
+/// timeout), and a handler that loops may look at the same flag ([`crate::sock::Client::stop`])
+/// to end early. A server
 /// with a hub (chat-server) ends the hub, and with it its clients, when it stops.
 #[derive(Clone, Debug, Default)]
 pub struct Stop(Option<Arc<AtomicBool>>);
@@ -61,6 +63,26 @@ impl Stop {
     /// True unless this is [`Stop::never`].
     pub fn can_stop(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// Sleeps `d`, or less when stopped meanwhile (it looks every [`STOP_POLL`]); true when
+    /// stopped. [`Stop::never`] sleeps `d` in one go.
+    pub fn sleep(&self, d: Duration) -> bool {
+        if !self.can_stop() {
+            std::thread::sleep(d);
+            return false;
+        }
+        let until = Instant::now() + d;
+        loop {
+            if self.is_stopped() {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(STOP_POLL));
+        }
     }
 
     /// When this handle can stop: gives `listener` the [`STOP_POLL`] receive timeout, so that
