@@ -20,6 +20,7 @@ use std::time::Duration;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use labnet::log::Sink;
 use labnet::wire::chat;
 use labnet::{Context, Error, Result};
 
@@ -32,15 +33,17 @@ pub const AUTH_FAILED: &str = "authentication failed";
 /// The registered users, checked against the file at each login.
 pub struct Users {
     path: PathBuf,
+    sink: Sink,
     dummy: String,
     one_at_a_time: Mutex<()>,
 }
 
 impl Users {
-    /// Checks that `path` is readable and prepares the dummy hash for unknown names.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Checks that `path` is readable and prepares the dummy hash for unknown names; what it
+    /// says (and a users file that cannot be read at a login) goes to `sink`.
+    pub fn open(path: &Path, sink: &Sink) -> Result<Self> {
         let entries = read_entries(path)?;
-        labnet::log::info(format!(
+        sink.info(format!(
             "authentication on: {} registered users in {}",
             entries.len(),
             path.display()
@@ -48,6 +51,7 @@ impl Users {
         let dummy = hash("not a password of anyone")?;
         Ok(Users {
             path: path.to_owned(),
+            sink: sink.clone(),
             dummy,
             one_at_a_time: Mutex::new(()),
         })
@@ -59,7 +63,7 @@ impl Users {
         let entry = match read_entries(&self.path) {
             Ok(entries) => entries.into_iter().find(|(n, _)| n == name).map(|e| e.1),
             Err(e) => {
-                labnet::log::error(format!("reading the users file: {e}"));
+                self.sink.error(format!("reading the users file: {e}"));
                 None
             }
         };

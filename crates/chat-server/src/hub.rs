@@ -21,7 +21,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use labnet::log::{Event, Level};
+use labnet::log::{Event, Level, Sink};
 use labnet::wire::chat;
 use socket2::SockRef;
 
@@ -63,6 +63,8 @@ pub enum ToHub {
         /// What happened.
         why: String,
     },
+    /// The server stops: every member is disconnected and the hub returns.
+    Stop,
 }
 
 /// A client's bounded outgoing queue: the hub pushes (or sends directly when the client is idle),
@@ -239,22 +241,39 @@ pub struct Hub {
     members: Vec<Member>,
     drop_queue: Vec<(u64, String)>,
     log_messages: bool,
+    sink: Sink,
 }
 
 impl Hub {
-    /// An empty room; `log_messages` prints every relayed message (costly under load).
-    pub fn new(log_messages: bool) -> Self {
+    /// An empty room logging to `sink`; `log_messages` logs every relayed message (costly under
+    /// load).
+    pub fn new(log_messages: bool, sink: Sink) -> Self {
         Hub {
             members: Vec::new(),
             drop_queue: Vec::new(),
             log_messages,
+            sink,
         }
     }
 
-    /// Runs until every sender of `rx` is gone.
+    /// Runs until [`ToHub::Stop`] or until every sender of `rx` is gone.
     pub fn run(mut self, rx: Receiver<ToHub>) {
         while let Ok(msg) = rx.recv() {
+            if let ToHub::Stop = msg {
+                self.stop();
+                return;
+            }
             self.handle(msg);
+        }
+    }
+
+    /// Disconnects every member: their queues close (their writers end) and their sockets are
+    /// shut down, so each reader's `read` returns 0 and its thread ends; the Leave it then sends
+    /// finds no hub, which is fine.
+    fn stop(&mut self) {
+        for m in self.members.drain(..) {
+            m.outbox.close();
+            let _ = m.stream.shutdown(Shutdown::Both);
         }
     }
 
@@ -280,15 +299,16 @@ impl Hub {
                     stream,
                     outbox,
                 });
-                Event::new(
-                    Level::Info,
-                    format!("{name} joined from {ip} ({} users)", self.members.len()),
-                )
-                .field("event", "join")
-                .field("name", &name)
-                .field("ip", &ip)
-                .field("users", self.members.len())
-                .emit();
+                self.sink.emit(
+                    Event::new(
+                        Level::Info,
+                        format!("{name} joined from {ip} ({} users)", self.members.len()),
+                    )
+                    .field("event", "join")
+                    .field("name", &name)
+                    .field("ip", &ip)
+                    .field("users", self.members.len()),
+                );
                 let _ = reply.send(Ok(()));
                 self.send_users();
             }
@@ -300,11 +320,12 @@ impl Hub {
                 if self.log_messages {
                     // The text is the client's: ESC, CR or a newline must not reach the terminal
                     // or the log file raw. The JSON field is escaped by JSON itself.
-                    Event::new(Level::Recv, labnet::log::escape_controls(line.trim_end()))
-                        .field("event", "room")
-                        .field("from", &sender.name)
-                        .field("text", &text)
-                        .emit();
+                    self.sink.emit(
+                        Event::new(Level::Recv, labnet::log::escape_controls(line.trim_end()))
+                            .field("event", "room")
+                            .field("from", &sender.name)
+                            .field("text", &text),
+                    );
                 }
                 let bytes: Arc<[u8]> = Arc::from(line.into_bytes());
                 self.deliver(&bytes, Some(id));
@@ -312,6 +333,7 @@ impl Hub {
             // The reader saw the end: it closes the socket itself (maybe after an ERROR line).
             ToHub::Leave { id } => self.remove(id, None),
             ToHub::Stalled { id, why } => self.remove(id, Some(why)),
+            ToHub::Stop => self.stop(),
         }
         self.drain_drops();
     }
@@ -363,12 +385,13 @@ impl Hub {
             )
             .field("why", why),
         };
-        event
-            .field("event", "leave")
-            .field("name", &m.name)
-            .field("ip", &m.ip)
-            .field("users", users)
-            .emit();
+        self.sink.emit(
+            event
+                .field("event", "leave")
+                .field("name", &m.name)
+                .field("ip", &m.ip)
+                .field("users", users),
+        );
         self.send_users();
     }
 }

@@ -33,6 +33,12 @@
 //! (anyone capturing port 5000 reads them) unless the lab adds TLS. Passwords are stored only as
 //! salted argon2id hashes ([`auth`]); a failed login is logged, delayed 1 s, and answered
 //! `ERROR: authentication failed` whether the name or the password was wrong.
+//!
+//! [`serve`] takes an already-bound listener and a [`Serve`] (where events go, when to stop):
+//! the binary passes stdout and never stops; the tests (`tests/inproc.rs`) bind port 0 in the
+//! test process, run `serve` on a thread with an in-memory capture, read the events it logged,
+//! then stop it, which also ends the hub and disconnects the room. `tests/server.rs` runs the
+//! binary for flags, exit codes and what only a whole process shows.
 
 pub mod auth;
 pub mod hub;
@@ -46,8 +52,8 @@ use std::sync::mpsc::{self, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use labnet::log::{Event, Level};
-use labnet::sock::AcceptLoop;
+use labnet::log::{Event, Level, Sink};
+use labnet::sock::{AcceptLoop, Serve};
 use labnet::wire::chat::{self, ClientFramer};
 use labnet::{Context, Error, Result};
 
@@ -208,6 +214,7 @@ pub fn run(config: &Config) -> Result<()> {
     if let Some((file, name)) = &config.adduser {
         return auth::add_user(file, name);
     }
+    let ctx = Serve::stdout();
     let listener = match config.bind {
         Some(ip) => {
             let addr = SocketAddr::new(ip, config.port);
@@ -221,7 +228,8 @@ pub fn run(config: &Config) -> Result<()> {
                 Err(e)
                     if e.raw_os_error() == Some(97) || e.kind() == ErrorKind::AddrNotAvailable =>
                 {
-                    labnet::log::warn("no IPv6 on this host: listening on IPv4 only");
+                    ctx.sink
+                        .warn("no IPv6 on this host: listening on IPv4 only");
                     let v4 = SocketAddr::from(([0, 0, 0, 0], config.port));
                     labnet::sock::listener_for(v4).with_context(|| format!("listen on {v4}"))?
                 }
@@ -229,37 +237,45 @@ pub fn run(config: &Config) -> Result<()> {
             }
         }
     };
-    serve(listener, &config.options)
+    serve(listener, &config.options, &ctx)
 }
 
-/// Serves chat clients on an already-bound listener, forever (tests bind port 0).
-pub fn serve(listener: TcpListener, options: &Options) -> Result<()> {
+/// Serves chat clients on an already-bound listener (tests bind port 0) until `ctx.stop` (for
+/// the binary: forever). Events go to `ctx.sink`.
+///
+/// After a stop it stops accepting, tells the hub to disconnect every member (their sockets are
+/// shut down, so their clients read EOF), waits for the hub thread to end and returns `Ok(())`.
+/// A connection still registering ends on its own (its Join finds no hub).
+pub fn serve(listener: TcpListener, options: &Options, ctx: &Serve) -> Result<()> {
+    let sink = &ctx.sink;
     let local = listener
         .local_addr()
         .context("read the listening address")?;
     let users = match &options.users {
-        Some(path) => Some(Arc::new(Users::open(path)?)),
+        Some(path) => Some(Arc::new(Users::open(path, sink)?)),
         None => None,
     };
     let (hub_tx, hub_rx) = mpsc::sync_channel::<ToHub>(4096);
-    let hub = Hub::new(options.log_messages);
-    thread::Builder::new()
+    let hub = Hub::new(options.log_messages, sink.clone());
+    let hub_thread = thread::Builder::new()
         .name("chat-hub".into())
         .spawn(move || hub.run(hub_rx))
         .context("start the hub thread")?;
-    Event::new(
-        Level::Info,
-        format!("chat server listening on {local} (TCP)"),
-    )
-    .field("event", "listen")
-    .field("addr", local.to_string())
-    .field("port", local.port())
-    .emit();
+    sink.emit(
+        Event::new(
+            Level::Info,
+            format!("chat server listening on {local} (TCP)"),
+        )
+        .field("event", "listen")
+        .field("addr", local.to_string())
+        .field("port", local.port()),
+    );
 
     let shared = Arc::new(Shared {
         options: options.clone(),
         users,
-        hub: hub_tx,
+        hub: hub_tx.clone(),
+        sink: sink.clone(),
     });
     // The kit's accept loop: back-off at the descriptor limit, thread-start retries, and
     // --max-clients (one more gets `ERROR: server full (N connections)` and the close).
@@ -269,16 +285,25 @@ pub fn serve(listener: TcpListener, options: &Options) -> Result<()> {
         .stack_size(256 * 1024)
         .max_clients(options.max_clients)
         .refusal(chat::encode_error(&full))
+        .sink(sink.clone())
+        .stop(ctx.stop.clone())
         .run(&listener, move |c| {
             connection(c.id, c.stream, c.peer, &shared)
         })
-        .context("read the listening address")
+        .context("read the listening address")?;
+    // Stopped: end the room. Connection threads may still hold senders, so the hub is told
+    // rather than left to notice that every sender is gone.
+    let _ = hub_tx.send(ToHub::Stop);
+    hub_thread
+        .join()
+        .map_err(|_| Error::msg("the hub thread panicked"))
 }
 
 struct Shared {
     options: Options,
     users: Option<Arc<Users>>,
     hub: SyncSender<ToHub>,
+    sink: Sink,
 }
 
 /// Why a connection ended before or while registering.
@@ -301,7 +326,7 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         Ok(name) => name,
         Err(Refusal::Gone) => return,
         Err(Refusal::Tell(why)) => {
-            refuse(&stream, peer, &why);
+            refuse(&stream, peer, &why, &shared.sink);
             return;
         }
     };
@@ -324,7 +349,7 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     match reply_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(why)) => {
-            refuse(&stream, peer, &why);
+            refuse(&stream, peer, &why, &shared.sink);
             return;
         }
         Err(_) => return,
@@ -372,7 +397,7 @@ fn connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         // The hub closes the queue on Leave, which ends the writer; once it has, this thread is
         // the only one writing, and the error cannot land in the middle of a relayed message.
         let _ = writer.join();
-        refuse(&stream, peer, &why);
+        refuse(&stream, peer, &why, &shared.sink);
     }
 }
 
@@ -422,14 +447,15 @@ fn register(
             if users.check(name, password) {
                 Ok(name.to_owned())
             } else {
-                Event::new(
-                    Level::Warn,
-                    format!("failed login as '{}' from {peer}", name.escape_debug()),
-                )
-                .field("event", "auth_failed")
-                .field("name", name)
-                .field("peer", peer.to_string())
-                .emit();
+                shared.sink.emit(
+                    Event::new(
+                        Level::Warn,
+                        format!("failed login as '{}' from {peer}", name.escape_debug()),
+                    )
+                    .field("event", "auth_failed")
+                    .field("name", name)
+                    .field("peer", peer.to_string()),
+                );
                 thread::sleep(auth::FAIL_DELAY);
                 Err(Refusal::Tell(auth::AUTH_FAILED.into()))
             }
@@ -440,12 +466,13 @@ fn register(
 /// Sends `ERROR: <why>\n`, then closes without losing it: the write side is shut first (FIN after
 /// the error), and what the client still sends is read and dropped for a moment, because closing
 /// a socket with unread data makes the kernel send a RST that can destroy the error in flight.
-fn refuse(stream: &TcpStream, peer: SocketAddr, why: &str) {
-    Event::new(Level::Warn, format!("refused {peer}: {why}"))
-        .field("event", "refused")
-        .field("peer", peer.to_string())
-        .field("why", why)
-        .emit();
+fn refuse(stream: &TcpStream, peer: SocketAddr, why: &str, sink: &Sink) {
+    sink.emit(
+        Event::new(Level::Warn, format!("refused {peer}: {why}"))
+            .field("event", "refused")
+            .field("peer", peer.to_string())
+            .field("why", why),
+    );
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = (&*stream).write_all(chat::encode_error(why).as_bytes());
     let _ = stream.shutdown(Shutdown::Write);

@@ -20,6 +20,12 @@
 //! never sends (closed after the idle timeout). Accepting goes through the kit's accept loop,
 //! [`labnet::sock::AcceptLoop`], which handles the hostile cases at the door (the descriptor
 //! limit, failed thread starts, a crowd of clients).
+//!
+//! [`serve`] and [`serve_udp`] take an already-bound socket and a [`Serve`] (where events go,
+//! when to stop): the binary passes stdout and never stops; the tests (`tests/inproc.rs`) bind
+//! port 0 in the test process, run `serve` on a thread with an in-memory capture, read the
+//! events it logged, stop it and join it. `tests/echo.rs` runs the binary for what only a
+//! process shows (flags, exit codes, descriptor limits).
 
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, Read, Write};
@@ -27,8 +33,9 @@ use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, U
 use std::time::{Duration, Instant};
 
 use labnet::error::describe;
+use labnet::log::Sink;
 use labnet::log::{Event, Level};
-use labnet::sock::AcceptLoop;
+use labnet::sock::{AcceptLoop, Serve};
 use labnet::{Context, Result};
 
 /// `--help` text.
@@ -158,6 +165,7 @@ impl Default for Options {
 /// Binds the configured socket and serves forever.
 pub fn run(config: &Config) -> Result<()> {
     labnet::log::set_json(config.json);
+    let ctx = Serve::stdout();
     let addr = SocketAddr::new(config.bind, config.port);
     if config.udp {
         let socket = match addr.ip() {
@@ -166,70 +174,89 @@ pub fn run(config: &Config) -> Result<()> {
         }
         .with_context(|| format!("bind udp {addr}"))?;
         let local = socket.local_addr().context("read local address")?;
-        Event::new(Level::Info, format!("echo-server listening on udp {local}"))
+        let ev = Event::new(Level::Info, format!("echo-server listening on udp {local}"))
             .field("event", "listen")
             .field("proto", "udp")
-            .field("addr", local.to_string())
-            .emit();
-        serve_udp(&socket)
+            .field("addr", local.to_string());
+        ctx.sink.emit(ev);
+        serve_udp(&socket, &ctx)
     } else {
         let listener =
             labnet::sock::listener_for(addr).with_context(|| format!("bind tcp {addr}"))?;
         let local = listener.local_addr().context("read local address")?;
-        Event::new(Level::Info, format!("echo-server listening on tcp {local}"))
+        let ev = Event::new(Level::Info, format!("echo-server listening on tcp {local}"))
             .field("event", "listen")
             .field("proto", "tcp")
-            .field("addr", local.to_string())
-            .emit();
-        serve(listener, &config.options())
+            .field("addr", local.to_string());
+        ctx.sink.emit(ev);
+        serve(listener, &config.options(), &ctx)
     }
 }
 
-/// Echoes UDP datagrams forever: each one goes back, whole, to the address it came from.
-pub fn serve_udp(socket: &UdpSocket) -> Result<()> {
+/// Echoes UDP datagrams until stopped (forever for the binary): each one goes back, whole, to
+/// the address it came from. Events go to `ctx.sink`.
+pub fn serve_udp(socket: &UdpSocket, ctx: &Serve) -> Result<()> {
+    let sink = &ctx.sink;
+    ctx.stop
+        .watch_udp(socket)
+        .context("set the stop timeout on the socket")?;
     let mut buf = vec![0u8; 65_536];
     loop {
+        if ctx.stop.is_stopped() {
+            return Ok(());
+        }
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // The stop timeout came back with nothing: look at the flag again.
+            Err(e) if ctx.stop.can_stop() && is_timeout(&e) => continue,
             // An ICMP error for an earlier reply can surface here (ECONNREFUSED): one client's
             // problem, not the server's.
             Err(e) => {
-                labnet::log::warn(format!("recv_from: {e}"));
+                sink.warn(format!("recv_from: {e}"));
                 continue;
             }
         };
         let from_shown = labnet::sock::unmap(from);
         let data = &buf[..n];
-        Event::new(
-            Level::Recv,
-            format!(
-                "{n} bytes from {from_shown} '{}'",
-                preview(data, PREVIEW_CHARS)
-            ),
-        )
-        .field("event", "datagram")
-        .field("src", from_shown.to_string())
-        .field("bytes", n)
-        .emit();
+        sink.emit(
+            Event::new(
+                Level::Recv,
+                format!(
+                    "{n} bytes from {from_shown} '{}'",
+                    preview(data, PREVIEW_CHARS)
+                ),
+            )
+            .field("event", "datagram")
+            .field("src", from_shown.to_string())
+            .field("bytes", n),
+        );
         if let Err(e) = socket.send_to(data, from) {
-            labnet::log::warn(format!("send_to {from_shown}: {e}"));
+            sink.warn(format!("send_to {from_shown}: {e}"));
         }
     }
 }
 
-/// Accepts TCP clients forever, one named thread per client, through the kit's accept loop
-/// ([`AcceptLoop`]: back-off at the descriptor limit, thread-start retries, the connection cap).
+/// Accepts TCP clients until stopped (forever for the binary), one named thread per client,
+/// through the kit's accept loop ([`AcceptLoop`]: back-off at the descriptor limit, thread-start
+/// retries, the connection cap). Events go to `ctx.sink`.
 ///
-/// Only an error of the listening socket itself ends it; failures of one client, of thread
-/// creation or of file-descriptor exhaustion are logged and survived.
-pub fn serve(listener: TcpListener, opts: &Options) -> Result<()> {
+/// Only an error of the listening socket itself ends it with an error; failures of one client,
+/// of thread creation or of file-descriptor exhaustion are logged and survived. After a stop it
+/// returns `Ok(())` at once; clients being served finish on their own (they close, or the idle
+/// timeout closes them).
+pub fn serve(listener: TcpListener, opts: &Options, ctx: &Serve) -> Result<()> {
     let opts = opts.clone();
+    let sink = ctx.sink.clone();
     AcceptLoop::new("echo-server")
         .thread_prefix("echo")
         .stack_size(THREAD_STACK)
         .max_clients(opts.max_clients)
-        .run(&listener, move |c| handle(c.id, c.stream, c.peer, &opts))
+        .sink(ctx.sink.clone())
+        .stop(ctx.stop.clone())
+        .run(&listener, move |c| {
+            handle(c.id, c.stream, c.peer, &opts, &sink)
+        })
         .context("read local address")
 }
 
@@ -242,7 +269,7 @@ enum End {
 }
 
 /// Serves one client: read, write back, until the client closes or goes quiet.
-fn handle(id: u64, mut stream: TcpStream, peer: SocketAddr, opts: &Options) {
+fn handle(id: u64, mut stream: TcpStream, peer: SocketAddr, opts: &Options, sink: &Sink) {
     let peer = labnet::sock::unmap(peer);
     let started = Instant::now();
     // Small replies go out at once instead of waiting for Nagle's algorithm (RFC 896) to gather
@@ -250,11 +277,12 @@ fn handle(id: u64, mut stream: TcpStream, peer: SocketAddr, opts: &Options) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(opts.idle_timeout);
     let _ = stream.set_write_timeout(opts.idle_timeout);
-    Event::new(Level::Info, format!("#{id} connection from {peer}"))
-        .field("event", "connect")
-        .field("id", id)
-        .field("peer", peer.to_string())
-        .emit();
+    sink.emit(
+        Event::new(Level::Info, format!("#{id} connection from {peer}"))
+            .field("event", "connect")
+            .field("id", id)
+            .field("peer", peer.to_string()),
+    );
     let mut buf = vec![0u8; BUF_SIZE];
     let mut total: u64 = 0;
     let end = loop {
@@ -267,17 +295,18 @@ fn handle(id: u64, mut stream: TcpStream, peer: SocketAddr, opts: &Options) {
         };
         let data = &buf[..n];
         if !opts.quiet {
-            Event::new(
-                Level::Recv,
-                format!(
-                    "#{id} {n} bytes from {peer} '{}'",
-                    preview(data, PREVIEW_CHARS)
-                ),
-            )
-            .field("event", "data")
-            .field("id", id)
-            .field("bytes", n)
-            .emit();
+            sink.emit(
+                Event::new(
+                    Level::Recv,
+                    format!(
+                        "#{id} {n} bytes from {peer} '{}'",
+                        preview(data, PREVIEW_CHARS)
+                    ),
+                )
+                .field("event", "data")
+                .field("id", id)
+                .field("bytes", n),
+            );
         }
         match stream.write_all(data) {
             Ok(()) => total += n as u64,
@@ -306,17 +335,18 @@ fn handle(id: u64, mut stream: TcpStream, peer: SocketAddr, opts: &Options) {
         let _ = stream.shutdown(Shutdown::Both);
     }
     drop(stream);
-    Event::new(
-        Level::Info,
-        format!("#{id} {peer} {how} after {secs:.3} s, {total} bytes echoed"),
-    )
-    .field("event", "close")
-    .field("id", id)
-    .field("peer", peer.to_string())
-    .field("closed_by", who)
-    .field("bytes", total)
-    .field("duration_s", secs)
-    .emit();
+    sink.emit(
+        Event::new(
+            Level::Info,
+            format!("#{id} {peer} {how} after {secs:.3} s, {total} bytes echoed"),
+        )
+        .field("event", "close")
+        .field("id", id)
+        .field("peer", peer.to_string())
+        .field("closed_by", who)
+        .field("bytes", total)
+        .field("duration_s", secs),
+    );
 }
 
 fn shown(d: Option<Duration>) -> String {

@@ -21,6 +21,12 @@
 //!
 //! Bound ports are logged as `PMU listening on [::]:5003` (likewise `RESET`, `TV`, `WS`) before any
 //! traffic, so tests and scripts started with port 0 can read them.
+//!
+//! [`serve`] binds and runs the services with a [`Serve`] (where events go, when to stop), and
+//! so does each service's own `serve` on its already-bound socket. The binary passes stdout and
+//! never stops; the behaviour tests (`tests/pmu.rs`, `ws.rs`, `reset.rs`, `tv.rs`) run [`serve`]
+//! in-process on port 0 with an in-memory capture, read the events it logged, then stop it.
+//! `tests/cli.rs` and `tests/descriptors.rs` run the binary for flags, exit codes and limits.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -28,8 +34,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use labnet::log::{Event, Level};
-use labnet::sock::Iface;
+use labnet::log::{Event, Level, Sink};
+use labnet::sock::{Iface, Serve};
 use labnet::{Context, Error, Result, topo};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -313,35 +319,49 @@ pub(crate) fn with_rng<T>(rng: &SharedRng, f: impl FnOnce(&mut SmallRng) -> T) -
 /// A bound service, ready to run on its own thread.
 type Service = Box<dyn FnOnce() -> Result<()> + Send>;
 
-/// Binds every enabled service first (so a busy port fails the start with exit 1), then runs each
-/// on its own thread until one of them fails.
+/// Sets the output format and serves on stdout until a service fails (see [`serve`]).
 pub fn run(config: &Config) -> Result<()> {
     labnet::log::set_json(config.json);
+    serve(config, &Serve::stdout())
+}
+
+/// Binds every enabled service first (so a busy port fails the start with exit 1), then runs each
+/// on its own thread until one of them fails, or until `ctx.stop`: then every service stops
+/// (within about [`labnet::sock::STOP_POLL`]; sessions being served finish on their own) and
+/// this returns `Ok(())`. Events go to `ctx.sink`.
+pub fn serve(config: &Config, ctx: &Serve) -> Result<()> {
+    let sink = &ctx.sink;
     let rng = rng(config.seed);
     let mut services: Vec<(&'static str, Service)> = Vec::new();
 
     if config.pmu {
-        let listener = tcp_listener(config.bind, config.pmu_port, "PMU")?;
+        let listener = tcp_listener(config.bind, config.pmu_port, "PMU", sink)?;
         let opts = Arc::new(pmu::Options::from_config(config));
-        let rng = rng.clone();
-        services.push(("pmu", Box::new(move || pmu::serve(listener, opts, rng))));
+        let (rng, ctx) = (rng.clone(), ctx.clone());
+        services.push((
+            "pmu",
+            Box::new(move || pmu::serve(listener, opts, rng, &ctx)),
+        ));
     }
     if config.reset {
-        let sockets = reset::bind(config.bind, config.reset_port, config.family)?;
+        let sockets = reset::bind(config.bind, config.reset_port, config.family, sink)?;
         let opts = reset::Options {
             drop: config.drop,
             drop_first: config.drop_first,
             family: config.family,
             period: config.period,
         };
-        let rng = rng.clone();
-        services.push(("reset", Box::new(move || reset::serve(sockets, opts, rng))));
+        let (rng, ctx) = (rng.clone(), ctx.clone());
+        services.push((
+            "reset",
+            Box::new(move || reset::serve(sockets, opts, rng, &ctx)),
+        ));
     }
     if config.ws {
-        let listener = tcp_listener(config.bind, config.ws_port, "WS")?;
+        let listener = tcp_listener(config.bind, config.ws_port, "WS", sink)?;
         let opts = Arc::new(ws::Options::from_config(config));
-        let rng = rng.clone();
-        services.push(("ws", Box::new(move || ws::serve(listener, opts, rng))));
+        let (rng, ctx) = (rng.clone(), ctx.clone());
+        services.push(("ws", Box::new(move || ws::serve(listener, opts, rng, &ctx))));
     }
     if config.tv {
         // The first line of the play: line 1, or one drawn from the seed (a grader's run shows
@@ -350,8 +370,9 @@ pub fn run(config: &Config) -> Result<()> {
             Some(_) => with_rng(&rng, |r| rand::Rng::random_range(r, 0..tv::lines().len())),
             None => 0,
         };
-        let station = tv::Station::open(&tv::Options::from_config(config), first)?;
-        services.push(("tv", Box::new(move || station.run())));
+        let station = tv::Station::open(&tv::Options::from_config(config), first, sink)?;
+        let ctx = ctx.clone();
+        services.push(("tv", Box::new(move || station.run(&ctx))));
     }
 
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -366,8 +387,19 @@ pub fn run(config: &Config) -> Result<()> {
             .with_context(|| format!("start the {name} service thread"))?;
     }
     drop(done_tx);
-    // Services run forever; the first one to end (with an error) ends the process.
-    match done_rx.recv() {
+    // Services run until stopped; the first one to end otherwise (with an error) ends the process.
+    let first = done_rx.recv();
+    if ctx.stop.is_stopped() {
+        // Stopped: every service returns; wait for all of them and report the first error.
+        let mut result = Ok(());
+        for (_, r) in first.into_iter().chain(done_rx.iter()) {
+            if let (Ok(()), Err(e)) = (&result, r) {
+                result = Err(e);
+            }
+        }
+        return result;
+    }
+    match first {
         Ok((_, Err(e))) => Err(e),
         Ok((name, Ok(()))) => Err(Error::msg(format!("the {name} service stopped"))),
         Err(_) => Ok(()),
@@ -376,7 +408,7 @@ pub fn run(config: &Config) -> Result<()> {
 
 /// A TCP listener on `bind:port`; `::` is dual stack (IPV6_V6ONLY off), so one socket answers
 /// IPv4 clients too (they appear as `::ffff:a.b.c.d`).
-fn tcp_listener(bind: IpAddr, port: u16, name: &str) -> Result<std::net::TcpListener> {
+fn tcp_listener(bind: IpAddr, port: u16, name: &str, sink: &Sink) -> Result<std::net::TcpListener> {
     let addr = std::net::SocketAddr::new(bind, port);
     let listener =
         labnet::sock::listener_for(addr).with_context(|| format!("{name}: listen on {addr}"))?;
@@ -388,14 +420,15 @@ fn tcp_listener(bind: IpAddr, port: u16, name: &str) -> Result<std::net::TcpList
     } else {
         "single family"
     };
-    Event::new(
-        Level::Info,
-        format!("{name} listening on {local} (TCP, {how})"),
-    )
-    .field("event", "listen")
-    .field("service", name)
-    .field("addr", local.to_string())
-    .emit();
+    sink.emit(
+        Event::new(
+            Level::Info,
+            format!("{name} listening on {local} (TCP, {how})"),
+        )
+        .field("event", "listen")
+        .field("service", name)
+        .field("addr", local.to_string()),
+    );
     Ok(listener)
 }
 

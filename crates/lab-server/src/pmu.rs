@@ -11,9 +11,9 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use labnet::log::{Event, Level};
+use labnet::log::{Event, Level, Sink};
 use labnet::pmu::Outcome;
-use labnet::sock::{AcceptLoop, Deadline};
+use labnet::sock::{AcceptLoop, Deadline, Serve};
 use labnet::wire::pmu::flood_text;
 use labnet::{Context, Result};
 use rand::Rng;
@@ -58,24 +58,28 @@ pub fn pick_n(messages: Option<u32>, rng: &SharedRng) -> u32 {
     messages.unwrap_or_else(|| with_rng(rng, |r| r.random_range(5..=15)))
 }
 
-/// Accepts PDCs forever, one thread per session, through the kit's accept loop
-/// ([`AcceptLoop`]: back-off at the descriptor limit, thread-start retries, the connection cap).
-pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Result<()> {
+/// Accepts PDCs until `ctx.stop` (forever for the binary), one thread per session, through the
+/// kit's accept loop ([`AcceptLoop`]: back-off at the descriptor limit, thread-start retries, the
+/// connection cap). Sessions log to `ctx.sink`; a session running at the stop finishes.
+pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng, ctx: &Serve) -> Result<()> {
+    let sink = ctx.sink.clone();
     let why = format!("server busy ({} sessions)", opts.max_clients);
     AcceptLoop::new("PMU")
         .thread_prefix("pmu")
         .stack_size(SESSION_STACK)
         .max_clients(opts.max_clients)
         .refusal(format!("ERROR: {why}\n"))
+        .sink(ctx.sink.clone())
+        .stop(ctx.stop.clone())
         .run(&listener, move |c| {
             let n = pick_n(opts.messages, &rng);
-            session(c.stream, c.peer, c.id, n, &opts);
+            session(c.stream, c.peer, c.id, n, &opts, &sink);
         })
         .context("PMU: read the listening address")
 }
 
 /// One PDC: read the command (bounded by the timeout), reply, close, log.
-fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options) {
+fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options, sink: &Sink) {
     let started = Instant::now();
     let outcome = prepare(&stream, opts.command_timeout).and_then(|()| {
         // The command must be complete by the deadline however its bytes are spaced (a PDC
@@ -92,18 +96,19 @@ fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Opti
         Err(e) => (Level::Warn, e.to_string(), 0),
     };
     linger_close(&mut stream);
-    Event::new(
-        level,
-        format!(
-            "PMU #{id} {peer}: {what} ({:.3} s)",
-            started.elapsed().as_secs_f64()
-        ),
-    )
-    .field("service", "pmu")
-    .field("session", id)
-    .field("peer", peer.to_string())
-    .field("bytes", bytes)
-    .emit();
+    sink.emit(
+        Event::new(
+            level,
+            format!(
+                "PMU #{id} {peer}: {what} ({:.3} s)",
+                started.elapsed().as_secs_f64()
+            ),
+        )
+        .field("service", "pmu")
+        .field("session", id)
+        .field("peer", peer.to_string())
+        .field("bytes", bytes),
+    );
 }
 
 fn prepare(stream: &TcpStream, command_timeout: Duration) -> Result<()> {

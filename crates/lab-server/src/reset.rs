@@ -24,8 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use labnet::log::{Event, Level};
-use labnet::sock::unmap;
+use labnet::log::{Event, Level, Sink};
+use labnet::sock::{Serve, unmap};
 use labnet::wire::reset::{encode_offset, parse_reset};
 use labnet::{Context, Error, Result};
 use rand::Rng;
@@ -65,7 +65,8 @@ pub struct Sockets {
 /// Binds the sockets the family needs. `bind` `::` or `0.0.0.0` means every address of that
 /// family; a specific address limits the service to its family. With port 0 both sockets get the
 /// same (kernel-picked) port.
-pub fn bind(bind: IpAddr, port: u16, family: Family) -> Result<Sockets> {
+/// The `listen` lines go to `sink`.
+pub fn bind(bind: IpAddr, port: u16, family: Family, sink: &Sink) -> Result<Sockets> {
     let any = bind.is_unspecified();
     let v4_addr = match bind {
         IpAddr::V4(a) => Some(a),
@@ -102,14 +103,15 @@ pub fn bind(bind: IpAddr, port: u16, family: Family) -> Result<Sockets> {
                 for sock in [&s.v4, &s.v6].into_iter().flatten() {
                     let local = sock.local_addr().context("RESET: local address")?;
                     let fam = if local.is_ipv4() { "IPv4" } else { "IPv6" };
-                    Event::new(
-                        Level::Info,
-                        format!("RESET listening on {local} (UDP, {fam})"),
-                    )
-                    .field("event", "listen")
-                    .field("service", "RESET")
-                    .field("addr", local.to_string())
-                    .emit();
+                    sink.emit(
+                        Event::new(
+                            Level::Info,
+                            format!("RESET listening on {local} (UDP, {fam})"),
+                        )
+                        .field("event", "listen")
+                        .field("service", "RESET")
+                        .field("addr", local.to_string()),
+                    );
                 }
                 return Ok(s);
             }
@@ -173,23 +175,29 @@ fn answers(active: Family, v6: bool) -> bool {
     }
 }
 
-/// Serves both sockets (one thread each) until a socket fails for good.
-pub fn serve(sockets: Sockets, opts: Options, rng: SharedRng) -> Result<()> {
+/// Serves both sockets (one thread each) until a socket fails for good or `ctx.stop` (never for
+/// the binary); events go to `ctx.sink`. After a stop every thread ends within about
+/// [`labnet::sock::STOP_POLL`] and this returns `Ok(())`.
+pub fn serve(sockets: Sockets, opts: Options, rng: SharedRng, ctx: &Serve) -> Result<()> {
     let start = Instant::now();
+    let mut handles = Vec::new();
     if opts.family == Family::Alternate {
-        let period = opts.period;
-        std::thread::Builder::new()
+        let (period, ctx) = (opts.period, ctx.clone());
+        let h = std::thread::Builder::new()
             .name("reset-clock".into())
-            .spawn(move || announce_switches(start, period))
+            .spawn(move || {
+                announce_switches(start, period, &ctx);
+                Ok(())
+            })
             .context("RESET: start the clock thread")?;
+        handles.push(h);
     }
     let rng = Arc::new(rng);
-    let mut handles = Vec::new();
     for sock in [sockets.v4, sockets.v6].into_iter().flatten() {
-        let rng = Arc::clone(&rng);
+        let (rng, ctx) = (Arc::clone(&rng), ctx.clone());
         let h = std::thread::Builder::new()
             .name("reset".into())
-            .spawn(move || serve_socket(&sock, opts, start, &rng))
+            .spawn(move || serve_socket(&sock, opts, start, &rng, &ctx))
             .context("RESET: start a socket thread")?;
         handles.push(h);
     }
@@ -202,38 +210,67 @@ pub fn serve(sockets: Sockets, opts: Options, rng: SharedRng) -> Result<()> {
     Ok(())
 }
 
-fn announce_switches(start: Instant, period: Duration) {
-    labnet::log::info("RESET now answering on IPv4 (alternate)");
+fn announce_switches(start: Instant, period: Duration, ctx: &Serve) {
+    ctx.sink.info("RESET now answering on IPv4 (alternate)");
     let mut turn: u32 = 1;
     loop {
         let next = start + period * turn;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        if ctx
+            .stop
+            .sleep(next.saturating_duration_since(Instant::now()))
+        {
+            return;
+        }
         let fam = if turn % 2 == 0 { "IPv4" } else { "IPv6" };
-        labnet::log::info(format!("RESET now answering on {fam} (alternate)"));
+        ctx.sink
+            .info(format!("RESET now answering on {fam} (alternate)"));
         turn = turn.wrapping_add(1);
     }
 }
 
-fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng) -> Result<()> {
+fn serve_socket(
+    sock: &UdpSocket,
+    opts: Options,
+    start: Instant,
+    rng: &SharedRng,
+    ctx: &Serve,
+) -> Result<()> {
+    let sink = &ctx.sink;
     let local = sock.local_addr().context("RESET: local address")?;
+    ctx.stop
+        .watch_udp(sock)
+        .context("RESET: set the stop timeout")?;
     let mut buf = vec![0u8; RECV_BUF];
     let mut seen = FirstRequests::new(opts.drop_first);
     let mut complaints = Complaints::new();
     let mut failures = 0u32;
     loop {
+        if ctx.stop.is_stopped() {
+            return Ok(());
+        }
         let (len, peer) = match sock.recv_from(&mut buf) {
             Ok(x) => {
                 failures = 0;
                 x
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The stop timeout came back with nothing: look at the flag again.
+            Err(e)
+                if ctx.stop.can_stop()
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 // Linux may report an earlier ICMP error on a UDP socket; that is not fatal.
                 failures += 1;
                 if failures > 1000 {
                     return Err(e).with_context(|| format!("RESET: receive on {local}"));
                 }
-                labnet::log::warn(format!("RESET receive on {local}: {e}"));
+                sink.warn(format!("RESET receive on {local}: {e}"));
                 continue;
             }
         };
@@ -241,14 +278,13 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
         let fam = if local.is_ipv6() { "IPv6" } else { "IPv4" };
         let now = active(opts.family, opts.period, start.elapsed());
         if !answers(now, local.is_ipv6()) {
-            event(
+            sink.emit(event(
                 Level::Info,
                 peer,
                 fam,
                 len,
                 "ignored: the service is on the other family now",
-            )
-            .emit();
+            ));
             continue;
         }
         let forced = parse_reset(&buf[..len]).is_ok() && seen.drop(peer.ip());
@@ -296,12 +332,12 @@ fn serve_socket(sock: &UdpSocket, opts: Options, start: Instant, rng: &SharedRng
             Reply::Dropped { .. } => None,
             Reply::Error(why) => error_reply(why, len),
         };
-        event(level, peer, fam, len, &what).emit();
+        sink.emit(event(level, peer, fam, len, &what));
         if let Some(text) = text {
             // Each socket holds one family only (the IPv6 one is V6ONLY), so `peer` is already in
             // that socket's family.
             if let Err(e) = sock.send_to(text.as_bytes(), peer) {
-                labnet::log::warn(format!("RESET reply to {peer}: {e}"));
+                sink.warn(format!("RESET reply to {peer}: {e}"));
             }
         }
     }

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use labnet::log::{Event, Level};
-use labnet::sock::{Iface, MulticastOptions, MulticastReceiver, multicast_sender};
+use labnet::log::{Event, Level, Sink};
+use labnet::sock::{Iface, MulticastOptions, MulticastReceiver, Serve, Stop, multicast_sender};
 use labnet::wire::tv::{ANSWER_THRESHOLD, ID_LEN, Id, TV_ID, decode, encode};
 use labnet::{Context, Result};
 use serde_json::{Value, json};
@@ -86,12 +86,13 @@ pub struct Station {
     record: Option<File>,
     interval: Duration,
     first: usize,
+    sink: Sink,
 }
 
 impl Station {
     /// Joins the group, opens the sender and the record file, and logs `TV listening on
-    /// GROUP:PORT`. The programme starts at line `first` (0-based) of the play.
-    pub fn open(opts: &Options, first: usize) -> Result<Station> {
+    /// GROUP:PORT` to `sink`. The programme starts at line `first` (0-based) of the play.
+    pub fn open(opts: &Options, first: usize, sink: &Sink) -> Result<Station> {
         let group = IpAddr::V4(opts.group);
         let receiver = MulticastReceiver::join(group, opts.port, &opts.iface)
             .with_context(|| format!("TV: join {group} port {} on {}", opts.port, opts.iface))?;
@@ -120,7 +121,7 @@ impl Station {
             None => None,
         };
         let dest = SocketAddr::from((opts.group, port));
-        Event::new(
+        let listen = Event::new(
             Level::Info,
             format!(
                 "TV listening on {dest} (UDP multicast, joined on {}, TTL {}, sending every {} s)",
@@ -131,8 +132,8 @@ impl Station {
         )
         .field("event", "listen")
         .field("service", "TV")
-        .field("addr", dest.to_string())
-        .emit();
+        .field("addr", dest.to_string());
+        sink.emit(listen);
         Ok(Station {
             receiver,
             sender: Arc::new(sender),
@@ -141,36 +142,59 @@ impl Station {
             record,
             interval: opts.interval,
             first,
+            sink: sink.clone(),
         })
     }
 
-    /// Broadcasts the play on one thread and listens on this one, forever.
-    pub fn run(mut self) -> Result<()> {
+    /// Broadcasts the play on one thread and listens on this one until `ctx.stop` (forever for
+    /// the binary), logging to the sink given to [`Station::open`]. After a stop both threads
+    /// end within about [`labnet::sock::STOP_POLL`] and this returns `Ok(())`.
+    pub fn run(mut self, ctx: &Serve) -> Result<()> {
         let sender = Arc::clone(&self.sender);
         let (dest, interval, first) = (self.dest, self.interval, self.first);
-        std::thread::Builder::new()
+        let (sink, stop) = (self.sink.clone(), ctx.stop.clone());
+        let broadcaster = std::thread::Builder::new()
             .name("tv-sender".into())
-            .spawn(move || broadcast(&sender, dest, interval, first))
+            .spawn(move || broadcast(&sender, dest, interval, first, &sink, &stop))
             .context("TV: start the sender thread")?;
-        self.listen()
+        let listened = self.listen(&ctx.stop);
+        if ctx.stop.is_stopped() {
+            let _ = broadcaster.join();
+        }
+        listened
     }
 
-    fn listen(&mut self) -> Result<()> {
+    fn listen(&mut self, stop: &Stop) -> Result<()> {
+        stop.watch_udp(self.receiver.socket())
+            .context("TV: set the stop timeout")?;
         let mut buf = vec![0u8; RECV_BUF];
         let mut failures = 0u32;
         loop {
+            if stop.is_stopped() {
+                return Ok(());
+            }
             let (len, src) = match self.receiver.socket().recv_from(&mut buf) {
                 Ok(x) => {
                     failures = 0;
                     x
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The stop timeout came back with nothing: look at the flag again.
+                Err(e)
+                    if stop.can_stop()
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    continue;
+                }
                 Err(e) => {
                     failures += 1;
                     if failures > 1000 {
                         return Err(e).context("TV: receive on the group");
                     }
-                    labnet::log::warn(format!("TV receive: {e}"));
+                    self.sink.warn(format!("TV receive: {e}"));
                     continue;
                 }
             };
@@ -190,15 +214,16 @@ impl Station {
             Err(_) => {
                 entry["kind"] = json!("short");
                 entry["hex"] = json!(hex(bytes));
-                Event::new(
-                    Level::Warn,
-                    format!(
-                        "TV {src}: {}-byte datagram, shorter than the {ID_LEN}-byte ID",
-                        bytes.len()
-                    ),
-                )
-                .field("service", "tv")
-                .emit();
+                self.sink.emit(
+                    Event::new(
+                        Level::Warn,
+                        format!(
+                            "TV {src}: {}-byte datagram, shorter than the {ID_LEN}-byte ID",
+                            bytes.len()
+                        ),
+                    )
+                    .field("service", "tv"),
+                );
             }
             Ok(d) => {
                 let own = d.id.0 == TV_ID && src.port() == self.own_port;
@@ -211,16 +236,17 @@ impl Station {
                         entry["text"] = json!(text);
                         entry["chars"] = json!(chars);
                         if !own {
-                            Event::new(
-                                Level::Recv,
-                                format!(
-                                    "TV {src} {}: {chars} chars '{}'",
-                                    d.id.display(),
-                                    clip(&text.escape_debug().to_string(), 80)
-                                ),
-                            )
-                            .field("service", "tv")
-                            .emit();
+                            self.sink.emit(
+                                Event::new(
+                                    Level::Recv,
+                                    format!(
+                                        "TV {src} {}: {chars} chars '{}'",
+                                        d.id.display(),
+                                        clip(&text.escape_debug().to_string(), 80)
+                                    ),
+                                )
+                                .field("service", "tv"),
+                            );
                         }
                         // The station never answers itself, nor anything carrying its ID.
                         if d.id.0 != TV_ID && chars >= ANSWER_THRESHOLD {
@@ -230,16 +256,17 @@ impl Station {
                     Err(raw) => {
                         entry["kind"] = json!("invalid_utf8");
                         entry["hex"] = json!(hex(raw));
-                        Event::new(
-                            Level::Warn,
-                            format!(
-                                "TV {src} {}: {} bytes of text that is not UTF-8",
-                                d.id.display(),
-                                raw.len()
-                            ),
-                        )
-                        .field("service", "tv")
-                        .emit();
+                        self.sink.emit(
+                            Event::new(
+                                Level::Warn,
+                                format!(
+                                    "TV {src} {}: {} bytes of text that is not UTF-8",
+                                    d.id.display(),
+                                    raw.len()
+                                ),
+                            )
+                            .field("service", "tv"),
+                        );
                     }
                 }
             }
@@ -247,10 +274,11 @@ impl Station {
         if let Some(text) = &answer {
             entry["answered"] = json!(text);
             match self.sender.send_to(&encode(&Id(TV_ID), text), self.dest) {
-                Ok(_) => Event::new(Level::Send, format!("TV answer to {src}: '{text}'"))
-                    .field("service", "tv")
-                    .emit(),
-                Err(e) => labnet::log::warn(format!("TV answer to {src}: {e}")),
+                Ok(_) => self.sink.emit(
+                    Event::new(Level::Send, format!("TV answer to {src}: '{text}'"))
+                        .field("service", "tv"),
+                ),
+                Err(e) => self.sink.warn(format!("TV answer to {src}: {e}")),
             }
         }
         self.record(&entry);
@@ -262,34 +290,44 @@ impl Station {
             line.push('\n');
             // One write per line (O_APPEND): a reader never sees half a record.
             if let Err(e) = file.write_all(line.as_bytes()) {
-                labnet::log::warn(format!("TV record: {e}"));
+                self.sink.warn(format!("TV record: {e}"));
             }
         }
     }
 }
 
-fn broadcast(sender: &UdpSocket, dest: SocketAddr, interval: Duration, first: usize) {
+fn broadcast(
+    sender: &UdpSocket,
+    dest: SocketAddr,
+    interval: Duration,
+    first: usize,
+    sink: &Sink,
+    stop: &Stop,
+) {
     let lines = lines();
     let id = Id(TV_ID);
     let mut next = Instant::now();
     let mut failures_logged = 0u32;
     for (i, line) in lines.iter().enumerate().cycle().skip(first % lines.len()) {
         match sender.send_to(&encode(&id, line), dest) {
-            Ok(_) => Event::new(Level::Send, format!("TV line {}: {line}", i + 1))
-                .field("service", "tv")
-                .field("line", i + 1)
-                .field("text", line)
-                .emit(),
+            Ok(_) => sink.emit(
+                Event::new(Level::Send, format!("TV line {}: {line}", i + 1))
+                    .field("service", "tv")
+                    .field("line", i + 1)
+                    .field("text", line),
+            ),
             Err(e) => {
                 // No multicast route, interface down: say so, but not once a second forever.
                 if failures_logged < 5 {
-                    labnet::log::warn(format!("TV send to {dest}: {e}"));
+                    sink.warn(format!("TV send to {dest}: {e}"));
                     failures_logged += 1;
                 }
             }
         }
         next += interval;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        if stop.sleep(next.saturating_duration_since(Instant::now())) {
+            return;
+        }
     }
 }
 

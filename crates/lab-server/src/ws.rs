@@ -18,8 +18,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use labnet::log::{Event, Level};
-use labnet::sock::{AcceptLoop, Corked, Deadline};
+use labnet::log::{Event, Level, Sink};
+use labnet::sock::{AcceptLoop, Corked, Deadline, Serve};
 use labnet::wire::WireError;
 use labnet::wire::pmu::{Command, flood_text, message, parse_command};
 use labnet::{Context, Result};
@@ -77,10 +77,12 @@ pub fn ws_config() -> WebSocketConfig {
         .accept_unmasked_frames(false)
 }
 
-/// Accepts WebSocket clients forever, one thread each, through the kit's accept loop
+/// Accepts WebSocket clients until `ctx.stop` (forever for the binary), one thread each, through the kit's accept loop
 /// ([`AcceptLoop`]: back-off at the descriptor limit, thread-start retries, the connection cap;
 /// a client over the cap gets an HTTP 503 before the close, RFC 6455 §4.2.2).
-pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Result<()> {
+/// Sessions log to `ctx.sink`; a session running at the stop finishes.
+pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng, ctx: &Serve) -> Result<()> {
+    let sink = ctx.sink.clone();
     let body = format!("server busy ({} sessions)\n", opts.max_clients);
     let busy = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -92,9 +94,11 @@ pub fn serve(listener: TcpListener, opts: Arc<Options>, rng: SharedRng) -> Resul
         .stack_size(SESSION_STACK)
         .max_clients(opts.max_clients)
         .refusal(busy)
+        .sink(ctx.sink.clone())
+        .stop(ctx.stop.clone())
         .run(&listener, move |c| {
             let n = pick_n(opts.messages, &rng);
-            session(c.stream, c.peer, c.id, n, &opts);
+            session(c.stream, c.peer, c.id, n, &opts, &sink);
         })
         .context("WS: read the listening address")
 }
@@ -107,7 +111,7 @@ enum End {
     Failed(String),
 }
 
-fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options) {
+fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Options, sink: &Sink) {
     let started = Instant::now();
     let end = match prepare(&stream, opts.command_timeout) {
         Ok(()) => converse(&stream, n, opts),
@@ -119,18 +123,19 @@ fn session(mut stream: TcpStream, peer: SocketAddr, id: u64, n: u32, opts: &Opti
         End::Refused(why) => (Level::Warn, format!("refused: {why}"), 0),
         End::Failed(why) => (Level::Warn, format!("connection ended: {why}"), 0),
     };
-    Event::new(
-        level,
-        format!(
-            "WS #{id} {peer}: {what} ({:.3} s)",
-            started.elapsed().as_secs_f64()
-        ),
-    )
-    .field("service", "ws")
-    .field("session", id)
-    .field("peer", peer.to_string())
-    .field("bytes", bytes)
-    .emit();
+    sink.emit(
+        Event::new(
+            level,
+            format!(
+                "WS #{id} {peer}: {what} ({:.3} s)",
+                started.elapsed().as_secs_f64()
+            ),
+        )
+        .field("service", "ws")
+        .field("session", id)
+        .field("peer", peer.to_string())
+        .field("bytes", bytes),
+    );
 }
 
 fn prepare(stream: &TcpStream, timeout: Duration) -> Result<()> {

@@ -1,4 +1,5 @@
-//! TP3 part 2: the PMU over TCP, normal path and bad input, against the real binary on loopback.
+//! TP3 part 2: the PMU over TCP, normal path and bad input, served in-process (`common::Server`)
+//! on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

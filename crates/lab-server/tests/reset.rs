@@ -1,4 +1,5 @@
-//! TP3 part 3: the UDP reset server, normal path, loss, families and bad input.
+//! TP3 part 3: the UDP reset server, normal path, loss, families and bad input, served
+//! in-process (`common::Server`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,4 +1,5 @@
-//! TP3 part 4: the multicast TV on loopback (interface 127.0.0.1, TTL 0: nothing leaves the host).
+//! TP3 part 4: the multicast TV on loopback (interface 127.0.0.1, TTL 0: nothing leaves the host),
+//! served in-process (`common::Server`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

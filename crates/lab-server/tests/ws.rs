@@ -1,4 +1,5 @@
-//! TP3 part 5: the WebSocket PMU, normal path and hostile clients (raw bytes over TcpStream).
+//! TP3 part 5: the WebSocket PMU, normal path and hostile clients (raw bytes over TcpStream),
+//! served in-process (`common::Server`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -6,6 +6,12 @@
 //! for scripts and graders. Each line is formatted completely first and then written with a single
 //! call under the stdout lock, so lines from different threads never interleave mid-line.
 //!
+//! Servers write through a [`Sink`] handed to their `serve` instead of straight to stdout: the
+//! binaries pass [`Sink::stdout`] (the same bytes as [`Event::emit`]), a tunnel's `--log` a file
+//! [`Printer`], and a test [`Sink::capture`], whose [`Capture`] lets it wait for an event
+//! (`e.is("event", "connect")`) and read every event logged so far. Clients keep printing to
+//! stdout with [`Event::emit`] and the free functions ([`info`], [`warn`] …).
+//!
 //! Times are UTC: lab containers and namespaces rarely agree on a time zone, and a capture in
 //! Wireshark can be set to UTC to line up with these logs.
 //!
@@ -19,9 +25,9 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -115,6 +121,30 @@ impl Event {
         self
     }
 
+    /// Its level.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Its human-readable message (the text after `[LEVEL] `).
+    pub fn msg(&self) -> &str {
+        &self.msg
+    }
+
+    /// One of its named fields (`event`, `peer`, `bytes` …), as JSON output would show it.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.fields.get(key)
+    }
+
+    /// True when field `key` holds `value` (`e.is("event", "connect")`,
+    /// `e.is("peer", addr.to_string())`).
+    pub fn is(&self, key: &str, value: impl Serialize) -> bool {
+        match serde_json::to_value(value) {
+            Ok(v) => self.fields.get(key) == Some(&v),
+            Err(_) => false,
+        }
+    }
+
     /// Prints the event on stdout in the process-wide format.
     pub fn emit(self) {
         let line = self.format(is_json(), SystemTime::now());
@@ -154,6 +184,7 @@ impl Event {
 }
 
 /// A printer writing to a file of its own (the tunnel's `--log`), same format as stdout.
+#[derive(Debug)]
 pub struct Printer {
     sink: Mutex<File>,
     json: bool,
@@ -177,6 +208,146 @@ impl Printer {
             Err(poisoned) => poisoned.into_inner(),
         };
         let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// Where a server's events go: stdout (what the binaries use), a file [`Printer`], or an
+/// in-memory [`Capture`] a test reads back. Cloning is cheap and every clone writes to the same
+/// place, so a server hands one to each of its threads.
+///
+/// Every target keeps the printer's promise: one event is formatted completely and then written
+/// in one call under one lock, so lines never interleave mid-line. Stdout follows the
+/// process-wide `--json` switch ([`set_json`]), exactly as [`Event::emit`] does (a binary's output
+/// does not change when its server code writes through a `Sink`); a file keeps the mode it was
+/// opened with; a capture keeps the events themselves.
+#[derive(Clone, Debug, Default)]
+pub struct Sink {
+    target: Target,
+}
+
+#[derive(Clone, Debug, Default)]
+enum Target {
+    #[default]
+    Stdout,
+    File(Arc<Printer>),
+    Capture(Capture),
+}
+
+impl Sink {
+    /// Stdout in the process-wide format: the sink of every binary.
+    pub fn stdout() -> Sink {
+        Sink {
+            target: Target::Stdout,
+        }
+    }
+
+    /// A log file of its own (its JSON mode was chosen when it was opened).
+    pub fn file(printer: Arc<Printer>) -> Sink {
+        Sink {
+            target: Target::File(printer),
+        }
+    }
+
+    /// A new in-memory capture and the sink that feeds it (for tests).
+    pub fn capture() -> (Sink, Capture) {
+        let capture = Capture::default();
+        let sink = Sink {
+            target: Target::Capture(capture.clone()),
+        };
+        (sink, capture)
+    }
+
+    /// Writes one event.
+    pub fn emit(&self, event: Event) {
+        match &self.target {
+            Target::Stdout => event.emit(),
+            Target::File(p) => p.write(event),
+            Target::Capture(c) => c.push(event),
+        }
+    }
+
+    /// Writes an INFO event.
+    pub fn info(&self, msg: impl Into<String>) {
+        self.emit(Event::new(Level::Info, msg));
+    }
+    /// Writes a WARN event.
+    pub fn warn(&self, msg: impl Into<String>) {
+        self.emit(Event::new(Level::Warn, msg));
+    }
+    /// Writes an ERROR event.
+    pub fn error(&self, msg: impl Into<String>) {
+        self.emit(Event::new(Level::Error, msg));
+    }
+}
+
+/// The events a [`Sink::capture`] received, in order, for a test to wait on and read.
+///
+/// Waiting sleeps on a condition variable that every new event wakes, so a test waits exactly
+/// as long as the server takes, bounded by the timeout it gives.
+#[derive(Clone, Debug, Default)]
+pub struct Capture {
+    inner: Arc<(Mutex<Vec<Captured>>, Condvar)>,
+}
+
+/// One captured event with the time it was written.
+type Captured = (SystemTime, Event);
+
+impl Capture {
+    fn push(&self, event: Event) {
+        let (events, changed) = &*self.inner;
+        lock(events).push((SystemTime::now(), event));
+        changed.notify_all();
+    }
+
+    /// Every event so far, in the order they were written.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.inner.0).iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Every event so far as the text lines stdout would have shown, without the newline.
+    pub fn lines(&self) -> Vec<String> {
+        lock(&self.inner.0)
+            .iter()
+            .map(|(at, e)| e.format(false, *at).trim_end().to_owned())
+            .collect()
+    }
+
+    /// Waits until `n` events match `pred` (counting those already captured), at most `timeout`,
+    /// and returns the matching events: `n` or more on success, fewer when the time ran out.
+    pub fn wait_n(&self, n: usize, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + timeout;
+        let (events, changed) = &*self.inner;
+        let mut guard = lock(events);
+        loop {
+            let matching: Vec<Event> = guard
+                .iter()
+                .map(|(_, e)| e)
+                .filter(|e| pred(e))
+                .cloned()
+                .collect();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if matching.len() >= n || left.is_zero() {
+                return matching;
+            }
+            guard = match changed.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    /// Waits for the first event matching `pred` (perhaps one already captured), at most
+    /// `timeout`; `None` when none came.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+        self.wait_n(1, timeout, pred).into_iter().next()
+    }
+}
+
+/// A lock whose holder panicked is taken over: the data behind it is a list of whole events.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -368,5 +539,72 @@ mod tests {
     fn printable_escapes_and_hexes() {
         assert_eq!(printable(b"a\nb"), "a\\nb");
         assert_eq!(printable(&[0xff, 0x00]), "0xff00");
+    }
+
+    #[test]
+    fn capture_wakes_a_waiter_on_a_matching_event_and_keeps_every_event() {
+        let (sink, capture) = Sink::capture();
+        let writer = {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                sink.info("first");
+                sink.emit(
+                    Event::new(Level::Info, "#1 connection from 127.0.0.1:5")
+                        .field("event", "connect")
+                        .field("peer", "127.0.0.1:5"),
+                );
+            })
+        };
+        let ev = capture
+            .wait_for(Duration::from_secs(5), |e| e.is("event", "connect"))
+            .expect("connect event");
+        assert_eq!(ev.level(), Level::Info);
+        assert!(ev.is("peer", "127.0.0.1:5"));
+        assert!(!ev.is("peer", "127.0.0.1:6"));
+        assert_eq!(ev.get("event"), Some(&Value::from("connect")));
+        writer.join().unwrap();
+        let events = capture.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].msg(), "first");
+        let lines = capture.lines();
+        assert!(
+            lines[1].ends_with("] [INFO] #1 connection from 127.0.0.1:5"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn capture_wait_ends_at_its_timeout_with_what_matched() {
+        let (sink, capture) = Sink::capture();
+        sink.warn("one");
+        let started = Instant::now();
+        let got = capture.wait_n(2, Duration::from_millis(200), |e| e.level() == Level::Warn);
+        assert_eq!(got.len(), 1);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(2));
+        assert!(
+            capture
+                .wait_for(Duration::ZERO, |e| e.msg() == "two")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_file_sink_writes_whole_lines_in_its_own_mode() {
+        let path = std::env::temp_dir().join(format!("labnet-sink-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let sink = Sink::file(Arc::new(Printer::append(&path, true).unwrap()));
+        sink.emit(Event::new(Level::Recv, "x").field("bytes", 3));
+        sink.info("y");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["bytes"], 3);
+        assert_eq!(lines[1]["msg"], "y");
     }
 }

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
 pub mod accept;
+pub mod stop;
 
 pub use accept::{AcceptLoop, Client};
+pub use stop::{STOP_POLL, Serve, Stop};
 
 /// Listen backlog for every TCP server in the kit: the system's maximum, `net.core.somaxconn`
 /// (4096 on current kernels), so that a burst of connections (a class of 40 students, or the

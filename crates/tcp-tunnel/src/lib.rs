@@ -35,9 +35,13 @@
 //! events in the same words. Only the event loop has an idle timeout, and notices a client that
 //! resets while the connect to the target is still pending; it is also the other classic answer
 //! to "how do I wait on many sockets at once" (`select`/`poll`/`epoll`).
+//!
+//! [`serve`] takes the bound listeners and a [`Serve`] (where events go, when to stop): the
+//! binary passes stdout and never stops; `tests/inproc.rs` runs it in-process on port 0 with an
+//! in-memory capture and stops it, and `tests/tunnel.rs` runs the binary.
 
 mod relay;
-mod threaded;
+pub mod threaded;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -47,9 +51,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use labnet::log::{Event, Level, Printer};
+use labnet::sock::Serve;
 use labnet::{Context, Error, Result};
 
-pub use relay::{Options, serve};
+pub use relay::Options;
 
 /// `--help` text.
 pub const HELP: &str = "\
@@ -213,6 +218,7 @@ impl Config {
 /// Binds every `-L` listener, opens the log file, and forwards forever.
 pub fn run(config: &Config) -> Result<()> {
     labnet::log::set_json(config.json);
+    let ctx = Serve::stdout();
     let printer = match &config.log {
         Some(path) => Some(
             Printer::append(path, config.json)
@@ -245,13 +251,24 @@ pub fn run(config: &Config) -> Result<()> {
         if let Some(p) = &opts.printer {
             ev.clone().emit_to(p);
         }
-        ev.emit();
+        ctx.sink.emit(ev);
     }
     if config.threads {
-        threaded::serve(tunnels, opts)
+        threaded::serve(tunnels, opts, &ctx)
     } else {
-        serve(tunnels, &opts)
+        serve(tunnels, &opts, &ctx)
     }
+}
+
+/// Forwards connections of every `(listener, forward)` pair until the poll itself fails or
+/// `ctx.stop` (never, for the binary). Events go to `ctx.sink`, and to the `--log` printer of
+/// `opts` when there is one.
+///
+/// The listeners are already bound (tests bind port 0); they are switched to nonblocking here.
+/// One event loop owns every relayed connection, so a stop closes them too: `serve` returns
+/// `Ok(())` within about [`labnet::sock::STOP_POLL`] and both sockets of every pair are closed.
+pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: &Options, ctx: &Serve) -> Result<()> {
+    relay::serve(tunnels, opts, ctx)
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use labnet::error::describe;
-use labnet::log::{Event, Level};
-use labnet::sock::{AcceptLoop, Client};
+use labnet::log::{Event, Level, Sink};
+use labnet::sock::{AcceptLoop, Client, Serve};
 use labnet::{Context, Error, Result};
 use socket2::SockRef;
 
@@ -36,12 +36,25 @@ const STACK: usize = 64 * 1024;
 const SIDE: [&str; 2] = ["client", "server"];
 const DIR: [&str; 2] = ["c→s", "s→c"];
 
-/// Forwards the clients of every `(listener, forward)` pair forever, one accept thread each.
-pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: Options) -> Result<()> {
-    let opts = Arc::new(opts);
+/// Where a connection's events go: the server's sink, and the `--log` file if there is one.
+struct Out {
+    opts: Options,
+    sink: Sink,
+}
+
+/// Forwards the clients of every `(listener, forward)` pair, one accept thread each, until
+/// `ctx.stop` (never, for the binary). A stop ends the accept loops; connections already being
+/// forwarded finish on their own threads.
+pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: Options, ctx: &Serve) -> Result<()> {
+    let opts = Arc::new(Out {
+        opts,
+        sink: ctx.sink.clone(),
+    });
     let accept = AcceptLoop::new("tcp-tunnel")
         .thread_prefix("tunnel")
-        .stack_size(STACK);
+        .stack_size(STACK)
+        .sink(ctx.sink.clone())
+        .stop(ctx.stop.clone());
     thread::scope(|s| {
         let mut loops = Vec::new();
         for (listener, fwd) in &tunnels {
@@ -55,7 +68,7 @@ pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: Options) -> Result<()> 
                     .context("start an accept thread")?,
             );
         }
-        // The accept loops run forever: this returns only when one could not start.
+        // The accept loops end only at a stop, or when one could not start.
         loops.into_iter().try_for_each(|l| match l.join() {
             Ok(ended) => ended.context("read local address"),
             Err(_) => Err(Error::msg("an accept thread panicked")),
@@ -78,7 +91,7 @@ struct Conn {
 }
 
 /// Serves one client, on the thread the accept loop started for it.
-fn forward(c: Client, local: SocketAddr, fwd: &Forward, opts: &Options) {
+fn forward(c: Client, local: SocketAddr, fwd: &Forward, opts: &Out) {
     let (id, peer, started) = (c.id, c.peer, Instant::now());
     let event = |level, kind, msg: String| {
         let ev = Event::new(level, format!("#{id} {msg}")).field("event", kind);
@@ -100,7 +113,7 @@ fn forward(c: Client, local: SocketAddr, fwd: &Forward, opts: &Options) {
         fwd.target()
     );
     event(Level::Info, "accept", msg);
-    let server = match TcpStream::connect_timeout(&target, opts.connect_timeout) {
+    let server = match TcpStream::connect_timeout(&target, opts.opts.connect_timeout) {
         Ok(s) => s,
         Err(e) => return failed(describe(&e)),
     };
@@ -161,7 +174,7 @@ fn forward(c: Client, local: SocketAddr, fwd: &Forward, opts: &Options) {
 }
 
 /// Copies what side `from` sends to the other side until its FIN, then passes the FIN on.
-fn copy(conn: &Conn, from: usize, opts: &Options) {
+fn copy(conn: &Conn, from: usize, opts: &Out) {
     let to = 1 - from;
     let (mut src, mut dst) = (&conn.sockets[from], &conn.sockets[to]);
     let mut buf = vec![0u8; 16 * 1024];
@@ -233,10 +246,10 @@ impl Conn {
     }
 }
 
-/// To stdout, and to the `--log` file if there is one.
-fn emit(opts: &Options, ev: Event) {
-    if let Some(p) = &opts.printer {
+/// To the server's sink, and to the `--log` file if there is one.
+fn emit(out: &Out, ev: Event) {
+    if let Some(p) = &out.opts.printer {
         ev.clone().emit_to(p);
     }
-    ev.emit();
+    out.sink.emit(ev);
 }

@@ -6,6 +6,8 @@
 //!   program, rebuilt when its sources changed.
 //! - [`probe`]: what `/proc` says about a program under test (descriptors, threads, TCP states,
 //!   CPU time, memory) and the descriptor-limit check every server passes.
+//! - [`inproc`]: a server's `serve` on a thread of the test, with a capture sink and a stop
+//!   handle: its events read back, its return checked.
 //! - [`tcp`]: loopback clients and targets with timeouts, and the abuse a server must survive.
 //! - [`random_bytes`], [`wait_until`], [`tool_or_skip`]: payloads, polling, prerequisites.
 //!
@@ -13,6 +15,7 @@
 //! the graders use them) and live in [`labnet::netns`]. A helper here fails the calling test by
 //! panicking with what it saw, as an assertion does.
 
+pub mod inproc;
 pub mod probe;
 pub mod proc;
 pub mod tcp;

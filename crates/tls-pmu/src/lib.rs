@@ -18,6 +18,10 @@
 //! CA-signed certificate flow done with rcgen), [`server`] (`serve`) and [`client`].
 //!
 //! One crypto provider, `ring`, serves both rustls and rcgen: the binary compiles one backend.
+//!
+//! [`server::serve`] takes a bound listener and a [`labnet::sock::Serve`] (sink and stop handle):
+//! `tests/inproc.rs` drives it in-process on port 0 and reads its events back; the other tests
+//! run the binary's subcommands.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv6Addr};

@@ -9,6 +9,11 @@
 //! a plaintext client (its first byte is not 0x16, the TLS handshake record type), a client that
 //! offers only TLS 1.0/1.1, a client whose cipher suites are all CBC (rustls implements only
 //! AEAD suites: AES-GCM and ChaCha20-Poly1305), and a client that does not finish in time.
+//!
+//! [`serve`] takes an already-bound listener and a [`Serve`] (where events go, when to stop):
+//! `tls-pmu serve` passes stdout and never stops; `tests/inproc.rs` runs it on a thread of the
+//! test with an in-memory capture and stops it. The other tests run the binary (its client, its
+//! certificate commands, openssl against it).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -18,9 +23,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use labnet::log::{Event, Level};
+use labnet::log::{Event, Level, Sink};
 use labnet::pmu::Outcome;
-use labnet::sock::{AcceptLoop, Deadline};
+use labnet::sock::{AcceptLoop, Deadline, Serve};
 use labnet::{Context, Error, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -58,7 +63,7 @@ pub fn run(c: &ServeConfig) -> Result<()> {
         timeout: c.timeout,
         max_clients: c.max_clients,
     };
-    serve(listener, tls, session)
+    serve(listener, tls, session, &Serve::stdout())
 }
 
 /// The rustls configuration: TLS 1.3 and 1.2 only, AEAD suites only (the ring provider has no
@@ -166,17 +171,24 @@ pub fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
     Some(significant * 8)
 }
 
-/// Serves an already-bound listener forever, one named thread per connection.
-pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, session: Session) -> Result<()> {
+/// Serves an already-bound listener until `ctx.stop` (forever for the binary), one named thread
+/// per connection; events go to `ctx.sink`. A connection being served at the stop finishes.
+pub fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    session: Session,
+    ctx: &Serve,
+) -> Result<()> {
+    let sink = ctx.sink.clone();
     let local = listener.local_addr().context("read listening address")?;
-    Event::new(
+    let listen = Event::new(
         Level::Info,
         format!("tls-pmu listening on {local} (TLS 1.2/1.3, PMU protocol of TP3 part 2)"),
     )
     .field("event", "listen")
     .field("addr", local.to_string())
-    .field("port", local.port())
-    .emit();
+    .field("port", local.port());
+    sink.emit(listen);
     // The kit's accept loop: back-off at the descriptor limit, thread-start retries, and the
     // connection cap (a client over it is closed at once: nothing in clear text could reach a
     // TLS client).
@@ -184,8 +196,10 @@ pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, session: Session) ->
         .thread_prefix("tls")
         .stack_size(SESSION_STACK)
         .max_clients(session.max_clients)
+        .sink(ctx.sink.clone())
+        .stop(ctx.stop.clone())
         .run(&listener, move |c| {
-            connection(c.stream, c.peer, Arc::clone(&tls), &session)
+            connection(c.stream, c.peer, Arc::clone(&tls), &session, &sink)
         })
         .context("read listening address")
 }
@@ -196,23 +210,31 @@ pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, session: Session) ->
 pub const SESSION_STACK: usize = 1024 * 1024;
 
 /// One client, start to end; every way it can end is one log line.
-fn connection(tcp: TcpStream, peer: SocketAddr, tls: Arc<ServerConfig>, session: &Session) {
-    labnet::log::info(format!("{peer}: connected"));
-    match handle(tcp, peer, tls, session) {
+fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<ServerConfig>,
+    session: &Session,
+    sink: &Sink,
+) {
+    sink.info(format!("{peer}: connected"));
+    match handle(tcp, peer, tls, session, sink) {
         Ok(outcome) => {
             let level = match outcome {
                 Outcome::Short { .. } | Outcome::Flood { .. } => Level::Info,
                 _ => Level::Warn,
             };
-            Event::new(level, format!("{peer}: {}", outcome.describe()))
-                .field("peer", peer.to_string())
-                .emit();
+            sink.emit(
+                Event::new(level, format!("{peer}: {}", outcome.describe()))
+                    .field("peer", peer.to_string()),
+            );
         }
-        Err(why) => Event::new(Level::Warn, format!("{peer}: refused: {why}"))
-            .field("event", "refused")
-            .field("peer", peer.to_string())
-            .field("why", why.to_string())
-            .emit(),
+        Err(why) => sink.emit(
+            Event::new(Level::Warn, format!("{peer}: refused: {why}"))
+                .field("event", "refused")
+                .field("peer", peer.to_string())
+                .field("why", why.to_string()),
+        ),
     }
 }
 
@@ -221,6 +243,7 @@ fn handle(
     peer: SocketAddr,
     tls: Arc<ServerConfig>,
     session: &Session,
+    sink: &Sink,
 ) -> std::result::Result<Outcome, String> {
     // Nagle on and the CMD_short:0 burst corked, as lab-server's PMU (labnet::sock::Corked).
     labnet::sock::nagle_on(&tcp).map_err(|e| format!("clear TCP_NODELAY: {e}"))?;
@@ -280,13 +303,14 @@ fn handle(
             ));
         }
     }
-    Event::new(
-        Level::Info,
-        format!("{peer}: TLS handshake done: {}", negotiated(&conn)),
-    )
-    .field("peer", peer.to_string())
-    .field("version", format!("{:?}", conn.protocol_version()))
-    .emit();
+    sink.emit(
+        Event::new(
+            Level::Info,
+            format!("{peer}: TLS handshake done: {}", negotiated(&conn)),
+        )
+        .field("peer", peer.to_string())
+        .field("version", format!("{:?}", conn.protocol_version())),
+    );
 
     // The handshake deadline is over; the command gets its own, as long (a silent or trickling
     // client is closed, as by lab-server).

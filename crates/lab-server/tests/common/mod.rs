@@ -1,24 +1,26 @@
-//! Shared by the lab-server tests: start the binary on port 0 and read the ports it logs (the
-//! process itself is a [`Proc`]: log collected, waits with deadlines, killed on drop), plus small
-//! clients.
+//! Shared by the lab-server tests: `lab_server::serve` run in the test process on port 0 (an
+//! [`InProc`]: events captured, waits with deadlines, stopped on drop), the ports it logs, plus
+//! small clients. `cli.rs` and `descriptors.rs` run the binary itself.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::OsString;
 use std::io::Read;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use testkit::proc::Proc;
+use testkit::inproc::InProc;
 
 /// Time any test waits for something that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A running lab-server.
-pub struct Server(Proc);
+/// A lab-server running on a thread of the test.
+pub struct Server(InProc);
 
 impl Server {
-    /// Starts lab-server with every port 0 and the given extra arguments; the TV is off unless
-    /// the arguments mention `--tv` (tests that want it pass `--tv-on`, removed here).
+    /// Serves with every port 0 and the given extra arguments (parsed as the binary parses
+    /// them); the TV is off unless the arguments mention `--tv` (tests that want it pass
+    /// `--tv-on`, removed here).
     pub fn start(extra: &[&str]) -> Server {
         let mut args: Vec<&str> = vec!["--pmu-port", "0", "--reset-port", "0", "--ws-port", "0"];
         if extra.contains(&"--tv-on") {
@@ -28,19 +30,41 @@ impl Server {
             args.push("--no-tv");
         }
         args.extend(extra.iter().filter(|a| **a != "--tv-on"));
-        Server(Proc::start(env!("CARGO_BIN_EXE_lab-server"), &args))
+        let config = lab_server::Config::from_args(args.iter().map(OsString::from).collect())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        Server(InProc::start("lab-server-test", move |ctx| {
+            lab_server::serve(&config, &ctx)
+        }))
     }
 
-    /// The port a service logged (`PMU`, `WS`, `TV`, `RESET`).
+    /// The address a service logged (`PMU`, `WS`, `TV`, `RESET`) in its `listen` event.
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        let ev = self
+            .0
+            .wait_event(|e| e.is("event", "listen") && e.is("service", service))
+            .unwrap_or_else(|| panic!("{service} never listened:\n{}", self.0.log()));
+        ev.get("addr")
+            .and_then(|a| a.as_str())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// The port a service logged.
     pub fn port(&self, service: &str) -> u16 {
-        self.addr_after(&format!("{service} listening on ")).port()
+        self.addr(service).port()
+    }
+
+    /// Stops every service; panics unless `serve` returned `Ok` in time. How long it took.
+    pub fn stop(self) -> Duration {
+        self.0.stop()
     }
 }
 
-/// The log, its waits and counts are those of the process.
+/// The log, its waits and counts are those of the server's capture.
 impl Deref for Server {
-    type Target = Proc;
-    fn deref(&self) -> &Proc {
+    type Target = InProc;
+    fn deref(&self) -> &InProc {
         &self.0
     }
 }

@@ -18,6 +18,10 @@
 //!   cannot take every thread and descriptor; refusals are logged at most once a second.
 //! - Every other `accept` error is logged (at most once a second) and retried after a pause;
 //!   a client that reset before it was accepted, or a signal, is nothing to report.
+//!
+//! Its events go to the server's [`Sink`] ([`AcceptLoop::sink`], stdout by default), and a
+//! [`Stop`] ([`AcceptLoop::stop`]) ends it: see [`super::stop`] for how (a receive timeout on the
+//! listener) and what happens to clients being served (they finish on their own).
 
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,9 +31,9 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::describe;
-use crate::log::{Event, Level, RateLimit};
+use crate::log::{Event, Level, RateLimit, Sink};
 
-use super::{is_fd_exhaustion, unmap};
+use super::{Stop, is_fd_exhaustion, unmap};
 
 /// How long `accept` rests after a descriptor-exhaustion error before trying again.
 pub const FD_BACKOFF: Duration = Duration::from_millis(100);
@@ -46,6 +50,8 @@ pub struct Client {
     pub stream: TcpStream,
     /// The client's address (`::ffff:a.b.c.d` shown as `a.b.c.d`).
     pub peer: SocketAddr,
+    /// The loop's stop handle: a handler that loops may end early once it is stopped.
+    pub stop: Stop,
 }
 
 /// How a server accepts: its name in log lines, its threads, its cap.
@@ -58,6 +64,8 @@ pub struct AcceptLoop {
     refusal: Option<Vec<u8>>,
     ids: Arc<AtomicU64>,
     live: Arc<AtomicUsize>,
+    sink: Sink,
+    stop: Stop,
 }
 
 impl AcceptLoop {
@@ -72,7 +80,21 @@ impl AcceptLoop {
             refusal: None,
             ids: Arc::new(AtomicU64::new(0)),
             live: Arc::new(AtomicUsize::new(0)),
+            sink: Sink::stdout(),
+            stop: Stop::never(),
         }
+    }
+
+    /// Where the loop's own events (back-off, refusals, thread failures) go (default stdout).
+    pub fn sink(mut self, sink: Sink) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// What ends [`AcceptLoop::run`] (default: nothing does).
+    pub fn stop(mut self, stop: Stop) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// Client threads are named `<prefix>-<id>` (what `top -H` and a debugger show).
@@ -105,26 +127,38 @@ impl AcceptLoop {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Accepts forever, running `handler` on a new thread for each client. Returns only when
-    /// the listener's own address cannot be read at the start; every later failure is logged
-    /// and survived.
+    /// Accepts until stopped (forever with the default [`Stop::never`]), running `handler` on
+    /// a new thread for each client. Returns `Ok(())` within about [`super::STOP_POLL`] of a
+    /// stop, without waiting for the clients' threads; returns an error only when the
+    /// listener's own address cannot be read, or its stop timeout set, at the start. Every
+    /// later failure is logged and survived.
     pub fn run<F>(&self, listener: &TcpListener, handler: F) -> io::Result<()>
     where
         F: Fn(Client) + Send + Sync + 'static,
     {
         let local = listener.local_addr()?;
+        self.stop.watch_listener(listener)?;
         let handler = Arc::new(handler);
         let mut fd_log = RateLimit::new(Duration::from_secs(1));
         let mut misc_log = RateLimit::new(Duration::from_secs(1));
         let mut full_log = RateLimit::new(Duration::from_secs(1));
         let mut exhausted = false;
         loop {
+            if self.stop.is_stopped() {
+                return Ok(());
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    if self.stop.can_stop() {
+                        // The accepted socket inherits the listener's SO_RCVTIMEO (the kernel
+                        // clones the listening socket's settings): give the handler a socket
+                        // without it, as a loop that cannot stop would.
+                        let _ = stream.set_read_timeout(None);
+                    }
                     if exhausted {
                         exhausted = false;
                         let skipped = fd_log.take_skipped();
-                        Event::new(
+                        let ev = Event::new(
                             Level::Info,
                             format!(
                                 "{}: accepting again on {local} ({skipped} more accept failures \
@@ -132,8 +166,8 @@ impl AcceptLoop {
                                 self.name
                             ),
                         )
-                        .field("event", "accept_resumed")
-                        .emit();
+                        .field("event", "accept_resumed");
+                        self.sink.emit(ev);
                     }
                     let peer = unmap(peer);
                     if self.live() >= self.max_clients {
@@ -141,13 +175,20 @@ impl AcceptLoop {
                         continue;
                     }
                     let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
-                    self.spawn(Client { id, stream, peer }, &handler, &mut misc_log);
+                    let stop = self.stop.clone();
+                    let client = Client {
+                        id,
+                        stream,
+                        peer,
+                        stop,
+                    };
+                    self.spawn(client, &handler, &mut misc_log);
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
                     exhausted = true;
                     if fd_log.allow() {
                         let skipped = fd_log.take_skipped();
-                        Event::new(
+                        let ev = Event::new(
                             Level::Warn,
                             format!(
                                 "{}: accept on {local}: {}: {} clients open, retrying every {} ms \
@@ -158,12 +199,13 @@ impl AcceptLoop {
                                 FD_BACKOFF.as_millis()
                             ),
                         )
-                        .field("event", "accept_backoff")
-                        .emit();
+                        .field("event", "accept_backoff");
+                        self.sink.emit(ev);
                     }
                     thread::sleep(FD_BACKOFF);
                 }
-                // The client reset before we accepted it, or a signal: nothing to do.
+                // The client reset before we accepted it, a signal, or the stop timeout (the flag is
+                // checked at the top of the loop): nothing to do.
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -174,7 +216,7 @@ impl AcceptLoop {
                 Err(e) => {
                     if misc_log.allow() {
                         let skipped = misc_log.take_skipped();
-                        Event::new(
+                        let ev = Event::new(
                             Level::Warn,
                             format!(
                                 "{}: accept on {local}: {} ({skipped} more warnings not logged)",
@@ -182,8 +224,8 @@ impl AcceptLoop {
                                 describe(&e)
                             ),
                         )
-                        .field("event", "accept_failed")
-                        .emit();
+                        .field("event", "accept_failed");
+                        self.sink.emit(ev);
                     }
                     thread::sleep(FD_BACKOFF);
                 }
@@ -201,7 +243,7 @@ impl AcceptLoop {
         drop(stream);
         if log.allow() {
             let skipped = log.take_skipped();
-            Event::new(
+            let ev = Event::new(
                 Level::Warn,
                 format!(
                     "{}: refused {peer}: server full ({} connections; {skipped} more refusals \
@@ -210,8 +252,8 @@ impl AcceptLoop {
                 ),
             )
             .field("event", "refused")
-            .field("peer", peer.to_string())
-            .emit();
+            .field("peer", peer.to_string());
+            self.sink.emit(ev);
         }
     }
 
@@ -250,7 +292,7 @@ impl AcceptLoop {
         }
         if log.allow() {
             let why = last_error.map_or_else(|| "unknown error".to_owned(), |e| describe(&e));
-            Event::new(
+            let ev = Event::new(
                 Level::Warn,
                 format!(
                     "{}: #{id} {peer}: cannot start a thread after {SPAWN_ATTEMPTS} attempts: \
@@ -258,8 +300,8 @@ impl AcceptLoop {
                     self.name
                 ),
             )
-            .field("event", "spawn_failed")
-            .emit();
+            .field("event", "spawn_failed");
+            self.sink.emit(ev);
         }
     }
 }
@@ -328,5 +370,71 @@ mod tests {
         let _d = TcpStream::connect(addr).unwrap();
         let (id_d, _, _) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(id_d, 3);
+    }
+
+    #[test]
+    fn a_stop_ends_the_loop_with_ok_and_clients_finish_on_their_own() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Stop::new();
+        let (sink, capture) = crate::log::Sink::capture();
+        let accept = AcceptLoop::new("test")
+            .max_clients(1)
+            .refusal(&b"FULL\n"[..])
+            .sink(sink)
+            .stop(stop.clone());
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let server = thread::spawn(move || {
+            accept.run(&listener, move |mut c| {
+                // What the handler's socket says about timeouts, and whether it sees the stop.
+                let timeout = c.stream.read_timeout().unwrap();
+                let _ = tx.lock().unwrap().send((timeout, c.stop.is_stopped()));
+                let mut buf = [0u8; 8];
+                while let Ok(n) = c.stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = c.stream.write_all(&buf[..n]);
+                }
+                let _ = tx.lock().unwrap().send((None, c.stop.is_stopped()));
+            })
+        });
+        let mut a = TcpStream::connect(addr).unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (timeout, stopped) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        // The listener's SO_RCVTIMEO is not left on the client's socket.
+        assert_eq!(timeout, None);
+        assert!(!stopped);
+        // The loop's own events go to its sink: the refusal at the cap.
+        let mut b = TcpStream::connect(addr).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut refused = Vec::new();
+        let _ = b.read_to_end(&mut refused);
+        assert_eq!(refused, b"FULL\n");
+        let ev = capture
+            .wait_for(Duration::from_secs(5), |e| e.is("event", "refused"))
+            .expect("refusal logged to the capture");
+        assert!(ev.is("peer", b.local_addr().unwrap().to_string()));
+
+        let asked = std::time::Instant::now();
+        stop.stop();
+        let result = server.join().unwrap();
+        assert!(result.is_ok(), "{result:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        // No longer accepting: a connection attempt is refused once the listener is gone, and
+        // the client being served still is.
+        assert!(TcpStream::connect(addr).is_err());
+        a.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        a.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping");
+        drop(a);
+        let (_, stopped) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(stopped, "the handler sees the stop");
     }
 }

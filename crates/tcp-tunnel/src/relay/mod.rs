@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use labnet::error::describe;
 use labnet::log::{Event, Level, Printer, RateLimit};
+use labnet::sock::Serve;
 use labnet::sock::is_fd_exhaustion;
 use labnet::{Context, Result};
 use mio::net::{TcpListener as MioListener, TcpStream};
@@ -89,16 +90,14 @@ impl Default for Options {
     }
 }
 
-/// Forwards connections of every `(listener, forward)` pair forever (until the poll itself fails).
-///
-/// The listeners are already bound (tests bind port 0); they are switched to nonblocking here.
-pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: &Options) -> Result<()> {
+/// The event loop behind [`crate::serve`]: forwards until the poll itself fails or `ctx.stop`.
+pub fn serve(tunnels: Vec<(TcpListener, Forward)>, opts: &Options, ctx: &Serve) -> Result<()> {
     if tunnels.len() > MAX_TUNNELS {
         return Err(labnet::Error::usage(format!(
             "at most {MAX_TUNNELS} -L tunnels in one process"
         )));
     }
-    let mut lp = Loop::new(tunnels, opts)?;
+    let mut lp = Loop::new(tunnels, opts, ctx)?;
     lp.run()
 }
 
@@ -215,6 +214,7 @@ struct Loop<'a> {
     pool: Pool,
     pipes: Pipes,
     opts: &'a Options,
+    ctx: &'a Serve,
     next_id: u64,
     /// Tokens to drive again before sleeping (the fairness budget ran out).
     again: Vec<Token>,
@@ -228,7 +228,11 @@ struct Loop<'a> {
 }
 
 impl<'a> Loop<'a> {
-    fn new(tunnels: Vec<(TcpListener, Forward)>, opts: &'a Options) -> Result<Self> {
+    fn new(
+        tunnels: Vec<(TcpListener, Forward)>,
+        opts: &'a Options,
+        ctx: &'a Serve,
+    ) -> Result<Self> {
         let poll = Poll::new().context("create epoll instance")?;
         let mut ts = Vec::with_capacity(tunnels.len());
         for (i, (listener, fwd)) in tunnels.into_iter().enumerate() {
@@ -263,6 +267,7 @@ impl<'a> Loop<'a> {
             pool: Pool::default(),
             pipes: Pipes::default(),
             opts,
+            ctx,
             next_id: 0,
             again: Vec::new(),
             ready: Vec::new(),
@@ -284,12 +289,15 @@ impl<'a> Loop<'a> {
         if let Some(p) = &self.opts.printer {
             ev.clone().emit_to(p);
         }
-        ev.emit();
+        self.ctx.sink.emit(ev);
     }
 
     fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
+            if self.ctx.stop.is_stopped() {
+                return Ok(());
+            }
             let now = Instant::now();
             let timeout = if self.again.is_empty() {
                 let mut wake = self.next_sweep;
@@ -299,6 +307,12 @@ impl<'a> Loop<'a> {
                 wake.saturating_duration_since(now)
             } else {
                 Duration::ZERO
+            };
+            // A server that can be stopped wakes at least every STOP_POLL to look at its flag.
+            let timeout = if self.ctx.stop.can_stop() {
+                timeout.min(labnet::sock::STOP_POLL)
+            } else {
+                timeout
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -577,7 +591,9 @@ impl<'a> Loop<'a> {
                     .registry()
                     .register(&mut t.listener, Token(i), Interest::READABLE)
             {
-                labnet::log::error(format!("register {} with epoll: {e}", t.local));
+                self.ctx
+                    .sink
+                    .error(format!("register {} with epoll: {e}", t.local));
             }
             // Connections queued while we rested raise no new edge: look now.
             self.again.push(Token(i));
