@@ -226,6 +226,12 @@ fn host_script(t: &Topology, h: &Host) -> Vec<String> {
             topo::WEEK3_GROUP
         ));
         s.push("smcrouted -n -f /etc/smcroute.conf &".into());
+        // Ready only once smcrouted has read its route (at most 10 s), as the namespace labs
+        // wait for it: a datagram sent before is not forwarded.
+        s.push(format!(
+            "i=0; until smcroutectl show routes 2>/dev/null | grep -q {g} || [ $$i -ge 100 ]; do sleep 0.1; i=$$((i+1)); done",
+            g = topo::WEEK3_GROUP
+        ));
     }
     s.push(format!("touch {READY_FILE}"));
     s.push("exec sleep infinity".into());
@@ -572,6 +578,7 @@ mod tests {
             "{router}"
         );
         assert!(router.contains("mroute from eth0 group 239.1.1.1 to eth1"));
+        assert!(router.contains("until smcroutectl show routes"));
         assert!(router.contains("net.ipv4.ip_forward: \"1\""));
         // Hosts with one interface need no renaming.
         assert!(!service(&yaml, "client").join("\n").contains("dev_of"));
