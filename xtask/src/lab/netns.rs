@@ -18,7 +18,7 @@ use labnet::netns::{self, Testbed};
 use labnet::topo::{self, Topology};
 use labnet::{Error, Result};
 
-use super::services::Services;
+use super::services::{Services, no_such_service};
 use super::site::{Mode, Site, resolve_host};
 use crate::opts::{self, Opts};
 
@@ -266,21 +266,8 @@ pub fn service(rest: &[String], opts: &Opts) -> Result<(), Error> {
         .filter(|s| s.host == h.name && name.is_none_or(|n| n == s.name || n == s.prog))
         .collect();
     if mine.is_empty() {
-        let offered: Vec<String> = all
-            .iter()
-            .map(|s| format!("{} on {}", s.name, s.host))
-            .collect();
-        return Err(Error::usage(format!(
-            "no service {}on {}: the {} lab has {}",
-            name.map_or(String::new(), |n| format!("{n} ")),
-            h.name,
-            t.name,
-            if offered.is_empty() {
-                "none".to_owned()
-            } else {
-                offered.join(", ")
-            }
-        )));
+        let offered = all.iter().map(|s| (s.name, s.host));
+        return Err(no_such_service(name, h.name, t.name, offered));
     }
     let dir = run_dir(&ns);
     if verb == "stop" {

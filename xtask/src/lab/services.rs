@@ -116,3 +116,23 @@ pub fn course_services(t: &Topology) -> Vec<CourseService> {
         _ => Vec::new(),
     }
 }
+
+/// The error of `lab service` for a host without the service asked for: it names what the lab
+/// offers, `(service, host)` each.
+pub fn no_such_service<'a>(
+    name: Option<&str>,
+    host: &str,
+    lab: &str,
+    offered: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Error {
+    let offered: Vec<String> = offered.map(|(s, h)| format!("{s} on {h}")).collect();
+    Error::usage(format!(
+        "no service {}on {host}: the {lab} lab has {}",
+        name.map_or(String::new(), |n| format!("{n} ")),
+        if offered.is_empty() {
+            "none".to_owned()
+        } else {
+            offered.join(", ")
+        }
+    ))
+}

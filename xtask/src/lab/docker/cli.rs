@@ -15,7 +15,7 @@ use labnet::{Error, Result};
 
 use super::files::IMAGE;
 use super::{Project, engine, exec_interactive, helper, output};
-use crate::lab::services::{CourseService, Services, course_services};
+use crate::lab::services::{CourseService, Services, course_services, no_such_service};
 use crate::lab::site::{resolve_host, topologies};
 use crate::opts::Opts;
 
@@ -293,21 +293,8 @@ fn service(action: &str, host: &str, name: Option<&str>, of: &ProjectOf) -> Resu
         .filter(|s| s.host == h.name && name.is_none_or(|n| n == s.name))
         .collect();
     if svcs.is_empty() {
-        let offered: Vec<String> = all
-            .iter()
-            .map(|s| format!("{} on {}", s.name, s.host))
-            .collect();
-        return Err(Error::usage(format!(
-            "no service {}on {}: the {} lab has {}",
-            name.map_or(String::new(), |n| format!("{n} ")),
-            h.name,
-            t.name,
-            if offered.is_empty() {
-                "none".to_owned()
-            } else {
-                offered.join(", ")
-            }
-        )));
+        let offered = all.iter().map(|s| (s.name, s.host));
+        return Err(no_such_service(name, h.name, t.name, offered));
     }
     let p = Project::new(t, of.prefix, of.image, of.lab_dir, None)?;
     if !running(&p.container(h.name)) {
