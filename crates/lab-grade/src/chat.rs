@@ -345,9 +345,7 @@ impl Chat<'_> {
 
         if let Some(why) = self.gone(&mut server, &clients, "the room") {
             marks.fail_rest("server", &why);
-            let mut runs: Vec<&mut Running> = vec![&mut server];
-            runs.extend(clients.iter_mut().map(|c| &mut c.run));
-            steps::stop_all(self.g.lane, &mut runs);
+            self.stop_room(&mut server, &mut clients);
             return Ok(());
         }
         // The room: two messages, each to the two others and not back to its sender.
@@ -394,9 +392,7 @@ impl Chat<'_> {
 
         if let Some(why) = self.gone(&mut server, &clients, "the leave") {
             marks.fail_rest("server", &why);
-            let mut runs: Vec<&mut Running> = vec![&mut server];
-            runs.extend(clients.iter_mut().map(|c| &mut c.run));
-            steps::stop_all(self.g.lane, &mut runs);
+            self.stop_room(&mut server, &mut clients);
             return Ok(());
         }
         // The third user leaves: the two others get the list without them.
@@ -433,9 +429,7 @@ impl Chat<'_> {
 
         if let Some(why) = self.gone(&mut server, &clients, "our client's join") {
             marks.fail_rest("server", &why);
-            let mut runs: Vec<&mut Running> = vec![&mut server];
-            runs.extend(clients.iter_mut().map(|c| &mut c.run));
-            steps::stop_all(self.g.lane, &mut runs);
+            self.stop_room(&mut server, &mut clients);
             return Ok(());
         }
         // Our chat-client joins from client3 and chats through the student's server.
@@ -495,15 +489,20 @@ impl Chat<'_> {
             },
         );
         ours.run.close_stdin();
-        let mut runs: Vec<&mut Running> = vec![&mut server];
-        runs.extend(clients.iter_mut().map(|c| &mut c.run));
-        steps::stop_all(self.g.lane, &mut runs);
+        self.stop_room(&mut server, &mut clients);
         ours.run.stop();
         Ok(())
     }
 
     /// Why the rest of part "server" cannot pass: the server ended, or it never sent anything
     /// to any client (every later step would only wait out its timeout).
+    /// Stops the student's server and the clients of the server part, with their processes.
+    fn stop_room(&self, server: &mut Running, clients: &mut [Client]) {
+        let mut runs: Vec<&mut Running> = vec![server];
+        runs.extend(clients.iter_mut().map(|c| &mut c.run));
+        steps::stop_all(self.g.lane, &mut runs);
+    }
+
     fn gone(&self, server: &mut Running, clients: &[Client], step: &str) -> Option<String> {
         if !server.alive() {
             let f = server.stop();
